@@ -1,0 +1,190 @@
+/**
+ * The client peer: connects to one server, proves who it is, calls the server's functions and
+ * runs the work the server pushes to it.
+ */
+import type { ClientSecurity, SecuritySettings } from '../security/plugin.js';
+import { ServiceClosedError, UnauthorizedError } from './errors.js';
+import type { PendingCall } from './pending-calls.js';
+import { DEFAULTS, Peer, positive, type CallOptions, type Connection, type PeerOptions } from './peer.js';
+import { COMPACT_CAPABILITY, type Message } from './protocol.js';
+import { createCallProxy, type CallProxy } from './proxy.js';
+
+export interface ClientEvents {
+  /** The connection to the server is up and this client may send work (authenticated, if the plugin asks). */
+  connected: () => void;
+  /** The connection to the server dropped; calls made now wait for it to come back. */
+  disconnected: () => void;
+  /** The connection came back after a drop, and this client authenticated again. */
+  reconnected: () => void;
+  error: (error: Error) => void;
+}
+
+/** Client options: the common ones, plus this client's own routing id if it wants a fixed one. */
+export interface ClientOptions extends PeerOptions {
+  /** A routing id for this client's socket (1-255 bytes). Default: libzmq picks one. */
+  routingId?: string;
+}
+
+/**
+ * A client.
+ *
+ * @example
+ * const client = new Client<ServerApi>('service', { userId: 'alice' });
+ * client.connect('tcp://127.0.0.1:5555');
+ * client.registerRpc('addition', (a: number, b: number) => a + b);
+ * await client.start();
+ * await client.call.string.lower('ABC'); // 'abc'
+ *
+ * @typeParam ServerApi the functions the server registers, for a typed `call` proxy.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export class Client<ServerApi = any> extends Peer<ClientEvents> {
+  /** Calls the server: `client.call.string.lower('ABC')`. */
+  readonly call: CallProxy<ServerApi>;
+  readonly #auth: ClientSecurity;
+  readonly #server: Connection;
+  readonly #helloTimeoutMs: number;
+  #helloTimer: NodeJS.Timeout | undefined;
+  #wasReady = false;
+  /** Bumped at every (re)connection, so that an answer meant for an older one is dropped. */
+  #generation = 0;
+
+  /** @param serverId the routing identity of the server to talk to. */
+  constructor(serverId: string, options: ClientOptions = {}) {
+    super(serverId, options, options.routingId ? { routingId: options.routingId } : {});
+    this.#auth = this.security.client(options as SecuritySettings);
+    this.#helloTimeoutMs = positive(options.helloTimeoutMs, 'helloTimeoutMs', DEFAULTS.helloTimeoutMs);
+    this.#server = this.addConnection(Buffer.from(serverId), false);
+    this.#server.identity = serverId;
+    if (options.curve) {
+      const { publicKey, secretKey, serverPublicKey } = options.curve;
+      if (!serverPublicKey) throw new TypeError('options.curve.serverPublicKey is required on a client');
+      this.socket.curveServerKey = serverPublicKey;
+      this.socket.curvePublicKey = publicKey;
+      this.socket.curveSecretKey = secretKey;
+    }
+    this.call = createCallProxy<ServerApi>((name, args) => this.invoke(name, args));
+  }
+
+  /** Connects to the server's endpoint (tcp, ipc or inproc). Calls made before the connection is up wait for it. */
+  connect(endpoint: string): void {
+    this.socket.connect(endpoint);
+  }
+
+  /** Stops connecting to an endpoint. */
+  disconnect(endpoint: string): void {
+    this.socket.disconnect(endpoint);
+  }
+
+  /** Whether the server is connected and this client may send work now. */
+  get connected(): boolean {
+    return this.isReady(this.#server);
+  }
+
+  /** Calls `name` on the server with positional `args`; the explicit form of `client.call`. */
+  invoke(name: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
+    return this.invokeOn(this.#server, name, args, options);
+  }
+
+  /** A `call` proxy whose calls use these options: `client.callWith({ timeoutMs: 100 }).slow()`. */
+  callWith(options: CallOptions): CallProxy<ServerApi> {
+    return createCallProxy<ServerApi>((name, args) => this.invoke(name, args, options));
+  }
+
+  protected isReady(connection: Connection): boolean {
+    return connection.up && connection.authenticated;
+  }
+
+  protected connectionFor(routingId: Buffer): Connection | undefined {
+    return routingId.equals(this.#server.routingId) ? this.#server : undefined;
+  }
+
+  protected onTransportUp(connection: Connection): void {
+    connection.framing = 'v1'; // until this server says it reads compact
+    connection.authenticated = false;
+    const generation = ++this.#generation;
+    const send = ([login, password]: [string, string]): void => {
+      if (generation !== this.#generation || !connection.up || this.state !== 'started') return;
+      this.sendHello(connection, login, password);
+      if (!this.#auth.requiresAuthentication) this.#armHelloFallback(connection, generation);
+    };
+    let credentials: [string, string] | Promise<[string, string]>;
+    try {
+      credentials = this.#auth.credentials();
+    } catch (error) {
+      this.#credentialsFailed(error);
+      return;
+    }
+    if (Array.isArray(credentials)) send(credentials);
+    else Promise.resolve(credentials).then(send, (error: unknown) => this.#credentialsFailed(error));
+  }
+
+  /** pseud's noop server never answers HELLO: after a while, talk to it in plain v1. */
+  #armHelloFallback(connection: Connection, generation: number): void {
+    clearTimeout(this.#helloTimer);
+    this.#helloTimer = setTimeout(() => {
+      this.#helloTimer = undefined;
+      if (generation !== this.#generation || connection.authenticated || !connection.up) return;
+      this.logger.warn(`no answer to HELLO within ${this.#helloTimeoutMs} ms: assuming a pseud v1 server without authentication`, this.context(connection));
+      connection.authenticated = true;
+      this.#becameReady(connection);
+    }, this.#helloTimeoutMs);
+  }
+
+  #credentialsFailed(error: unknown): void {
+    this.logger.error('could not get credentials', { peer: this.id, error: (error as Error)?.message });
+    this.rejectAllCalls(this.#server, (name) => new UnauthorizedError(`no credentials to call "${name}": ${(error as Error)?.message}`));
+  }
+
+  #becameReady(connection: Connection): void {
+    this.flushWaitingCalls(connection);
+    if (this.#wasReady) {
+      this.emit('reconnected');
+    } else {
+      this.#wasReady = true;
+      this.emit('connected');
+    }
+  }
+
+  protected onTransportDown(connection: Connection): void {
+    const wasReady = this.isReady(connection);
+    clearTimeout(this.#helloTimer);
+    connection.authenticated = false;
+    connection.framing = 'v1';
+    this.#generation++;
+    this.dropQueued(connection);
+    this.rejectSentCalls(connection, (name) => new ServiceClosedError(`connection to "${this.id}" lost before "${name}" settled`));
+    if (wasReady) this.emit('disconnected');
+  }
+
+  protected onUnreachable(_connection: Connection, call: PendingCall): void {
+    // Not routable (any more): the call waits for the connection, bounded by its deadline.
+    call.sent = false;
+  }
+
+  protected onHello(connection: Connection): void {
+    this.logger.warn('HELLO from the server ignored', this.context(connection));
+  }
+
+  protected onAuthenticated(connection: Connection, message: Message): void {
+    if (connection.authenticated) return;
+    clearTimeout(this.#helloTimer);
+    connection.authenticated = true;
+    if (typeof message.body === 'string' && message.body.includes(COMPACT_CAPABILITY)) connection.framing = 'compact';
+    this.#becameReady(connection);
+  }
+
+  protected onUnauthorized(connection: Connection, message: Message): void {
+    const reason = typeof message.body === 'string' && message.body ? message.body : 'unauthorized';
+    this.logger.warn('the server refused this client', { ...this.context(connection), reason });
+    this.rejectAllCalls(connection, (name) => new UnauthorizedError(`"${this.id}" refused "${name}": ${reason}`));
+  }
+
+  protected workIdentity(connection: Connection): string | undefined {
+    return connection === this.#server ? this.id : undefined;
+  }
+
+  protected override async onStop(): Promise<void> {
+    clearTimeout(this.#helloTimer);
+  }
+}

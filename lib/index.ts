@@ -1,0 +1,52 @@
+/**
+ * zeropeer: bidirectional peer RPC over ZeroMQ, with pluggable authentication.
+ *
+ * @example
+ * import { Server, Client } from 'zeropeer';
+ */
+import '../security/index.js';
+
+export { Server, type ServerEvents, type ServerCallOptions, type GoneReason } from './server.js';
+export { Client, type ClientEvents, type ClientOptions } from './client.js';
+export { DEFAULTS, type PeerOptions, type CallOptions, type CurveOptions, type HeartbeatOptions } from './peer.js';
+export {
+  Registry,
+  registerRpc,
+  createLocalRegistry,
+  globalRegistry,
+  DEFAULT_DOMAIN,
+  type RegistrationOptions,
+  type Registration,
+  type Handler,
+} from './registry.js';
+export {
+  RpcError,
+  ServiceNotFoundError,
+  UnauthorizedError,
+  TimeoutError,
+  PeerNotConnectedError,
+  ServiceClosedError,
+  ParameterError,
+  RemoteError,
+  NackError,
+  ProtocolError,
+  EncodingError,
+  MessageTooLargeError,
+  RegistrationError,
+  type ErrorTable,
+  type ErrorClass,
+} from './errors.js';
+export { registerTranslator, type Translator } from './codec.js';
+export { MessageType, PROTOCOL_VERSION, COMPACT_CAPABILITY, type Framing } from './protocol.js';
+export type { RemoteApi, CallProxy, AnyCallProxy } from './proxy.js';
+export { consoleLogger, silentLogger, type Logger, type LogContext } from './logger.js';
+export {
+  registerSecurityPlugin,
+  noopSecurity,
+  type SecurityPlugin,
+  type ServerSecurity,
+  type ClientSecurity,
+  type ConnectionInfo,
+  type SecuritySettings,
+} from '../security/index.js';
+export { curveKeyPair } from 'zeromq';

@@ -1,0 +1,42 @@
+/**
+ * Logging seam. Every log line carries a context object (peer, routing id, identity, message
+ * type...) and never a secret: credentials are not passed to the logger anywhere.
+ */
+
+export type LogContext = Record<string, unknown>;
+
+/** What zeropeer logs through. Pass your own (pino, winston, a test spy) as `options.logger`. */
+export interface Logger {
+  debug(message: string, context?: LogContext): void;
+  info(message: string, context?: LogContext): void;
+  warn(message: string, context?: LogContext): void;
+  error(message: string, context?: LogContext): void;
+}
+
+/** The default: warnings and errors to stderr, the rest dropped. */
+export const consoleLogger: Logger = {
+  debug() {},
+  info() {},
+  warn(message, context) {
+    console.warn(`[zeropeer] ${message}`, context ?? '');
+  },
+  error(message, context) {
+    console.error(`[zeropeer] ${message}`, context ?? '');
+  },
+};
+
+/** A logger that drops everything. */
+export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/** Routing ids in logs: printable ones as text, libzmq's generated ones as hex. */
+export function describeRoutingId(routingId: Buffer | undefined): string {
+  if (!routingId) return '(none)';
+  return isPrintable(routingId) ? routingId.toString('utf8') : `0x${routingId.toString('hex')}`;
+}
+
+/** True for a routing id a user chose (printable UTF-8), false for libzmq's generated ones (leading 0). */
+export function isPrintable(bytes: Buffer): boolean {
+  if (bytes.length === 0 || bytes[0] === 0) return false;
+  for (const byte of bytes) if (byte < 0x20 || byte === 0x7f) return false;
+  return Buffer.from(bytes.toString('utf8'), 'utf8').equals(bytes);
+}

@@ -1,0 +1,104 @@
+/**
+ * Hands messages to the ROUTER socket, one queue per connection.
+ *
+ * The socket never blocks (`sendTimeout: 0`): when a peer's ZeroMQ pipe is full (it reads slower
+ * than we write), its messages wait here and are retried with a short back-off, while messages to
+ * every other peer go on. A queue holds at most `limit` messages besides calls (which maxPendingCalls
+ * bounds); past that, a send fails at once.
+ */
+import type * as zmq from 'zeromq';
+
+/** What the sender of one message wants to hear. */
+export interface OutgoingHooks {
+  /** The message could not be sent (no route, queue full, socket closed). */
+  onError?(error: Error): void;
+  /** True when the message is no longer worth sending (its call settled meanwhile). */
+  stale?(): boolean;
+  /** Calls are bounded by maxPendingCalls already; only other messages count against the queue limit. */
+  exempt?: boolean;
+}
+
+interface Outgoing extends OutgoingHooks {
+  frames: Buffer[];
+}
+
+interface Queue {
+  items: Outgoing[];
+  busy: boolean;
+}
+
+const MAX_BACKOFF_MS = 50;
+
+export class QueueFullError extends Error {
+  constructor(limit: number) {
+    super(`the send queue of this connection is full (${limit} messages): the peer does not read`);
+    this.name = 'QueueFullError';
+  }
+}
+
+export class Outbox {
+  readonly #socket: zmq.Router;
+  readonly #queues = new Map<string, Queue>();
+  #closed = false;
+
+  /** @param limit most messages waiting per connection (`maxSendQueue`). */
+  constructor(socket: zmq.Router, readonly limit: number) {
+    this.#socket = socket;
+  }
+
+  /** Queues `frames` for the connection `key` and starts sending if idle. */
+  send(key: string, frames: Buffer[], hooks: OutgoingHooks = {}): void {
+    if (this.#closed) return;
+    let queue = this.#queues.get(key);
+    if (!queue) {
+      queue = { items: [], busy: false };
+      this.#queues.set(key, queue);
+    }
+    if (!hooks.exempt && queue.items.length >= this.limit) {
+      hooks.onError?.(new QueueFullError(this.limit));
+      return;
+    }
+    queue.items.push({ frames, ...hooks });
+    if (!queue.busy) void this.#pump(key, queue);
+  }
+
+  /** Forgets what waits for a connection that is gone. */
+  drop(key: string): void {
+    const queue = this.#queues.get(key);
+    if (queue) queue.items.length = 0;
+  }
+
+  /** Stops sending; what still waits is dropped. */
+  close(): void {
+    this.#closed = true;
+    for (const queue of this.#queues.values()) queue.items.length = 0;
+  }
+
+  async #pump(key: string, queue: Queue): Promise<void> {
+    queue.busy = true;
+    let backoff = 1;
+    while (queue.items.length > 0 && !this.#closed) {
+      const item = queue.items[0]!;
+      if (item.stale?.()) {
+        queue.items.shift();
+        continue;
+      }
+      try {
+        await this.#socket.send(item.frames);
+        queue.items.shift();
+        backoff = 1;
+      } catch (error) {
+        if ((error as { code?: string }).code === 'EAGAIN' && !this.#closed) {
+          // The peer's pipe is full: wait for it to read, without holding up anybody else.
+          await new Promise((resolve) => setTimeout(resolve, backoff));
+          backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+          continue;
+        }
+        queue.items.shift();
+        item.onError?.(error as Error);
+      }
+    }
+    queue.busy = false;
+    if (queue.items.length === 0 && this.#queues.get(key) === queue) this.#queues.delete(key);
+  }
+}

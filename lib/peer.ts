@@ -1,0 +1,684 @@
+/**
+ * The engine both peers are made of (pseud's design): one ROUTER socket, a registry of functions
+ * the other side may call, and a table of the calls this side made. A message flows one way:
+ * socket -> frames -> decode -> auth gate -> dispatch (registry or pending call) -> handler ->
+ * encode -> socket. {@link Server} and {@link Client} only configure it: who they accept work from,
+ * how they prove who they are.
+ */
+import { EventEmitter } from 'eventemitter3';
+import * as zmq from 'zeromq';
+import { registerTranslator, type Translator } from './codec.js';
+import {
+  EncodingError,
+  MessageTooLargeError,
+  ProtocolError,
+  RpcError,
+  ServiceClosedError,
+  ServiceNotFoundError,
+  TimeoutError,
+  errorFromWire,
+  errorToWire,
+  isWireError,
+  type ErrorClass,
+  type ErrorTable,
+} from './errors.js';
+import { consoleLogger, describeRoutingId, type LogContext, type Logger } from './logger.js';
+import { Outbox } from './outbox.js';
+import { PendingCalls, type PendingCall } from './pending-calls.js';
+import {
+  COMPACT_CAPABILITY,
+  MessageIds,
+  MessageType,
+  decodeFrames,
+  encodeMessage,
+  typeName,
+  type Framing,
+  type Inbound,
+  type Message,
+  type MessageId,
+  type MessageTypeCode,
+} from './protocol.js';
+import { DEFAULT_DOMAIN, Registry, createLocalRegistry, type Handler, type RegistrationOptions } from './registry.js';
+import { resolveSecurityPlugin, type SecurityPlugin } from '../security/plugin.js';
+
+/** Named limits and defaults. Each is an option of the same name. */
+export const DEFAULTS = {
+  /** Deadline of a call, in ms. */
+  timeoutMs: 5000,
+  /** Largest message accepted or sent (all frames after the routing id), in bytes. */
+  maxMessageBytes: 16 * 1024 * 1024,
+  /** Most calls in flight (or waiting for a connection) at once, per peer. */
+  maxPendingCalls: 100_000,
+  /** How long stop() waits for handlers still running to answer, in ms. */
+  drainTimeoutMs: 1000,
+  /** Most messages waiting for one slow peer to read, per connection. */
+  maxSendQueue: 10_000,
+  /** How long a noop client waits for an answer to HELLO before it takes the server for pseud, in ms. */
+  helloTimeoutMs: 1000,
+} as const;
+
+/** CURVE keys, Z85-encoded (see `curveKeyPair()`). */
+export interface CurveOptions {
+  publicKey: string;
+  secretKey: string;
+  /** The server's public key: required on a client. */
+  serverPublicKey?: string;
+}
+
+/** Heartbeat settings. */
+export interface HeartbeatOptions {
+  intervalMs?: number;
+  timeoutMs?: number;
+}
+
+/** Options common to Server and Client. */
+export interface PeerOptions {
+  /** A registered plugin name (`'noop'`, the default) or a plugin object. */
+  security?: string | SecurityPlugin;
+  /** Default deadline of a call, in ms. Default 5000. */
+  timeoutMs?: number;
+  heartbeat?: HeartbeatOptions | false;
+  /** Where `peer.registerRpc` registers and where work looks functions up. Default: a new local registry. */
+  registry?: Registry;
+  curve?: CurveOptions;
+  /** Largest message accepted or sent, in bytes. Default 16 MiB. */
+  maxMessageBytes?: number;
+  /** Most calls in flight at once. Default 100,000. */
+  maxPendingCalls?: number;
+  /** How long stop() lets running handlers finish, in ms. Default 1000. */
+  drainTimeoutMs?: number;
+  /** Most messages queued for one peer that does not read fast enough. Default 10,000. */
+  maxSendQueue?: number;
+  /** Client: how long to wait for the answer to HELLO before assuming a pseud server without authentication (noop only). Default 1000. */
+  helloTimeoutMs?: number;
+  /** Remote error class name -> local class, for errors the other side's handlers throw. */
+  errorTable?: ErrorTable;
+  /** Log errors thrown by this peer's handlers (aiozmq's `log_exceptions`). Default false. */
+  logExceptions?: boolean;
+  /** Classes not to log when `logExceptions` is on. */
+  excludeLogExceptions?: ErrorClass[];
+  /** Send the handler's stack with an ERROR. Default true; turn off to reveal less to callers. */
+  sendStacks?: boolean;
+  /** Translators for classes of yours (process-wide, see registerTranslator). */
+  translators?: Translator<never>[];
+  logger?: Logger;
+  /** A zeromq context of your own (CURVE's ZAP handler must share it). */
+  context?: zmq.Context;
+  /** Client credentials and server plugin settings are read by the security plugin. */
+  userId?: string;
+  password?: string;
+  token?: string | (() => string | Promise<string>);
+  users?: unknown;
+  jwt?: unknown;
+}
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Deadline in ms; overrides the peer's `timeoutMs`. */
+  timeoutMs?: number;
+  /** Aborting rejects the call at once with the signal's reason (the remote side may still run it). */
+  signal?: AbortSignal;
+  /** Keyword arguments, for pseud peers whose functions take them. */
+  kwargs?: Record<string, unknown>;
+  /** Extra remote-name -> class mappings for this call. */
+  errorTable?: ErrorTable;
+}
+
+/** One ZeroMQ connection to another peer, by routing id. */
+export interface Connection {
+  readonly key: string;
+  readonly routingId: Buffer;
+  /** Framing to use when this side starts a message on the connection. */
+  framing: Framing;
+  /** Transport connected (ROUTER_NOTIFY). */
+  up: boolean;
+  /** Who is at the other end: a verified identity on a server, the server's id on a client. */
+  identity: string | undefined;
+  authenticated: boolean;
+}
+
+type PeerState = 'idle' | 'started' | 'stopping' | 'stopped';
+
+const ROUTER_NOTIFY = 97;
+const NOTIFY_CONNECT_AND_DISCONNECT = 3;
+
+/** The events both peers emit. Server and Client add their own. */
+export interface PeerEvents {
+  error: (error: Error) => void;
+}
+
+export function positive(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !(value > 0)) throw new TypeError(`options.${name} must be a positive number`);
+  return value;
+}
+
+/** The engine. Not constructed directly: use {@link Server} or {@link Client}. */
+export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEvents> extends EventEmitter<Events> {
+  /** The server's routing identity (a client: the server it talks to). */
+  readonly id: string;
+  readonly registry: Registry;
+  protected readonly logger: Logger;
+  protected readonly options: Readonly<PeerOptions>;
+  protected readonly security: SecurityPlugin;
+  protected readonly socket: zmq.Router;
+  protected readonly connections = new Map<string, Connection>();
+  protected state: PeerState = 'idle';
+
+  readonly #timeoutMs: number;
+  readonly #maxMessageBytes: number;
+  readonly #drainTimeoutMs: number;
+  readonly #ids = new MessageIds();
+  readonly #pending: PendingCalls;
+  readonly #outbox: Outbox;
+  readonly #excludeLog: ErrorClass[];
+  #runningHandlers = 0;
+  #drained: (() => void) | undefined;
+  #receiving: Promise<void> | undefined;
+  #stopping: Promise<void> | undefined;
+
+  protected constructor(id: string, options: PeerOptions, socketOptions: { routingId?: string }) {
+    super();
+    if (typeof id !== 'string' || id.length === 0 || Buffer.byteLength(id) > 255) {
+      throw new TypeError('a peer id must be a string of 1 to 255 bytes');
+    }
+    this.id = id;
+    this.options = options;
+    this.logger = options.logger ?? consoleLogger;
+    this.security = resolveSecurityPlugin(options.security);
+    this.registry = options.registry ?? createLocalRegistry(id);
+    this.#timeoutMs = positive(options.timeoutMs, 'timeoutMs', DEFAULTS.timeoutMs);
+    this.#maxMessageBytes = positive(options.maxMessageBytes, 'maxMessageBytes', DEFAULTS.maxMessageBytes);
+    this.#drainTimeoutMs = options.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs;
+    this.#pending = new PendingCalls(positive(options.maxPendingCalls, 'maxPendingCalls', DEFAULTS.maxPendingCalls));
+    this.#excludeLog = options.excludeLogExceptions ?? [];
+    for (const translator of options.translators ?? []) registerTranslator(translator);
+
+    this.socket = new zmq.Router({
+      ...(options.context ? { context: options.context } : {}),
+      ...(socketOptions.routingId ? { routingId: socketOptions.routingId } : {}),
+      mandatory: true, // an unroutable message fails its call instead of vanishing
+      sendTimeout: 0, // never block the whole peer on one slow reader: fail that message instead
+      linger: 200,
+      // Hard cap in libzmq (drops the connection); the soft cap below it answers with an ERROR.
+      maxMessageSize: this.#maxMessageBytes * 2 + 65536,
+    });
+    // ROUTER_NOTIFY (draft): an empty message per peer connect and disconnect.
+    (this.socket as unknown as { setInt32Option(option: number, value: number): void })
+      .setInt32Option(ROUTER_NOTIFY, NOTIFY_CONNECT_AND_DISCONNECT);
+    this.#outbox = new Outbox(this.socket, positive(options.maxSendQueue, 'maxSendQueue', DEFAULTS.maxSendQueue));
+  }
+
+  // ---- registration -------------------------------------------------------------------------
+
+  /** Registers a function on this peer only (see {@link Registry.registerRpc}). */
+  registerRpc<F extends Handler>(fn: F, options?: RegistrationOptions): F;
+  registerRpc<F extends Handler>(name: string, fn: F, options?: RegistrationOptions): F;
+  registerRpc<F extends Handler>(a: string | F, b?: F | RegistrationOptions, c?: RegistrationOptions): F {
+    return (this.registry.registerRpc as (a: unknown, b?: unknown, c?: unknown) => F)(a, b, c);
+  }
+
+  // ---- life cycle ---------------------------------------------------------------------------
+
+  /** Starts serving: work that arrives is dispatched from now on. Idempotent. */
+  async start(): Promise<void> {
+    if (this.state === 'started') return;
+    if (this.state !== 'idle') throw new ServiceClosedError(`peer "${this.id}" is stopped; create a new one`);
+    this.state = 'started';
+    this.#receiving = this.#receiveLoop();
+    await this.onStart();
+  }
+
+  /**
+   * Stops: calls in flight reject with {@link ServiceClosedError}, handlers still running get
+   * `drainTimeoutMs` to answer, then the socket closes. Idempotent; resolves when stopped.
+   */
+  stop(): Promise<void> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+
+  async #stop(): Promise<void> {
+    const wasStarted = this.state === 'started';
+    this.state = 'stopping';
+    this.#pending.rejectWhere(() => true, (call) => new ServiceClosedError(`peer "${this.id}" stopped before "${call.name}" settled`));
+    if (this.#runningHandlers > 0 && this.#drainTimeoutMs > 0) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, this.#drainTimeoutMs);
+        this.#drained = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    await this.onStop();
+    this.state = 'stopped';
+    this.#outbox.close();
+    this.socket.close();
+    if (wasStarted) await this.#receiving;
+  }
+
+  /** Hook: after the receive loop started. */
+  protected async onStart(): Promise<void> {}
+  /** Hook: before the socket closes. */
+  protected async onStop(): Promise<void> {}
+
+  // ---- calls --------------------------------------------------------------------------------
+
+  /**
+   * Calls `name` on the peer `target` designates, with positional `args`. Rejects, never hangs:
+   * {@link TimeoutError} after the deadline, {@link ServiceClosedError} when this peer stops.
+   */
+  protected invokeOn(target: Connection | Error, name: string, args: unknown[], options: CallOptions = {}): Promise<unknown> {
+    if (this.state === 'stopping' || this.state === 'stopped') {
+      return Promise.reject(new ServiceClosedError(`peer "${this.id}" is stopped; "${name}" was not sent`));
+    }
+    if (target instanceof Error) return Promise.reject(target);
+    if (typeof name !== 'string' || name.length === 0) return Promise.reject(new TypeError('a call needs a function name'));
+    if (!Array.isArray(args)) return Promise.reject(new TypeError('args must be an array'));
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (this.#pending.full) {
+      return Promise.reject(new RpcError(`too many calls in flight (maxPendingCalls = ${this.#pending.limit}); "${name}" was not sent`));
+    }
+    const timeoutMs = positive(options.timeoutMs, 'timeoutMs', this.#timeoutMs);
+    const id = this.#ids.next();
+    const kwargs = options.kwargs && Object.keys(options.kwargs).length > 0 ? options.kwargs : undefined;
+    const errorTable = options.errorTable ? { ...this.options.errorTable, ...options.errorTable } : this.options.errorTable;
+
+    // Encode now, so that a value that cannot be sent fails here and nothing is queued.
+    let frames: Buffer[];
+    try {
+      frames = this.#encodeWork(target, id, name, args, kwargs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+
+    return new Promise<unknown>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.reject(id, new TimeoutError(`"${name}" got no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const onAbort = (): void => this.#pending.reject(id, signal!.reason as Error);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const call: PendingCall = {
+        id,
+        connectionKey: target.key,
+        name,
+        args,
+        kwargs,
+        errorTable,
+        sent: false,
+        resolve,
+        reject,
+        release() {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+        },
+      };
+      this.#pending.add(call);
+      if (this.isReady(target)) this.#sendCall(target, call, frames);
+    });
+  }
+
+  #encodeWork(target: Connection, id: number, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined): Buffer[] {
+    // pseud v1 expects [name, args, kwargs]; compact drops an empty kwargs.
+    const body = kwargs ? [name, args, kwargs] : target.framing === 'v1' ? [name, args, {}] : [name, args];
+    const frames = encodeMessage(target.framing, target.routingId, MessageType.WORK, id, body, this.#ids);
+    this.#checkSize(frames, `call "${name}"`);
+    return frames;
+  }
+
+  #checkSize(frames: Buffer[], what: string): void {
+    let size = 0;
+    for (let i = 1; i < frames.length; i++) size += frames[i]!.length;
+    if (size > this.#maxMessageBytes) {
+      throw new MessageTooLargeError(`${what} is ${size} bytes, over maxMessageBytes (${this.#maxMessageBytes}); nothing was sent`);
+    }
+  }
+
+  #sendCall(connection: Connection, call: PendingCall, frames: Buffer[]): void {
+    call.sent = true;
+    this.#outbox.send(connection.key, frames, {
+      exempt: true,
+      stale: () => this.#pending.get(call.id) !== call,
+      onError: (error) => {
+        if (this.#pending.get(call.id) !== call) return;
+        if (isUnreachable(error)) {
+          // The route vanished between our bookkeeping and the send.
+          this.onUnreachable(connection, call);
+        } else {
+          this.#pending.reject(call.id, new RpcError(`"${call.name}" could not be sent: ${error.message}`));
+        }
+      },
+    });
+  }
+
+  /** Sends calls that waited for `connection` to become ready, re-encoding them for its framing now. */
+  protected flushWaitingCalls(connection: Connection): void {
+    for (const call of this.#pending.unsent(connection.key)) {
+      let frames: Buffer[];
+      try {
+        frames = this.#encodeWork(connection, call.id, call.name, call.args, call.kwargs);
+      } catch (error) {
+        this.#pending.reject(call.id, error as Error);
+        continue;
+      }
+      this.#sendCall(connection, call, frames);
+    }
+  }
+
+  /** Rejects the calls sent on `connection` (not the ones still waiting to be sent). */
+  protected rejectSentCalls(connection: Connection, makeError: (name: string) => Error): void {
+    this.#pending.rejectWhere((call) => call.connectionKey === connection.key && call.sent, (call) => makeError(call.name));
+  }
+
+  /** Rejects every call for `connection`, sent or waiting. */
+  protected rejectAllCalls(connection: Connection, makeError: (name: string) => Error): void {
+    this.#pending.rejectWhere((call) => call.connectionKey === connection.key, (call) => makeError(call.name));
+  }
+
+  /** What a send that found no route means for a call; the server and the client differ. */
+  protected abstract onUnreachable(connection: Connection, call: PendingCall): void;
+
+  /** Whether calls to `connection` may be sent now (else they wait, bounded by their deadline). */
+  protected abstract isReady(connection: Connection): boolean;
+
+  /** Number of calls in flight or waiting. */
+  get pendingCalls(): number {
+    return this.#pending.size;
+  }
+
+  // ---- sending ------------------------------------------------------------------------------
+
+  /** Hands frames to the outbox; a failure is logged (answers have nobody else to tell). */
+  #send(connection: Connection, frames: Buffer[]): void {
+    this.#outbox.send(connection.key, frames, {
+      onError: (error) => {
+        // An answer to a peer that has just left is routine; anything else deserves a warning.
+        const level = isUnreachable(error) ? 'debug' : 'warn';
+        this.logger[level]('could not send', { ...this.context(connection), error: error.message });
+      },
+    });
+  }
+
+  /** Forgets what waits to be sent on a connection that is gone. */
+  protected dropQueued(connection: Connection): void {
+    this.#outbox.drop(connection.key);
+  }
+
+  /** Encodes and sends one message; returns false (and logs) when it cannot be encoded. */
+  protected sendMessage(connection: Connection, framing: Framing, type: MessageTypeCode, id: MessageId | null, body: unknown): boolean {
+    let frames: Buffer[];
+    try {
+      frames = encodeMessage(framing, connection.routingId, type, id, body, this.#ids);
+    } catch (error) {
+      this.logger.error('could not encode a message', { ...this.context(connection), type: typeName(type), error: (error as Error).message });
+      return false;
+    }
+    this.#send(connection, frames);
+    return true;
+  }
+
+  #sendError(connection: Connection, framing: Framing, id: MessageId, error: unknown): void {
+    this.sendMessage(connection, framing, MessageType.ERROR, id, errorToWire(error, this.options.sendStacks ?? true));
+  }
+
+  // ---- receiving ----------------------------------------------------------------------------
+
+  async #receiveLoop(): Promise<void> {
+    while (this.state !== 'stopped') {
+      let frames: Buffer[];
+      try {
+        frames = await this.socket.receive();
+      } catch (error) {
+        if ((this.state as PeerState) === 'stopped' || this.socket.closed) return;
+        this.logger.error('receive failed', { peer: this.id, error: (error as Error).message });
+        continue;
+      }
+      try {
+        this.#onFrames(frames);
+      } catch (error) {
+        // Nothing a peer sends may stop the loop: log and go on serving everyone else.
+        this.logger.error('failed to process a message', { peer: this.id, routingId: describeRoutingId(frames[0]), error: (error as Error).stack });
+      }
+    }
+  }
+
+  #onFrames(frames: Buffer[]): void {
+    const inbound = decodeFrames(frames, this.#maxMessageBytes, this.#ids);
+    switch (inbound.kind) {
+      case 'notify':
+        this.#onNotify(inbound.routingId);
+        return;
+      case 'malformed':
+        this.#onMalformed(inbound);
+        return;
+      case 'message':
+        this.#onMessage(inbound.message);
+    }
+  }
+
+  #onNotify(routingId: Buffer): void {
+    // ROUTER_NOTIFY sends the same empty message for a connect and a disconnect: the state says which.
+    const known = this.connections.get(routingId.toString('latin1'));
+    if (known?.up) {
+      known.up = false;
+      this.onTransportDown(known);
+      return;
+    }
+    const connection = known ?? this.connectionFor(routingId);
+    if (!connection) return;
+    connection.up = true;
+    this.onTransportUp(connection);
+  }
+
+  /** Creates and keeps the record of a connection. */
+  protected addConnection(routingId: Buffer, up: boolean): Connection {
+    const connection: Connection = {
+      key: routingId.toString('latin1'),
+      routingId,
+      framing: 'v1',
+      up,
+      identity: undefined,
+      authenticated: false,
+    };
+    this.connections.set(connection.key, connection);
+    return connection;
+  }
+
+  protected abstract onTransportUp(connection: Connection): void;
+  protected abstract onTransportDown(connection: Connection): void;
+
+  #onMalformed(inbound: Extract<Inbound, { kind: 'malformed' }>): void {
+    const { routingId, error, replyTo } = inbound;
+    const connection = routingId && this.connections.get(routingId.toString('latin1'));
+    this.logger.warn(`bad message: ${error.message}`, {
+      peer: this.id,
+      routingId: describeRoutingId(routingId),
+      identity: connection ? connection.identity : undefined,
+      ...(replyTo ? { type: typeName(replyTo.type) } : {}),
+    });
+    if (!connection || !replyTo) return;
+    if (replyTo.type === MessageType.OK || replyTo.type === MessageType.ERROR) {
+      // A broken answer to one of our calls: fail that call now rather than at its deadline.
+      const call = this.#pending.get(replyTo.id);
+      if (call && call.connectionKey === connection.key) this.#pending.reject(call.id, error);
+      return;
+    }
+    if (replyTo.type === MessageType.HEARTBEAT || replyTo.type === MessageType.AUTHENTICATED ||
+        replyTo.type === MessageType.UNAUTHORIZED) return; // answers are never answered
+    this.#sendError(connection, replyTo.framing, replyTo.id, error);
+  }
+
+  #onMessage(message: Message): void {
+    const connection = this.connectionFor(message.routingId);
+    if (!connection) {
+      this.logger.warn('message from an unknown peer dropped', { peer: this.id, routingId: describeRoutingId(message.routingId), type: typeName(message.type) });
+      return;
+    }
+    switch (message.type) {
+      case MessageType.WORK:
+        this.#onWork(connection, message);
+        return;
+      case MessageType.OK:
+        this.#onReply(connection, message, true);
+        return;
+      case MessageType.ERROR:
+        this.#onReply(connection, message, false);
+        return;
+      case MessageType.HELLO:
+        this.onHello(connection, message);
+        return;
+      case MessageType.AUTHENTICATED:
+        this.onAuthenticated(connection, message);
+        return;
+      case MessageType.UNAUTHORIZED:
+        this.onUnauthorized(connection, message);
+        return;
+      case MessageType.HEARTBEAT:
+        return; // any message is a sign of life; nothing more to do yet
+    }
+  }
+
+  /**
+   * The connection a message or notification came on, created when new; undefined for a peer this
+   * side does not talk to (a client talks to its server only).
+   */
+  protected abstract connectionFor(routingId: Buffer): Connection | undefined;
+  protected abstract onHello(connection: Connection, message: Message): void;
+  protected abstract onAuthenticated(connection: Connection, message: Message): void;
+  protected abstract onUnauthorized(connection: Connection, message: Message): void;
+  /** The identity work from `connection` runs as, or undefined when it must be refused (UNAUTHORIZED). */
+  protected abstract workIdentity(connection: Connection): string | undefined;
+  /** Whether a registration's domain is open to `identity`. */
+  protected allowsDomain(domain: string, _identity: string): boolean {
+    return domain === DEFAULT_DOMAIN;
+  }
+
+  #onReply(connection: Connection, message: Message, ok: boolean): void {
+    const call = this.#pending.get(message.id);
+    if (!call || call.connectionKey !== connection.key) {
+      // Late (after a deadline), duplicated, or not ours: never let one peer settle another's call.
+      this.logger.debug('answer to no pending call dropped', { ...this.context(connection), type: typeName(message.type) });
+      return;
+    }
+    if (ok) {
+      this.#pending.resolve(call.id, message.body);
+    } else if (isWireError(message.body)) {
+      this.#pending.reject(call.id, errorFromWire(message.body, call.errorTable));
+    } else {
+      this.#pending.reject(call.id, new ProtocolError('the ERROR answer was not [class name, message, stack]'));
+    }
+  }
+
+  #onWork(connection: Connection, message: Message): void {
+    const { framing, id, body } = message;
+    const identity = this.workIdentity(connection);
+    if (identity === undefined) {
+      this.sendMessage(connection, framing, MessageType.UNAUTHORIZED, id, 'authentication required');
+      return;
+    }
+    if (!Array.isArray(body) || body.length < 2 || body.length > 3 || typeof body[0] !== 'string' || !Array.isArray(body[1]) ||
+        (body[2] != null && (typeof body[2] !== 'object' || Array.isArray(body[2]) || body[2] instanceof Map))) {
+      this.#sendError(connection, framing, id, new ProtocolError('a WORK body must be [name, args, kwargs?]'));
+      this.logger.warn('bad WORK body', this.context(connection));
+      return;
+    }
+    const [name, args, kwargs] = body as [string, unknown[], Record<string, unknown> | undefined];
+    if (this.state !== 'started') {
+      this.#sendError(connection, framing, id, new ServiceClosedError(`peer "${this.id}" is stopping`));
+      return;
+    }
+    const registration = this.registry.lookup(name, (domain) => this.allowsDomain(domain, identity));
+    if (!registration) {
+      this.#sendError(connection, framing, id, new ServiceNotFoundError(`no function "${name}" is available`));
+      return;
+    }
+    const callArgs = kwargs && Object.keys(kwargs).length > 0 ? [...args, kwargs] : args;
+    if (registration.withIdentity) callArgs.unshift(identity);
+
+    let result: unknown;
+    try {
+      result = registration.handler(...callArgs);
+    } catch (error) {
+      this.#workFailed(connection, framing, id, name, identity, error);
+      return;
+    }
+    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
+      this.#runningHandlers++;
+      (result as PromiseLike<unknown>).then(
+        (value) => {
+          this.#handlerDone();
+          this.#workDone(connection, framing, id, name, value);
+        },
+        (error: unknown) => {
+          this.#handlerDone();
+          this.#workFailed(connection, framing, id, name, identity, error);
+        },
+      );
+    } else {
+      this.#workDone(connection, framing, id, name, result);
+    }
+  }
+
+  #handlerDone(): void {
+    this.#runningHandlers--;
+    if (this.#runningHandlers === 0 && this.#drained) {
+      this.#drained();
+      this.#drained = undefined;
+    }
+  }
+
+  #workDone(connection: Connection, framing: Framing, id: MessageId, name: string, value: unknown): void {
+    if (this.state === 'stopped') return;
+    let frames: Buffer[];
+    try {
+      frames = encodeMessage(framing, connection.routingId, MessageType.OK, id, value, this.#ids);
+      this.#checkSize(frames, `the result of "${name}"`);
+    } catch (error) {
+      const reason = error instanceof EncodingError ? new EncodingError(`the result of "${name}" cannot be sent: ${error.message}`) : error;
+      this.logger.warn('a result could not be sent', { ...this.context(connection), name, error: (reason as Error).message });
+      this.#sendError(connection, framing, id, reason);
+      return;
+    }
+    this.#send(connection, frames);
+  }
+
+  #workFailed(connection: Connection, framing: Framing, id: MessageId, name: string, identity: string, error: unknown): void {
+    if (this.options.logExceptions && !this.#excludeLog.some((Class) => error instanceof Class)) {
+      this.logger.error(`handler "${name}" threw`, { peer: this.id, identity, name, error: error instanceof Error ? error.stack : String(error) });
+    }
+    if (this.state === 'stopped') return;
+    this.#sendError(connection, framing, id, error);
+  }
+
+  /** Log context for a connection: never credentials. */
+  protected context(connection: Connection): LogContext {
+    return { peer: this.id, routingId: describeRoutingId(connection.routingId), identity: connection.identity };
+  }
+
+  /** Sends HELLO on `connection` (client side of the handshake). */
+  protected sendHello(connection: Connection, login: string, password: string): void {
+    this.sendMessage(connection, 'v1', MessageType.HELLO, this.#ids.next(), [login, password]);
+  }
+
+  /** Answers a HELLO; a zeropeer server announces compact framing in the AUTHENTICATED body. */
+  protected answerHello(connection: Connection, message: Message, accepted: boolean, reason = ''): void {
+    this.sendMessage(
+      connection,
+      message.framing,
+      accepted ? MessageType.AUTHENTICATED : MessageType.UNAUTHORIZED,
+      message.id,
+      accepted ? COMPACT_CAPABILITY : reason,
+    );
+  }
+}
+
+function isUnreachable(error: unknown): boolean {
+  return (error as { code?: string } | undefined)?.code === 'EHOSTUNREACH';
+}
+

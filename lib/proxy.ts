@@ -1,0 +1,53 @@
+/**
+ * Proxies that turn property access into dotted names: `peer.call.string.lower('A')` invokes
+ * `'string.lower'` with `['A']`. `then` (and symbols) read as undefined at every depth, so that
+ * `await peer.call.x` is safe and a proxy is never mistaken for a promise.
+ */
+
+/** The remote view of an API interface: every function returns a promise of its awaited result. */
+export type RemoteApi<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => infer R
+    ? (...args: A) => Promise<Awaited<R>>
+    : T[K] extends object
+      ? RemoteApi<T[K]>
+      : never;
+};
+
+/** The untyped proxy: any dotted name, any arguments. */
+export interface AnyCallProxy {
+  [name: string]: AnyCallProxy;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  (...args: unknown[]): Promise<any>;
+}
+
+/** `RemoteApi<T>` for an interface, `AnyCallProxy` when no interface is given (`any`). */
+export type CallProxy<T> = 0 extends 1 & T ? AnyCallProxy : RemoteApi<T>;
+
+export type Invoke = (name: string, args: unknown[]) => Promise<unknown>;
+
+const noop = function () {};
+
+function makeProxy(invoke: Invoke, path: string, cache: Map<string, unknown>): unknown {
+  return new Proxy(noop, {
+    get(_target, property) {
+      if (typeof property === 'symbol' || property === 'then') return undefined;
+      const name = path ? `${path}.${property}` : property;
+      let child = cache.get(name);
+      if (child === undefined) {
+        child = makeProxy(invoke, name, cache);
+        // Names come from user code, usually a handful; stop caching rather than grow without bound.
+        if (cache.size < 1024) cache.set(name, child);
+      }
+      return child;
+    },
+    apply(_target, _this, args: unknown[]) {
+      if (!path) return Promise.reject(new TypeError('call a function by name, e.g. peer.call.string.lower(...)'));
+      return invoke(path, args);
+    },
+  });
+}
+
+/** A proxy whose calls go through `invoke`. */
+export function createCallProxy<T>(invoke: Invoke): CallProxy<T> {
+  return makeProxy(invoke, '', new Map()) as CallProxy<T>;
+}

@@ -1,0 +1,184 @@
+/**
+ * Registries of callable functions under dotted names (pseud's registries).
+ *
+ * One global registry per process ({@link registerRpc}); local ones ({@link createLocalRegistry},
+ * `peer.registerRpc`) that look in the global one after themselves. The global one never sees local
+ * names. A name may be registered once per domain; the domain decides, through the security
+ * plugin's predicates, which callers may use it.
+ */
+import { RegistrationError } from './errors.js';
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Handler = (...args: any[]) => unknown;
+
+/** Options of a registration. */
+export interface RegistrationOptions {
+  /** Dotted name to register under; defaults to the function's own name. */
+  name?: string;
+  /** The predicate domain that decides who may call it. Default `'default'` (everybody who may talk to this peer). */
+  domain?: string;
+  /** Pass the caller's authenticated identity (a string) as the first argument. */
+  withIdentity?: boolean;
+  /** Replace an existing registration of the same name and domain instead of refusing. */
+  replace?: boolean;
+  /** A one-line description, shown by inspect. */
+  description?: string;
+}
+
+/** A registered function, as the engine sees it. */
+export interface Registration {
+  readonly name: string;
+  readonly domain: string;
+  readonly handler: Handler;
+  readonly withIdentity: boolean;
+  readonly description: string | undefined;
+}
+
+/** The domain of a registration that names none. */
+export const DEFAULT_DOMAIN = 'default';
+
+const NAME_PATTERN = /^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/;
+/** Longest accepted name, in characters: names travel in every WORK message. */
+export const MAX_NAME_LENGTH = 256;
+
+/** Checks a dotted name; throws {@link RegistrationError} saying what is wrong. */
+export function validateName(name: unknown): string {
+  if (typeof name !== 'string' || name.length === 0) {
+    throw new RegistrationError('a registration needs a name: pass one, or a named function');
+  }
+  if (name.length > MAX_NAME_LENGTH) {
+    throw new RegistrationError(`name is ${name.length} characters long; at most ${MAX_NAME_LENGTH}`);
+  }
+  if (!NAME_PATTERN.test(name)) {
+    throw new RegistrationError(
+      `invalid name ${JSON.stringify(name)}: use identifiers joined by dots, like "string.lower"`,
+    );
+  }
+  return name;
+}
+
+/** Decides whether a registration's domain is open to the caller at hand. */
+export type DomainFilter = (domain: string) => boolean;
+
+const allDomains: DomainFilter = () => true;
+
+export class Registry {
+  readonly name: string;
+  readonly parent: Registry | undefined;
+  /** name -> domain -> registration */
+  readonly #entries = new Map<string, Map<string, Registration>>();
+
+  constructor(name: string, parent?: Registry) {
+    this.name = name;
+    this.parent = parent;
+    // Bound so that `const { registerRpc } = registry` and decorator-style use work.
+    this.registerRpc = this.registerRpc.bind(this);
+  }
+
+  /**
+   * Registers a function.
+   *
+   * @example
+   * registry.registerRpc(function lower(s: string) { return s.toLowerCase(); });
+   * registry.registerRpc('string.upper', (s: string) => s.toUpperCase());
+   * registry.registerRpc(whoAmI, { name: 'me', withIdentity: true });
+   */
+  registerRpc<F extends Handler>(fn: F, options?: RegistrationOptions): F;
+  registerRpc<F extends Handler>(name: string, fn: F, options?: RegistrationOptions): F;
+  registerRpc<F extends Handler>(
+    nameOrFn: string | F,
+    fnOrOptions?: F | RegistrationOptions,
+    maybeOptions?: RegistrationOptions,
+  ): F {
+    let fn: unknown;
+    let options: RegistrationOptions;
+    let name: unknown;
+    if (typeof nameOrFn === 'string') {
+      fn = fnOrOptions;
+      options = maybeOptions ?? {};
+      name = nameOrFn;
+    } else {
+      fn = nameOrFn;
+      options = (fnOrOptions as RegistrationOptions | undefined) ?? {};
+      name = options.name ?? (typeof nameOrFn === 'function' ? nameOrFn.name : undefined);
+    }
+    if (typeof fn !== 'function') {
+      throw new RegistrationError(`the handler for ${JSON.stringify(name)} is not a function`);
+    }
+    const registration: Registration = {
+      name: validateName(name),
+      domain: options.domain ?? DEFAULT_DOMAIN,
+      handler: fn as Handler,
+      withIdentity: options.withIdentity ?? false,
+      description: options.description,
+    };
+    if (typeof registration.domain !== 'string' || registration.domain.length === 0) {
+      throw new RegistrationError('domain must be a non-empty string');
+    }
+    let domains = this.#entries.get(registration.name);
+    if (!domains) {
+      domains = new Map();
+      this.#entries.set(registration.name, domains);
+    } else if (domains.has(registration.domain) && !options.replace) {
+      throw new RegistrationError(
+        `${JSON.stringify(registration.name)} is already registered in domain "${registration.domain}" ` +
+          `of registry "${this.name}"; pass { replace: true } to replace it`,
+      );
+    }
+    domains.set(registration.domain, registration);
+    return fn as F;
+  }
+
+  /** Removes a registration; returns whether there was one. */
+  unregisterRpc(name: string, domain: string = DEFAULT_DOMAIN): boolean {
+    const domains = this.#entries.get(name);
+    if (!domains?.delete(domain)) return false;
+    if (domains.size === 0) this.#entries.delete(name);
+    return true;
+  }
+
+  /**
+   * The registration a caller gets for `name`: this registry's first, then its parent's. Among the
+   * domains the filter opens, `'default'` comes last so that a more specific domain wins.
+   */
+  lookup(name: string, filter: DomainFilter = allDomains): Registration | undefined {
+    const domains = this.#entries.get(name);
+    if (domains) {
+      let fallback: Registration | undefined;
+      for (const registration of domains.values()) {
+        if (!filter(registration.domain)) continue;
+        if (registration.domain !== DEFAULT_DOMAIN) return registration;
+        fallback = registration;
+      }
+      if (fallback) return fallback;
+    }
+    return this.parent?.lookup(name, filter);
+  }
+
+  /** Every registration visible from here (local ones shadow the parent's of the same name and domain). */
+  *registrations(): IterableIterator<Registration> {
+    const seen = new Set<string>();
+    for (const domains of this.#entries.values()) {
+      for (const registration of domains.values()) {
+        seen.add(`${registration.domain}\0${registration.name}`);
+        yield registration;
+      }
+    }
+    if (this.parent) {
+      for (const registration of this.parent.registrations()) {
+        if (!seen.has(`${registration.domain}\0${registration.name}`)) yield registration;
+      }
+    }
+  }
+}
+
+/** The process-wide registry every peer sees. */
+export const globalRegistry = new Registry('global');
+
+/** Registers a function for every peer of this process. Same signatures as {@link Registry.registerRpc}. */
+export const registerRpc: Registry['registerRpc'] = globalRegistry.registerRpc;
+
+/** A registry of its own that also sees the global one; pass it as `options.registry`. */
+export function createLocalRegistry(name: string): Registry {
+  return new Registry(name, globalRegistry);
+}

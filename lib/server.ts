@@ -1,0 +1,208 @@
+/**
+ * The server peer: binds, authenticates the clients that connect, keeps the table of who is
+ * connected, runs their work and pushes work to them (`sendTo`).
+ */
+import type { ConnectionInfo, SecuritySettings, ServerSecurity } from '../security/plugin.js';
+import { PeerNotConnectedError, RpcError } from './errors.js';
+import { Peer, type CallOptions, type Connection, type PeerOptions } from './peer.js';
+import { isZeropeerId, type Message } from './protocol.js';
+import { createCallProxy, type CallProxy } from './proxy.js';
+
+/** Why a peer left the table. */
+export type GoneReason = 'timeout' | 'disconnect' | 'stopped' | 'replaced';
+
+export interface ServerEvents {
+  /** A client proved who it is (or, with noop, declared it). */
+  'peer:authenticated': (identity: string) => void;
+  /** A client left the table. */
+  'peer:gone': (identity: string, reason: GoneReason) => void;
+  error: (error: Error) => void;
+}
+
+/** Options of a call a server makes: a {@link CallOptions} plus the identity it goes to. */
+export interface ServerCallOptions extends CallOptions {
+  /** The identity of the connected, authenticated client to call. */
+  to: string;
+}
+
+/**
+ * A server.
+ *
+ * @example
+ * const server = new Server('service');
+ * await server.bind('tcp://127.0.0.1:0');
+ * server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+ * await server.start();
+ * const sum = await server.sendTo('alice').addition(2, 4);
+ *
+ * @typeParam ClientApi the functions clients register, for typed `sendTo` proxies.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export class Server<ClientApi = any> extends Peer<ServerEvents> {
+  readonly #auth: ServerSecurity;
+  readonly #identities = new Map<string, Connection>();
+  readonly #endpoints: string[] = [];
+
+  /** @param id this server's routing identity: clients name it to reach it. */
+  constructor(id: string, options: PeerOptions = {}) {
+    super(id, options, { routingId: id });
+    this.#auth = this.security.server(options as SecuritySettings);
+    if (options.curve) {
+      const { publicKey, secretKey } = options.curve;
+      this.socket.curveServer = true;
+      this.socket.curvePublicKey = publicKey;
+      this.socket.curveSecretKey = secretKey;
+    }
+  }
+
+  /**
+   * Listens on an endpoint: `tcp://127.0.0.1:0` (port 0: the system picks one; read
+   * {@link endpoint}), `ipc:///path`, `inproc://name`. May be called more than once.
+   */
+  async bind(endpoint: string): Promise<void> {
+    await this.socket.bind(endpoint);
+    this.#endpoints.push(this.socket.lastEndpoint ?? endpoint);
+  }
+
+  /** The endpoint bound last, with the real port when port 0 was asked for. */
+  get endpoint(): string {
+    const last = this.#endpoints.at(-1);
+    if (!last) throw new RpcError(`server "${this.id}" is not bound yet: await server.bind(...) first`);
+    return last;
+  }
+
+  /** Every endpoint this server listens on. */
+  get endpoints(): readonly string[] {
+    return [...this.#endpoints];
+  }
+
+  /** Identities currently connected and authenticated. */
+  connectedPeers(): string[] {
+    return [...this.#identities.keys()];
+  }
+
+  /**
+   * A proxy that calls functions on the client `identity`: `server.sendTo('alice').addition(2, 4)`.
+   * Rejects at once with {@link PeerNotConnectedError} when `identity` is not connected.
+   */
+  sendTo<T = ClientApi>(identity: string, options: CallOptions = {}): CallProxy<T> {
+    return createCallProxy<T>((name, args) => this.invoke(name, args, { ...options, to: identity }));
+  }
+
+  /** Calls `name` on the client `options.to` with positional `args`. */
+  invoke(name: string, args: unknown[], options: ServerCallOptions): Promise<unknown> {
+    return this.invokeOn(this.#target(options?.to), name, args, options);
+  }
+
+  #target(identity: unknown): Connection | Error {
+    if (typeof identity !== 'string') return new TypeError('say which client to call: { to: identity }');
+    const connection = this.#identities.get(identity);
+    return connection?.up ? connection : new PeerNotConnectedError(`no client "${identity}" is connected to "${this.id}"`);
+  }
+
+  protected isReady(connection: Connection): boolean {
+    return connection.up;
+  }
+
+  protected connectionFor(routingId: Buffer): Connection {
+    return this.connections.get(routingId.toString('latin1')) ?? this.addConnection(routingId, true);
+  }
+
+  protected onTransportUp(): void {}
+
+  protected onTransportDown(connection: Connection): void {
+    this.connections.delete(connection.key);
+    this.dropQueued(connection);
+    this.#forget(connection, 'disconnect');
+  }
+
+  protected onUnreachable(connection: Connection): void {
+    connection.up = false;
+    this.onTransportDown(connection);
+  }
+
+  /** Takes a connection's identity out of the table, failing the calls made to it. */
+  #forget(connection: Connection, reason: GoneReason): void {
+    const identity = connection.identity;
+    this.rejectAllCalls(connection, (name) => new PeerNotConnectedError(`client "${identity}" went away (${reason}) before "${name}" settled`));
+    if (identity === undefined || !connection.authenticated) return;
+    connection.authenticated = false;
+    if (this.#identities.get(identity) === connection) {
+      this.#identities.delete(identity);
+      this.emit('peer:gone', identity, reason);
+    }
+  }
+
+  #admit(connection: Connection, identity: string): void {
+    const previous = this.#identities.get(identity);
+    if (previous && previous !== connection) {
+      // One identity, one connection: the newest proof wins, the older connection loses the name.
+      this.#forget(previous, 'replaced');
+    }
+    if (connection.authenticated && connection.identity !== identity) this.#forget(connection, 'replaced');
+    connection.identity = identity;
+    connection.authenticated = true;
+    this.#identities.set(identity, connection);
+    this.logger.debug('peer authenticated', this.context(connection));
+    this.emit('peer:authenticated', identity);
+  }
+
+  protected onHello(connection: Connection, message: Message): void {
+    const body = message.body;
+    if (!Array.isArray(body) || typeof body[0] !== 'string' || (body[1] != null && typeof body[1] !== 'string')) {
+      this.logger.warn('bad HELLO body', this.context(connection));
+      this.answerHello(connection, message, false, 'a HELLO body must be [login, password]');
+      return;
+    }
+    const info: ConnectionInfo = { routingId: connection.routingId };
+    const refuse = (error: unknown): void => {
+      // The reason stays in our log; the peer only learns that it was refused.
+      this.logger.warn('authentication refused', { ...this.context(connection), login: body[0], reason: (error as Error)?.message });
+      if (connection.up) this.answerHello(connection, message, false, 'authentication failed');
+    };
+    // A zeropeer client's HELLO id says it reads compact framing; a pseud client is spoken to in v1.
+    const framing = message.framing === 'compact' || isZeropeerId(message.id) ? 'compact' : 'v1';
+    const accept = (identity: unknown): void => {
+      if (typeof identity !== 'string' || identity.length === 0) {
+        refuse(new TypeError('the security plugin returned no identity'));
+        return;
+      }
+      if (!connection.up || this.state !== 'started') return;
+      this.#admit(connection, identity);
+      connection.framing = framing;
+      this.answerHello(connection, message, true);
+    };
+    let result: string | Promise<string>;
+    try {
+      result = this.#auth.authenticate(body[0], (body[1] as string | undefined) ?? '', info);
+    } catch (error) {
+      refuse(error);
+      return;
+    }
+    // A synchronous answer (noop) is applied at once, before any work that follows the HELLO.
+    if (typeof result === 'string') accept(result);
+    else Promise.resolve(result).then(accept, refuse);
+  }
+
+  protected onAuthenticated(connection: Connection): void {
+    this.logger.warn('AUTHENTICATED from a client ignored', this.context(connection));
+  }
+
+  protected onUnauthorized(connection: Connection): void {
+    this.logger.warn('UNAUTHORIZED from a client ignored', this.context(connection));
+  }
+
+  protected workIdentity(connection: Connection): string | undefined {
+    if (connection.authenticated) return connection.identity;
+    const identity = this.#auth.anonymousIdentity({ routingId: connection.routingId });
+    // A peer that works without HELLO (pseud noop) is reachable by the identity it works as.
+    if (identity !== undefined) this.#admit(connection, identity);
+    return identity;
+  }
+
+  protected override async onStop(): Promise<void> {
+    for (const connection of this.#identities.values()) this.#forget(connection, 'stopped');
+    await this.#auth.close?.();
+  }
+}
+
