@@ -45,6 +45,9 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   readonly #server: Connection;
   readonly #helloTimeoutMs: number;
   #helloTimer: NodeJS.Timeout | undefined;
+  #probeTimer: NodeJS.Timeout | undefined;
+  /** Connected to an inproc endpoint, which has no ROUTER_NOTIFY. */
+  #probing = false;
   #wasReady = false;
   /** Bumped at every (re)connection, so that an answer meant for an older one is dropped. */
   #generation = 0;
@@ -69,6 +72,33 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Connects to the server's endpoint (tcp, ipc or inproc). Calls made before the connection is up wait for it. */
   connect(endpoint: string): void {
     this.socket.connect(endpoint);
+    if (endpoint.startsWith('inproc://')) {
+      this.#probing = true;
+      if (this.state === 'started') this.#probe();
+    }
+  }
+
+  /**
+   * inproc reports no connects: knock until the server's route exists (it does as soon as the
+   * server has bound), with a growing pause, for as long as this client runs.
+   */
+  #probe(delayMs = 1): void {
+    if (this.#probeTimer || this.#server.up || this.state !== 'started') return;
+    this.probe(this.#server).then(
+      () => {
+        if (!this.#server.up && this.state === 'started') this.markUp(this.#server);
+      },
+      () => {
+        this.#probeTimer = setTimeout(() => {
+          this.#probeTimer = undefined;
+          this.#probe(Math.min(delayMs * 2, 100));
+        }, delayMs);
+      },
+    );
+  }
+
+  protected override async onStart(): Promise<void> {
+    if (this.#probing) this.#probe();
   }
 
   /** Stops connecting to an endpoint. */
@@ -186,5 +216,6 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
 
   protected override async onStop(): Promise<void> {
     clearTimeout(this.#helloTimer);
+    clearTimeout(this.#probeTimer);
   }
 }

@@ -471,9 +471,22 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       return;
     }
     const connection = known ?? this.connectionFor(routingId);
-    if (!connection) return;
+    if (connection) this.markUp(connection);
+  }
+
+  /** Records that the transport to `connection` is up (from ROUTER_NOTIFY, or a probe that got through). */
+  protected markUp(connection: Connection): void {
     connection.up = true;
     this.onTransportUp(connection);
+  }
+
+  /**
+   * Sends a HEARTBEAT straight to the socket, bypassing the queue: resolves if a route to
+   * `connection` exists, rejects (EHOSTUNREACH) if not. inproc has no ROUTER_NOTIFY; this is how a
+   * client learns there that its server is reachable.
+   */
+  protected probe(connection: Connection): Promise<void> {
+    return this.socket.send(encodeMessage('v1', connection.routingId, MessageType.HEARTBEAT, null, '', this.#ids));
   }
 
   /** Creates and keeps the record of a connection. */

@@ -1,0 +1,80 @@
+/**
+ * `npm run demo`: one server and two clients in this process, on loopback. The clients call the
+ * server; the server pushes work down to each client by identity; errors and deadlines show how
+ * calls fail. Exits by itself.
+ */
+import { Client, RemoteError, Server, TimeoutError } from '../lib/index.js';
+
+interface ServerApi {
+  string: { lower(s: string): string };
+  whoami(): string;
+  fail(): never;
+  slow(ms: number): Promise<string>;
+}
+
+interface ClientApi {
+  addition(a: number, b: number): number;
+  describe(): string;
+}
+
+class InventoryError extends Error {}
+
+export async function runDemo(log: (line: string) => void = console.log): Promise<void> {
+  const server = new Server<ClientApi>('service');
+  await server.bind('tcp://127.0.0.1:0'); // port 0: the system picks a free port
+  server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+  server.registerRpc('whoami', (identity: string) => `you are ${identity}`, { withIdentity: true });
+  server.registerRpc('fail', () => {
+    throw new InventoryError('out of stock');
+  });
+  server.registerRpc('slow', (ms: number) => new Promise((resolve) => setTimeout(() => resolve('finally'), ms)));
+  server.on('peer:authenticated', (identity) => log(`server: ${identity} connected`));
+  await server.start();
+  log(`server: listening on ${server.endpoint}`);
+
+  const clients = ['alice', 'bob'].map((userId) => {
+    const client = new Client<ServerApi>('service', { userId, timeoutMs: 2000 });
+    client.connect(server.endpoint);
+    client.registerRpc('addition', (a: number, b: number) => a + b);
+    client.registerRpc('describe', () => `${userId} on node ${process.version}`);
+    return client;
+  });
+  const [alice, bob] = clients as [Client<ServerApi>, Client<ServerApi>];
+  try {
+    await Promise.all(clients.map((client) => client.start()));
+
+    log(`alice -> server: string.lower('ABC') = ${await alice.call.string.lower('ABC')}`);
+    log(`bob   -> server: whoami() = ${await bob.call.whoami()}`);
+
+    // The server pushes work to each authenticated client by identity.
+    await waitFor(() => server.connectedPeers().length === 2);
+    log(`server: connected peers = ${server.connectedPeers().sort().join(', ')}`);
+    log(`server -> alice: addition(2, 4) = ${await server.sendTo('alice').addition(2, 4)}`);
+    log(`server -> bob:   describe() = ${await server.sendTo('bob').describe()}`);
+
+    // A handler's error arrives at the caller, class name and remote stack included.
+    try {
+      await alice.call.fail();
+    } catch (error) {
+      if (error instanceof RemoteError) log(`alice -> server: fail() threw ${error.remoteName}: ${error.message}`);
+    }
+    // Every call has a deadline; a per-call one overrides the client's default.
+    try {
+      await bob.callWith({ timeoutMs: 100 }).slow(1000);
+    } catch (error) {
+      if (error instanceof TimeoutError) log(`bob   -> server: slow(1000) with a 100 ms deadline: ${error.message}`);
+    }
+  } finally {
+    await Promise.all(clients.map((client) => client.stop()));
+    await server.stop();
+  }
+  log('done: every peer stopped');
+}
+
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !condition(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runDemo();
+}

@@ -1,0 +1,190 @@
+/**
+ * Shared test fixtures: real peers on loopback (port 0), ipc paths in a temp dir, inproc names,
+ * a logger that records, and raw ZeroMQ sockets that speak pseud v1 by hand.
+ */
+import { randomUUID } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { encode as packPlain } from 'msgpackr';
+import * as zmq from 'zeromq';
+import { Client, Server, type ClientOptions, type Logger, type PeerOptions } from '../lib/index.js';
+
+export type Transport = 'tcp' | 'ipc' | 'inproc';
+
+/** A fresh endpoint to bind: port 0 for tcp, a unique path or name otherwise. */
+export function endpointFor(transport: Transport): string {
+  switch (transport) {
+    case 'tcp':
+      return 'tcp://127.0.0.1:0';
+    case 'ipc':
+      return `ipc://${join(tmpdir(), `zeropeer-test-${randomUUID()}.sock`)}`;
+    case 'inproc':
+      return `inproc://zeropeer-test-${randomUUID()}`;
+  }
+}
+
+export interface LogEntry {
+  level: 'debug' | 'info' | 'warn' | 'error';
+  message: string;
+  context: Record<string, unknown> | undefined;
+}
+
+/** A logger that keeps what it is told, for assertions (and keeps test output quiet). */
+export function recordingLogger(): Logger & { entries: LogEntry[]; text(): string } {
+  const entries: LogEntry[] = [];
+  const at = (level: LogEntry['level']) => (message: string, context?: Record<string, unknown>) => {
+    entries.push({ level, message, context });
+  };
+  return {
+    entries,
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    text: () => entries.map((e) => `${e.level} ${e.message} ${JSON.stringify(e.context ?? {})}`).join('\n'),
+  };
+}
+
+/** Peers made by a test, stopped by {@link cleanup} whatever happened. */
+const live: Array<{ stop(): Promise<void> } | { close(): void }> = [];
+
+/** Stops every peer and closes every raw socket made since the last cleanup (call in afterEach). */
+export async function cleanup(): Promise<void> {
+  const all = live.splice(0);
+  await Promise.all(all.map(async (thing) => ('stop' in thing ? thing.stop() : thing.close())));
+}
+
+/** A started server bound on `transport`, stopped at cleanup. */
+export async function startServer(options: PeerOptions = {}, transport: Transport = 'tcp', id = 'service'): Promise<Server> {
+  const server = new Server(id, { logger: recordingLogger(), drainTimeoutMs: 50, ...options });
+  live.push(server);
+  await server.bind(endpointFor(transport));
+  await server.start();
+  return server;
+}
+
+/** A started client of `server`, stopped at cleanup; `connected` resolves once it may call. */
+export async function startClient(server: Server, options: ClientOptions = {}): Promise<Client> {
+  const client = new Client(server.id, { logger: recordingLogger(), drainTimeoutMs: 50, ...options });
+  live.push(client);
+  client.connect(server.endpoint);
+  const ready = once(client, 'connected');
+  await client.start();
+  await ready;
+  return client;
+}
+
+/** Resolves with the arguments of the next `event`, or rejects after `timeoutMs`. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyEmitter = { once(event: any, fn: (...args: any[]) => void): unknown; off(event: any, fn: (...args: any[]) => void): unknown };
+
+export function once(emitter: AnyEmitter, event: string, timeoutMs = 3000): Promise<unknown[]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      emitter.off(event, listener);
+      reject(new Error(`no "${event}" event within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const listener = (...args: unknown[]): void => {
+      clearTimeout(timer);
+      resolve(args);
+    };
+    emitter.once(event, listener);
+  });
+}
+
+/** Polls `condition` every few ms until it holds, or rejects after `timeoutMs`. */
+export async function until(condition: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`${what} did not hold within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Resolves after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * A raw ROUTER socket that talks to a server the way a pseud v1 client does, frame by frame.
+ * Closed at cleanup.
+ */
+export class RawPeer {
+  readonly socket: zmq.Router;
+  readonly serverId: Buffer;
+  readonly #inbox: Buffer[][] = [];
+  #waiters: Array<(frames: Buffer[]) => void> = [];
+
+  constructor(serverId: string, options: { routingId?: string } = {}) {
+    this.socket = new zmq.Router({ mandatory: true, ...(options.routingId ? { routingId: options.routingId } : {}) });
+    this.serverId = Buffer.from(serverId);
+    live.push(this.socket);
+    void this.#receive();
+  }
+
+  async #receive(): Promise<void> {
+    try {
+      for await (const frames of this.socket) {
+        const waiter = this.#waiters.shift();
+        if (waiter) waiter(frames);
+        else this.#inbox.push(frames);
+      }
+    } catch {
+      // closed
+    }
+  }
+
+  /** Connects and waits until the route to the server exists. */
+  async connect(endpoint: string): Promise<void> {
+    this.socket.connect(endpoint);
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      try {
+        // An empty-bodied heartbeat: harmless, and it proves the route.
+        await this.socket.send([this.serverId, '', 'v1', '', Buffer.from([0x06]), '']);
+        return;
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'EHOSTUNREACH' || Date.now() > deadline) throw error;
+        await sleep(5);
+      }
+    }
+  }
+
+  /** Sends raw frames after the server's routing id. */
+  async sendFrames(...frames: Array<Buffer | string>): Promise<void> {
+    await this.socket.send([this.serverId, ...frames]);
+  }
+
+  /** Sends a pseud v1 message: `['', 'v1', id, type, body]`, the body MessagePack unless a Buffer/string is given. */
+  async sendV1(id: Buffer, type: number, body: unknown, { raw = false } = {}): Promise<void> {
+    const bodyFrame = raw ? (body as Buffer | string) : packPlain(body);
+    await this.sendFrames('', 'v1', id, Buffer.from([type]), bodyFrame);
+  }
+
+  /** The next message from the server (frames after the routing id), or rejects after `timeoutMs`. */
+  next(timeoutMs = 3000): Promise<Buffer[]> {
+    const ready = this.#inbox.shift();
+    if (ready) return Promise.resolve(ready.slice(1));
+    return new Promise((resolve, reject) => {
+      const waiter = (frames: Buffer[]): void => {
+        clearTimeout(timer);
+        resolve(frames.slice(1));
+      };
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(new Error(`no message from the server within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiters.push(waiter);
+    });
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+/** A fresh 16-byte message id, as pseud makes them (uuid4). */
+export function uuidBytes(): Buffer {
+  return Buffer.from(randomUUID().replace(/-/g, ''), 'hex');
+}

@@ -1,0 +1,47 @@
+/**
+ * Compile-time checks of the typed proxies: `tsc -p test/types` must succeed, which means every
+ * call below marked @ts-expect-error really is a type error (an unused marker fails the build)
+ * and every other line type-checks. Run by test/typed-proxy.spec.ts.
+ */
+import { Client, Server } from '../../lib/index.js';
+
+interface ServerApi {
+  string: { lower(s: string): string };
+  add(a: number, b: number): number;
+  fetchUser(id: number): Promise<{ id: number; name: string }>;
+}
+
+interface ClientApi {
+  addition(a: number, b: number): number;
+}
+
+export async function checks(): Promise<void> {
+  const client = new Client<ServerApi>('service');
+  const server = new Server<ClientApi>('service');
+
+  const lower: string = await client.call.string.lower('ABC');
+  const sum: number = await client.call.add(1, 2);
+  const user: { id: number; name: string } = await client.call.fetchUser(1);
+  const pushed: number = await server.sendTo('alice').addition(2, 4);
+  const explicit: number = await server.sendTo<{ twice(n: number): number }>('bob').twice(2);
+  void [lower, sum, user, pushed, explicit];
+
+  // @ts-expect-error: no such method on the server
+  await client.call.string.upper('abc');
+  // @ts-expect-error: wrong argument type
+  await client.call.add('1', 2);
+  // @ts-expect-error: missing argument
+  await client.call.add(1);
+  // @ts-expect-error: the result is a string, not a number
+  const wrong: number = await client.call.string.lower('x');
+  void wrong;
+  // @ts-expect-error: no such method on the client
+  await server.sendTo('alice').subtraction(2, 4);
+  // @ts-expect-error: wrong argument type for a push
+  await server.sendTo('alice').addition('2', 4);
+
+  // Without an interface, anything goes (and resolves to any).
+  const untyped = new Client('service');
+  const anything: unknown = await untyped.call.whatever.you.like(1, 'two', { three: 3 });
+  void anything;
+}
