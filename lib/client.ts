@@ -49,8 +49,14 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Connected to an inproc endpoint, which has no ROUTER_NOTIFY. */
   #probing = false;
   #wasReady = false;
-  /** Bumped at every (re)connection, so that an answer meant for an older one is dropped. */
+  /** The next time this client becomes ready, it says so ('connected' / 'reconnected'). */
+  #announce = false;
+  /** Bumped at every (re)connection and re-authentication, so that a stale one is dropped. */
   #generation = 0;
+  /** Id of the HELLO awaiting an answer. */
+  #helloId: number | undefined;
+  /** Why the server refused our credentials on this connection; calls fail at once while set. */
+  #refusal: string | undefined;
 
   /** @param serverId the routing identity of the server to talk to. */
   constructor(serverId: string, options: ClientOptions = {}) {
@@ -72,6 +78,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Connects to the server's endpoint (tcp, ipc or inproc). Calls made before the connection is up wait for it. */
   connect(endpoint: string): void {
     this.socket.connect(endpoint);
+    this.warnIfClearText(endpoint);
     if (endpoint.startsWith('inproc://')) {
       this.#probing = true;
       if (this.state === 'started') this.#probe();
@@ -113,6 +120,9 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
 
   /** Calls `name` on the server with positional `args`; the explicit form of `client.call`. */
   invoke(name: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
+    if (this.#refusal !== undefined && this.#server.up) {
+      return Promise.reject(new UnauthorizedError(`"${this.id}" refused this client's credentials: ${this.#refusal}`));
+    }
     return this.invokeOn(this.#server, name, args, options);
   }
 
@@ -132,10 +142,17 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   protected onTransportUp(connection: Connection): void {
     connection.framing = 'v1'; // until this server says it reads compact
     connection.authenticated = false;
+    this.#refusal = undefined;
+    this.#announce = true;
+    this.#authenticate(connection);
+  }
+
+  /** Sends HELLO with fresh credentials; calls wait until the server answers. */
+  #authenticate(connection: Connection): void {
     const generation = ++this.#generation;
     const send = ([login, password]: [string, string]): void => {
       if (generation !== this.#generation || !connection.up || this.state !== 'started') return;
-      this.sendHello(connection, login, password);
+      this.#helloId = this.sendHello(connection, login, password);
       if (!this.#auth.requiresAuthentication) this.#armHelloFallback(connection, generation);
     };
     let credentials: [string, string] | Promise<[string, string]>;
@@ -168,6 +185,8 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
 
   #becameReady(connection: Connection): void {
     this.flushWaitingCalls(connection);
+    if (!this.#announce) return; // a re-authentication on a live connection is not news
+    this.#announce = false;
     if (this.#wasReady) {
       this.emit('reconnected');
     } else {
@@ -197,7 +216,8 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   }
 
   protected onAuthenticated(connection: Connection, message: Message): void {
-    if (connection.authenticated) return;
+    if (connection.authenticated || message.id !== this.#helloId) return;
+    this.#helloId = undefined;
     clearTimeout(this.#helloTimer);
     connection.authenticated = true;
     if (typeof message.body === 'string' && message.body.includes(COMPACT_CAPABILITY)) connection.framing = 'compact';
@@ -206,8 +226,25 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
 
   protected onUnauthorized(connection: Connection, message: Message): void {
     const reason = typeof message.body === 'string' && message.body ? message.body : 'unauthorized';
-    this.logger.warn('the server refused this client', { ...this.context(connection), reason });
-    this.rejectAllCalls(connection, (name) => new UnauthorizedError(`"${this.id}" refused "${name}": ${reason}`));
+    if (message.id === this.#helloId) {
+      // Our credentials were refused: every call waiting for this server fails now, not at its deadline.
+      this.logger.warn('the server refused our credentials', { ...this.context(connection), reason });
+      clearTimeout(this.#helloTimer);
+      this.#helloId = undefined;
+      this.#refusal = reason;
+      this.rejectAllCalls(connection, (name) => new UnauthorizedError(`"${this.id}" refused "${name}": ${reason}`));
+      return;
+    }
+    if (!this.requeueUnauthorized(connection, message.id, reason)) {
+      this.logger.debug('UNAUTHORIZED for no pending call', this.context(connection));
+      return;
+    }
+    // The server stopped accepting our work (an expired token): prove who we are again, with
+    // fresh credentials, and the call goes out again once that is done.
+    if (connection.authenticated) {
+      connection.authenticated = false;
+      this.#authenticate(connection);
+    }
   }
 
   protected workIdentity(connection: Connection): string | undefined {

@@ -39,10 +39,19 @@ export {
 export { registerTranslator, type Translator } from './codec.js';
 export { MessageType, PROTOCOL_VERSION, COMPACT_CAPABILITY, type Framing } from './protocol.js';
 export type { RemoteApi, CallProxy, AnyCallProxy } from './proxy.js';
+export { registerPredicate, unregisterPredicate, type Predicate } from './predicates.js';
 export { consoleLogger, silentLogger, type Logger, type LogContext } from './logger.js';
 export {
   registerSecurityPlugin,
   noopSecurity,
+  plainSecurity,
+  trustedPeerSecurity,
+  jwtSecurity,
+  hashPassword,
+  type VerifyPassword,
+  type JwtSettings,
+  type TokenSource,
+  type Authentication,
   type SecurityPlugin,
   type ServerSecurity,
   type ClientSecurity,

@@ -16,6 +16,7 @@ import {
   ServiceClosedError,
   ServiceNotFoundError,
   TimeoutError,
+  UnauthorizedError,
   errorFromWire,
   errorToWire,
   isWireError,
@@ -38,7 +39,8 @@ import {
   type MessageId,
   type MessageTypeCode,
 } from './protocol.js';
-import { DEFAULT_DOMAIN, Registry, createLocalRegistry, type Handler, type RegistrationOptions } from './registry.js';
+import { domainAllows, type Predicate } from './predicates.js';
+import { Registry, createLocalRegistry, type Handler, type RegistrationOptions } from './registry.js';
 import { resolveSecurityPlugin, type SecurityPlugin } from '../security/plugin.js';
 
 /** Named limits and defaults. Each is an option of the same name. */
@@ -55,6 +57,10 @@ export const DEFAULTS = {
   maxSendQueue: 10_000,
   /** How long a noop client waits for an answer to HELLO before it takes the server for pseud, in ms. */
   helloTimeoutMs: 1000,
+  /** Failed HELLOs a connection may make before the server throttles it. */
+  maxFailedLogins: 5,
+  /** First delay of a throttled HELLO's refusal, in ms; doubles with each further failure, up to 10 s. */
+  failedLoginDelayMs: 250,
 } as const;
 
 /** CURVE keys, Z85-encoded (see `curveKeyPair()`). */
@@ -63,6 +69,8 @@ export interface CurveOptions {
   secretKey: string;
   /** The server's public key: required on a client. */
   serverPublicKey?: string;
+  /** Server: the only client public keys allowed to connect (checked by a ZAP handler). Default: any key. */
+  allowedClientKeys?: string[];
 }
 
 /** Heartbeat settings. */
@@ -80,6 +88,8 @@ export interface PeerOptions {
   heartbeat?: HeartbeatOptions | false;
   /** Where `peer.registerRpc` registers and where work looks functions up. Default: a new local registry. */
   registry?: Registry;
+  /** Domain -> predicate on the caller's identity; see registerPredicate for process-wide ones. */
+  predicates?: Readonly<Record<string, Predicate>>;
   curve?: CurveOptions;
   /** Largest message accepted or sent, in bytes. Default 16 MiB. */
   maxMessageBytes?: number;
@@ -91,6 +101,10 @@ export interface PeerOptions {
   maxSendQueue?: number;
   /** Client: how long to wait for the answer to HELLO before assuming a pseud server without authentication (noop only). Default 1000. */
   helloTimeoutMs?: number;
+  /** Server: failed HELLOs per connection before it is throttled. Default 5. */
+  maxFailedLogins?: number;
+  /** Server: first delay of a throttled refusal, in ms (doubles per failure, at most 10 s). Default 250. */
+  failedLoginDelayMs?: number;
   /** Remote error class name -> local class, for errors the other side's handlers throw. */
   errorTable?: ErrorTable;
   /** Log errors thrown by this peer's handlers (aiozmq's `log_exceptions`). Default false. */
@@ -135,6 +149,12 @@ export interface Connection {
   /** Who is at the other end: a verified identity on a server, the server's id on a client. */
   identity: string | undefined;
   authenticated: boolean;
+  /** Server: epoch ms when the peer's proof (a token) expires. */
+  expiresAt?: number | undefined;
+  /** Server: failed HELLOs on this connection since its last success. */
+  failedLogins?: number;
+  /** Server: the delayed answer of a throttled HELLO. */
+  throttle?: NodeJS.Timeout | undefined;
 }
 
 type PeerState = 'idle' | 'started' | 'stopping' | 'stopped';
@@ -567,9 +587,10 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
   protected abstract onUnauthorized(connection: Connection, message: Message): void;
   /** The identity work from `connection` runs as, or undefined when it must be refused (UNAUTHORIZED). */
   protected abstract workIdentity(connection: Connection): string | undefined;
-  /** Whether a registration's domain is open to `identity`. */
-  protected allowsDomain(domain: string, _identity: string): boolean {
-    return domain === DEFAULT_DOMAIN;
+  /** Whether a registration's domain is open to `identity` (see predicates). */
+  #allowsDomain(domain: string, identity: string): boolean {
+    return domainAllows(domain, identity, this.options.predicates, (error) =>
+      this.logger.error(`predicate of domain "${domain}" threw`, { peer: this.id, identity, error: (error as Error)?.message }));
   }
 
   #onReply(connection: Connection, message: Message, ok: boolean): void {
@@ -606,7 +627,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       this.#sendError(connection, framing, id, new ServiceClosedError(`peer "${this.id}" is stopping`));
       return;
     }
-    const registration = this.registry.lookup(name, (domain) => this.allowsDomain(domain, identity));
+    const registration = this.registry.lookup(name, (domain) => this.#allowsDomain(domain, identity));
     if (!registration) {
       this.#sendError(connection, framing, id, new ServiceNotFoundError(`no function "${name}" is available`));
       return;
@@ -674,9 +695,37 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     return { peer: this.id, routingId: describeRoutingId(connection.routingId), identity: connection.identity };
   }
 
-  /** Sends HELLO on `connection` (client side of the handshake). */
-  protected sendHello(connection: Connection, login: string, password: string): void {
-    this.sendMessage(connection, 'v1', MessageType.HELLO, this.#ids.next(), [login, password]);
+  #warnedClearText = false;
+
+  /** Warns once when a plugin's secrets would cross tcp without CURVE. */
+  protected warnIfClearText(endpoint: string): void {
+    if (this.#warnedClearText || !this.security.secretCredentials || this.options.curve || !endpoint.startsWith('tcp://')) return;
+    this.#warnedClearText = true;
+    this.logger.warn(`security "${this.security.name}" over tcp without CURVE: credentials travel in clear; set options.curve`, { peer: this.id, endpoint });
+  }
+
+  /** Sends HELLO on `connection` (client side of the handshake); returns its message id. */
+  protected sendHello(connection: Connection, login: string, password: string): number {
+    const id = this.#ids.next();
+    this.sendMessage(connection, 'v1', MessageType.HELLO, id, [login, password]);
+    return id;
+  }
+
+  /**
+   * The server refused a call as unauthorized (an expired proof): put it back to wait for the next
+   * authentication, once; a second refusal rejects it with {@link UnauthorizedError}. Returns false
+   * when the id names no call of ours on that connection.
+   */
+  protected requeueUnauthorized(connection: Connection, id: MessageId, reason: string): boolean {
+    const call = this.#pending.get(id);
+    if (!call || call.connectionKey !== connection.key) return false;
+    if (call.retried) {
+      this.#pending.reject(call.id, new UnauthorizedError(`"${this.id}" refused "${call.name}": ${reason}`));
+    } else {
+      call.retried = true;
+      call.sent = false;
+    }
+    return true;
   }
 
   /** Answers a HELLO; a zeropeer server announces compact framing in the AUTHENTICATED body. */

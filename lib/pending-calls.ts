@@ -16,6 +16,8 @@ export interface PendingCall {
   readonly errorTable: ErrorTable | undefined;
   /** False while the call waits for its connection to be ready. */
   sent: boolean;
+  /** Sent again once already after an UNAUTHORIZED answer. */
+  retried?: boolean;
   resolve(value: unknown): void;
   reject(error: Error): void;
   /** Releases the deadline timer and abort listener. */

@@ -2,14 +2,17 @@
  * The server peer: binds, authenticates the clients that connect, keeps the table of who is
  * connected, runs their work and pushes work to them (`sendTo`).
  */
-import type { ConnectionInfo, SecuritySettings, ServerSecurity } from '../security/plugin.js';
+import { restrictClientKeys } from '../security/curve.js';
+import type { Authentication, SecuritySettings, ServerSecurity } from '../security/plugin.js';
 import { PeerNotConnectedError, RpcError } from './errors.js';
-import { Peer, type CallOptions, type Connection, type PeerOptions } from './peer.js';
+import { DEFAULTS, Peer, positive, type CallOptions, type Connection, type PeerOptions } from './peer.js';
+
+const MAX_THROTTLE_MS = 10_000;
 import { isZeropeerId, type Message } from './protocol.js';
 import { createCallProxy, type CallProxy } from './proxy.js';
 
 /** Why a peer left the table. */
-export type GoneReason = 'timeout' | 'disconnect' | 'stopped' | 'replaced';
+export type GoneReason = 'timeout' | 'disconnect' | 'stopped' | 'replaced' | 'expired';
 
 export interface ServerEvents {
   /** A client proved who it is (or, with noop, declared it). */
@@ -42,11 +45,16 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   readonly #auth: ServerSecurity;
   readonly #identities = new Map<string, Connection>();
   readonly #endpoints: string[] = [];
+  readonly #maxFailedLogins: number;
+  #unrestrict: (() => void) | undefined;
+  readonly #failedLoginDelayMs: number;
 
   /** @param id this server's routing identity: clients name it to reach it. */
   constructor(id: string, options: PeerOptions = {}) {
     super(id, options, { routingId: id });
     this.#auth = this.security.server(options as SecuritySettings);
+    this.#maxFailedLogins = options.maxFailedLogins ?? DEFAULTS.maxFailedLogins;
+    this.#failedLoginDelayMs = positive(options.failedLoginDelayMs, 'failedLoginDelayMs', DEFAULTS.failedLoginDelayMs);
     if (options.curve) {
       const { publicKey, secretKey } = options.curve;
       this.socket.curveServer = true;
@@ -60,8 +68,11 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
    * {@link endpoint}), `ipc:///path`, `inproc://name`. May be called more than once.
    */
   async bind(endpoint: string): Promise<void> {
+    const allowed = this.options.curve?.allowedClientKeys;
+    if (allowed && !this.#unrestrict) this.#unrestrict = await restrictClientKeys(this.socket, allowed);
     await this.socket.bind(endpoint);
     this.#endpoints.push(this.socket.lastEndpoint ?? endpoint);
+    this.warnIfClearText(endpoint);
   }
 
   /** The endpoint bound last, with the real port when port 0 was asked for. */
@@ -97,7 +108,10 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   #target(identity: unknown): Connection | Error {
     if (typeof identity !== 'string') return new TypeError('say which client to call: { to: identity }');
     const connection = this.#identities.get(identity);
-    return connection?.up ? connection : new PeerNotConnectedError(`no client "${identity}" is connected to "${this.id}"`);
+    if (connection?.expiresAt !== undefined && Date.now() >= connection.expiresAt) this.#forget(connection, 'expired');
+    return connection?.up && connection.authenticated
+      ? connection
+      : new PeerNotConnectedError(`no client "${identity}" is connected to "${this.id}"`);
   }
 
   protected isReady(connection: Connection): boolean {
@@ -108,10 +122,20 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     return this.connections.get(routingId.toString('latin1')) ?? this.addConnection(routingId, true);
   }
 
-  protected onTransportUp(): void {}
+  protected onTransportUp(connection: Connection): void {
+    // A peer can send the empty message ROUTER_NOTIFY uses, and so make its real disconnect read
+    // as a connect. Knock: if no route answers, that "connect" was a departure; forget the record.
+    this.probe(connection).catch(() => {
+      if (this.connections.get(connection.key) === connection && connection.up) {
+        connection.up = false;
+        this.onTransportDown(connection);
+      }
+    });
+  }
 
   protected onTransportDown(connection: Connection): void {
     this.connections.delete(connection.key);
+    clearTimeout(connection.throttle);
     this.dropQueued(connection);
     this.#forget(connection, 'disconnect');
   }
@@ -154,34 +178,67 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       this.answerHello(connection, message, false, 'a HELLO body must be [login, password]');
       return;
     }
-    const info: ConnectionInfo = { routingId: connection.routingId };
-    const refuse = (error: unknown): void => {
-      // The reason stays in our log; the peer only learns that it was refused.
-      this.logger.warn('authentication refused', { ...this.context(connection), login: body[0], reason: (error as Error)?.message });
-      if (connection.up) this.answerHello(connection, message, false, 'authentication failed');
-    };
+    const login = body[0];
+    const failures = connection.failedLogins ?? 0;
+    if (failures >= this.#maxFailedLogins) {
+      this.#throttle(connection, message, failures);
+      return;
+    }
     // A zeropeer client's HELLO id says it reads compact framing; a pseud client is spoken to in v1.
     const framing = message.framing === 'compact' || isZeropeerId(message.id) ? 'compact' : 'v1';
-    const accept = (identity: unknown): void => {
+    const refuse = (error: unknown): void => {
+      connection.failedLogins = (connection.failedLogins ?? 0) + 1;
+      // The reason stays in our log; the peer only learns that it was refused.
+      this.logger.warn('authentication refused', {
+        ...this.context(connection),
+        login,
+        failedLogins: connection.failedLogins,
+        reason: (error as Error)?.message,
+      });
+      if (connection.up && this.state === 'started') this.answerHello(connection, message, false, 'authentication failed');
+    };
+    const accept = (result: Authentication | string): void => {
+      const { identity, expiresAt } = typeof result === 'string' ? { identity: result, expiresAt: undefined } : (result ?? {});
       if (typeof identity !== 'string' || identity.length === 0) {
         refuse(new TypeError('the security plugin returned no identity'));
         return;
       }
       if (!connection.up || this.state !== 'started') return;
+      connection.failedLogins = 0;
+      connection.expiresAt = typeof expiresAt === 'number' ? expiresAt : undefined;
       this.#admit(connection, identity);
       connection.framing = framing;
       this.answerHello(connection, message, true);
     };
-    let result: string | Promise<string>;
+    let result: Authentication | string | Promise<Authentication | string>;
     try {
-      result = this.#auth.authenticate(body[0], (body[1] as string | undefined) ?? '', info);
+      result = this.#auth.authenticate(login, (body[1] as string | undefined) ?? '', { routingId: connection.routingId });
     } catch (error) {
       refuse(error);
       return;
     }
-    // A synchronous answer (noop) is applied at once, before any work that follows the HELLO.
-    if (typeof result === 'string') accept(result);
-    else Promise.resolve(result).then(accept, refuse);
+    // A synchronous answer (noop, trusted_peer) is applied at once, before any work that follows the HELLO.
+    if (typeof (result as PromiseLike<unknown>)?.then === 'function') {
+      (result as PromiseLike<Authentication | string>).then(accept, refuse);
+    } else {
+      accept(result as Authentication | string);
+    }
+  }
+
+  /**
+   * A connection over `maxFailedLogins`: its HELLO is not verified at all, and the refusal comes
+   * after a delay that doubles with each further failure (up to 10 s). HELLOs that arrive while
+   * one is held are dropped, so a flood costs us one timer per connection.
+   */
+  #throttle(connection: Connection, message: Message, failures: number): void {
+    if (connection.throttle) return;
+    connection.failedLogins = failures + 1;
+    const delay = Math.min(this.#failedLoginDelayMs * 2 ** (failures - this.#maxFailedLogins), MAX_THROTTLE_MS);
+    this.logger.warn('too many failed logins: throttled', { ...this.context(connection), failedLogins: failures, delayMs: delay });
+    connection.throttle = setTimeout(() => {
+      connection.throttle = undefined;
+      if (connection.up && this.state === 'started') this.answerHello(connection, message, false, 'too many failed attempts');
+    }, delay);
   }
 
   protected onAuthenticated(connection: Connection): void {
@@ -193,7 +250,12 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   }
 
   protected workIdentity(connection: Connection): string | undefined {
-    if (connection.authenticated) return connection.identity;
+    if (connection.authenticated) {
+      if (connection.expiresAt === undefined || Date.now() < connection.expiresAt) return connection.identity;
+      // The proof (a token) ran out: no more work until the peer authenticates again.
+      this.#forget(connection, 'expired');
+      return undefined;
+    }
     const identity = this.#auth.anonymousIdentity({ routingId: connection.routingId });
     // A peer that works without HELLO (pseud noop) is reachable by the identity it works as.
     if (identity !== undefined) this.#admit(connection, identity);
@@ -201,8 +263,10 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   }
 
   protected override async onStop(): Promise<void> {
+    for (const connection of this.connections.values()) clearTimeout(connection.throttle);
     for (const connection of this.#identities.values()) this.#forget(connection, 'stopped');
     await this.#auth.close?.();
+    this.#unrestrict?.();
   }
 }
 

@@ -12,13 +12,24 @@ export interface ConnectionInfo {
   readonly routingId: Buffer;
 }
 
+/** A successful authentication: who the peer is, and until when the proof holds. */
+export interface Authentication {
+  identity: string;
+  /** Epoch ms after which the server stops accepting the peer's work until it authenticates again (a token's `exp`). */
+  expiresAt?: number;
+}
+
 /** The server half: decides who a peer is. */
 export interface ServerSecurity {
   /**
-   * Checks the credentials of a HELLO. Resolves to the peer's identity, or rejects (an
-   * `UnauthorizedError`, or any error: the peer is refused either way).
+   * Checks the credentials of a HELLO. Returns (or resolves to) the peer's identity, or throws /
+   * rejects (an `UnauthorizedError`, or any error: the peer is refused either way; the reason is
+   * logged on the server, never sent).
    */
-  authenticate(login: string, password: string, connection: ConnectionInfo): Promise<string> | string;
+  authenticate(login: string, password: string, connection: ConnectionInfo):
+    | Authentication
+    | string
+    | Promise<Authentication | string>;
   /**
    * The identity of a connection that sends work without having said HELLO, or `undefined` when
    * such work must be refused with UNAUTHORIZED.
@@ -47,6 +58,8 @@ export type SecuritySettings = Readonly<Record<string, unknown>>;
 /** A security plugin: a name and a factory for each half. */
 export interface SecurityPlugin {
   readonly name: string;
+  /** Its credentials are secrets (a password, a token): the engine warns once when they would cross tcp without CURVE. */
+  readonly secretCredentials?: boolean;
   server(settings: SecuritySettings): ServerSecurity;
   client(settings: SecuritySettings): ClientSecurity;
 }

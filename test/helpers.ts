@@ -162,8 +162,19 @@ export class RawPeer {
     await this.sendFrames('', 'v1', id, Buffer.from([type]), bodyFrame);
   }
 
-  /** The next message from the server (frames after the routing id), or rejects after `timeoutMs`. */
-  next(timeoutMs = 3000): Promise<Buffer[]> {
+  /**
+   * The next message from the server (frames after the routing id), or rejects after `timeoutMs`.
+   * HEARTBEATs (which a server sends on its own) are skipped unless `heartbeats` is set.
+   */
+  async next(timeoutMs = 3000, { heartbeats = false } = {}): Promise<Buffer[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const frames = await this.#nextAny(Math.max(1, deadline - Date.now()));
+      if (heartbeats || !isHeartbeat(frames)) return frames;
+    }
+  }
+
+  #nextAny(timeoutMs: number): Promise<Buffer[]> {
     const ready = this.#inbox.shift();
     if (ready) return Promise.resolve(ready.slice(1));
     return new Promise((resolve, reject) => {
@@ -182,6 +193,12 @@ export class RawPeer {
   close(): void {
     this.socket.close();
   }
+}
+
+/** Whether frames (after the routing id) are a HEARTBEAT, in v1 or compact framing. */
+export function isHeartbeat(frames: Buffer[]): boolean {
+  if (frames.length === 5) return frames[3]?.length === 1 && frames[3][0] === 0x06;
+  return frames.length === 1 && frames[0]!.length >= 2 && frames[0]![0] === 0x93 && frames[0]![1] === 0x06;
 }
 
 /** A fresh 16-byte message id, as pseud makes them (uuid4). */

@@ -1,0 +1,108 @@
+/**
+ * `jwt`: a bearer token, checked with jose. The identity is the token's `sub`.
+ *
+ * Server settings (`options.jwt`): one of `secret` (HMAC), `publicKey` (RSA, EC or EdDSA: a PEM
+ * string, a KeyObject, a CryptoKey or a JWK) or `jwks` (a local JSON Web Key Set); `algorithms`,
+ * an explicit list that may not contain `none`; optional `issuer`, `audience` and
+ * `clockToleranceSec` (default 0). `exp` and `nbf` are checked; a token without `exp` is refused
+ * unless `requireExpiry: false`.
+ *
+ * When the token expires, the server stops accepting the client's work; the client then asks its
+ * `token` function for a fresh one and authenticates again, and the call goes through.
+ */
+import { createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
+
+type CryptoKey = webcrypto.CryptoKey;
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose';
+import { UnauthorizedError } from '../lib/errors.js';
+import type { Authentication, SecurityPlugin, SecuritySettings } from './plugin.js';
+
+/** What `options.jwt` holds on a server. */
+export interface JwtSettings {
+  secret?: string | Uint8Array;
+  publicKey?: string | KeyObject | CryptoKey | JWK;
+  jwks?: JSONWebKeySet;
+  /** The algorithms accepted, e.g. ['HS256'] or ['RS256', 'ES256', 'EdDSA']. Required; never 'none'. */
+  algorithms: string[];
+  issuer?: string | string[];
+  audience?: string | string[];
+  clockToleranceSec?: number;
+  /** Refuse tokens without `exp`. Default true. */
+  requireExpiry?: boolean;
+}
+
+/** A client's `token` option: the token, or a function called whenever a fresh one is needed. */
+export type TokenSource = string | (() => string | Promise<string>);
+
+type VerifyKey = Uint8Array | KeyObject | CryptoKey | JWK | JWTVerifyGetKey;
+
+function verificationKey(settings: JwtSettings): VerifyKey {
+  const given = [settings.secret, settings.publicKey, settings.jwks].filter((key) => key !== undefined);
+  if (given.length !== 1) throw new TypeError('options.jwt needs exactly one of secret, publicKey or jwks');
+  if (settings.secret !== undefined) {
+    return typeof settings.secret === 'string' ? new TextEncoder().encode(settings.secret) : settings.secret;
+  }
+  if (settings.jwks !== undefined) return createLocalJWKSet(settings.jwks);
+  return typeof settings.publicKey === 'string' ? createPublicKey(settings.publicKey) : settings.publicKey!;
+}
+
+function readSettings(settings: SecuritySettings): JwtSettings {
+  const jwt = settings['jwt'] as JwtSettings | undefined;
+  if (!jwt || typeof jwt !== 'object') throw new TypeError("security 'jwt' needs options.jwt on the server");
+  const { algorithms } = jwt;
+  if (!Array.isArray(algorithms) || algorithms.length === 0 || !algorithms.every((a) => typeof a === 'string' && a.length > 0)) {
+    throw new TypeError('options.jwt.algorithms must list the accepted algorithms explicitly, e.g. ["HS256"]');
+  }
+  if (algorithms.some((a) => a.toLowerCase() === 'none')) throw new TypeError("options.jwt.algorithms may not contain 'none'");
+  return jwt;
+}
+
+export const jwtSecurity: SecurityPlugin = {
+  name: 'jwt',
+  secretCredentials: true,
+  server(settings) {
+    const jwt = readSettings(settings);
+    const key = verificationKey(jwt);
+    const tolerance = jwt.clockToleranceSec ?? 0;
+    return {
+      async authenticate(_login, token): Promise<Authentication> {
+        if (!token) throw new UnauthorizedError('no token');
+        let payload;
+        try {
+          ({ payload } = await jwtVerify(token, key as Uint8Array, {
+            algorithms: jwt.algorithms,
+            clockTolerance: tolerance,
+            ...(jwt.issuer !== undefined ? { issuer: jwt.issuer } : {}),
+            ...(jwt.audience !== undefined ? { audience: jwt.audience } : {}),
+            ...(jwt.requireExpiry === false ? {} : { requiredClaims: ['exp'] }),
+          }));
+        } catch (error) {
+          throw new UnauthorizedError(`token refused: ${(error as Error).message}`);
+        }
+        if (typeof payload.sub !== 'string' || payload.sub.length === 0) throw new UnauthorizedError('token has no sub');
+        return {
+          identity: payload.sub,
+          ...(typeof payload.exp === 'number' ? { expiresAt: (payload.exp + tolerance) * 1000 } : {}),
+        };
+      },
+      anonymousIdentity: () => undefined,
+    };
+  },
+  client(settings) {
+    const token = settings['token'] as TokenSource | undefined;
+    const userId = typeof settings['userId'] === 'string' ? settings['userId'] : '';
+    if (typeof token !== 'string' && typeof token !== 'function') {
+      throw new TypeError("security 'jwt' needs options.token: a string, or a function returning one");
+    }
+    return {
+      credentials() {
+        if (typeof token === 'string') return [userId, token];
+        return Promise.resolve(token()).then((fresh) => {
+          if (typeof fresh !== 'string' || fresh.length === 0) throw new TypeError('the token function returned no token');
+          return [userId, fresh] as [string, string];
+        });
+      },
+      requiresAuthentication: true,
+    };
+  },
+};

@@ -1,0 +1,273 @@
+/**
+ * Interoperation with peers that speak pseud's protocol v1 by hand:
+ * `[routing id, '', 'v1', 16-byte id, type byte, MessagePack body]`.
+ * A raw pseud client against a real Server (both directions), and a real Client against a raw
+ * pseud-style noop server that never answers HELLO.
+ */
+import { expect } from 'chai';
+import { decode, encode } from 'msgpackr';
+import * as zmq from 'zeromq';
+import { Client, RemoteError, type Server } from '../lib/index.js';
+import { RawPeer, cleanup, once, recordingLogger, startServer, uuidBytes } from './helpers.js';
+
+const T = { OK: 0x01, HELLO: 0x02, WORK: 0x03, AUTHENTICATED: 0x04, HEARTBEAT: 0x06, ERROR: 0x10, UNAUTHORIZED: 0x11 } as const;
+
+const PSEUD = 'pseud-client';
+
+/** Checks a v1 message (frames after the routing id) and returns its id and decoded body. */
+function expectV1(frames: Buffer[], type: number): { id: Buffer; body: unknown } {
+  expect(frames, 'pseud v1: 6 frames with the routing id').to.have.length(5);
+  expect(frames[0]!.length, 'empty delimiter frame').to.equal(0);
+  expect(frames[1]!.toString()).to.equal('v1');
+  expect(frames[2]!.length, '16-byte message id').to.equal(16);
+  expect([...frames[3]!], `message type 0x${type.toString(16)}`).to.deep.equal([type]);
+  return { id: frames[2]!, body: decode(frames[4]!) };
+}
+
+describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () => {
+  let server: Server;
+  let raw: RawPeer;
+  const seen: unknown[][] = [];
+
+  beforeEach(async () => {
+    seen.length = 0;
+    server = await startServer();
+    server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+    server.registerRpc('record', (...args: unknown[]) => {
+      seen.push(args);
+      return args.length;
+    });
+    server.registerRpc('fail', (what: string) => {
+      throw new TypeError(`cannot handle ${what}`);
+    });
+    raw = new RawPeer(server.id, { routingId: PSEUD });
+    await raw.connect(server.endpoint);
+  });
+
+  afterEach(cleanup);
+
+  async function work(name: string, args: unknown[], kwargs: Record<string, unknown> = {}): Promise<{ id: Buffer; reply: Buffer[] }> {
+    const id = uuidBytes();
+    await raw.sendV1(id, T.WORK, [name, args, kwargs]);
+    return { id, reply: await raw.next(5000) };
+  }
+
+  it('WORK -> OK with the MessagePack result and the same id', async () => {
+    const { id, reply } = await work('string.lower', ['ABC']);
+    const answer = expectV1(reply, T.OK);
+    expect(answer.id.equals(id), 'the id is echoed').to.equal(true);
+    expect(answer.body).to.equal('abc');
+  });
+
+  it('answers several WORKs each with its own id', async () => {
+    const ids = [uuidBytes(), uuidBytes(), uuidBytes()];
+    for (const [i, id] of ids.entries()) await raw.sendV1(id, T.WORK, ['string.lower', [`X${i}`], {}]);
+    const answers = new Map<string, unknown>();
+    for (let i = 0; i < ids.length; i++) {
+      const { id, body } = expectV1(await raw.next(5000), T.OK);
+      answers.set(id.toString('hex'), body);
+    }
+    expect(answers).to.deep.equal(new Map(ids.map((id, i) => [id.toString('hex'), `x${i}`])));
+  });
+
+  it('a non-empty kwargs map arrives as one extra last argument, a plain object', async () => {
+    const { id, reply } = await work('record', [1, 'two'], { a: 1, b: 'bee' });
+    const answer = expectV1(reply, T.OK);
+    expect(answer.id.equals(id)).to.equal(true);
+    expect(answer.body).to.equal(3);
+    expect(seen).to.have.length(1);
+    expect(seen[0]).to.deep.equal([1, 'two', { a: 1, b: 'bee' }]);
+    const kwargs = seen[0]![2];
+    expect(kwargs).to.not.be.instanceOf(Map);
+    expect(Object.getPrototypeOf(kwargs)).to.equal(Object.prototype);
+  });
+
+  it('an empty kwargs map adds no argument', async () => {
+    const { reply } = await work('record', [1, 'two'], {});
+    expect(expectV1(reply, T.OK).body).to.equal(2);
+    expect(seen).to.deep.equal([[1, 'two']]);
+  });
+
+  it('a handler that throws TypeError -> ERROR body of exactly [ "TypeError", message, stack ]', async () => {
+    const { id, reply } = await work('fail', ['that']);
+    const answer = expectV1(reply, T.ERROR);
+    expect(answer.id.equals(id)).to.equal(true);
+    expect(answer.body, 'pseud unpacks exactly three items').to.be.an('array').with.length(3);
+    const [name, message, stack] = answer.body as unknown[];
+    expect(name).to.equal('TypeError');
+    expect(message).to.equal('cannot handle that');
+    expect(stack).to.be.a('string').and.include('cannot handle that');
+  });
+
+  it('an unknown function -> ERROR [ "ServiceNotFoundError", message, stack ]', async () => {
+    const { id, reply } = await work('no.such.thing', []);
+    const answer = expectV1(reply, T.ERROR);
+    expect(answer.id.equals(id)).to.equal(true);
+    expect(answer.body).to.be.an('array').with.length(3);
+    expect((answer.body as unknown[])[0]).to.equal('ServiceNotFoundError');
+  });
+
+  it('the server pushes work to the pseud client (identity = routing id) and gets its OK', async () => {
+    const first = await work('string.lower', ['A']);
+    expectV1(first.reply, T.OK);
+    expect(server.connectedPeers()).to.include(PSEUD);
+
+    const result = server.sendTo(PSEUD).addition(2, 4);
+    const pushed = expectV1(await raw.next(5000), T.WORK);
+    expect(pushed.body, 'a v1 WORK body is [name, args, kwargs]').to.deep.equal(['addition', [2, 4], {}]);
+    await raw.sendV1(pushed.id, T.OK, 6);
+    expect(await result).to.equal(6);
+    expect(server.pendingCalls).to.equal(0);
+  });
+
+  it('the server pushes work and the pseud client answers ERROR -> RemoteError with remoteName', async () => {
+    expectV1((await work('string.lower', ['A'])).reply, T.OK);
+
+    const result = server.sendTo(PSEUD).validate('x');
+    const pushed = expectV1(await raw.next(5000), T.WORK);
+    expect(pushed.body).to.deep.equal(['validate', ['x'], {}]);
+    await raw.sendV1(pushed.id, T.ERROR, ['ValueError', 'bad', 'tb']);
+    const error = await result.then(() => undefined, (e: unknown) => e);
+    expect(error).to.be.instanceOf(RemoteError);
+    expect((error as RemoteError).remoteName).to.equal('ValueError');
+    expect((error as RemoteError).message).to.equal('bad');
+    expect((error as RemoteError).remoteStack).to.equal('tb');
+    expect(server.pendingCalls).to.equal(0);
+  });
+
+  it('the server sends keyword arguments to a pseud client as the kwargs map', async () => {
+    expectV1((await work('string.lower', ['A'])).reply, T.OK);
+    const result = server.invoke('configure', ['x'], { to: PSEUD, kwargs: { verbose: true } });
+    const pushed = expectV1(await raw.next(5000), T.WORK);
+    expect(pushed.body).to.deep.equal(['configure', ['x'], { verbose: true }]);
+    await raw.sendV1(pushed.id, T.OK, null);
+    expect(await result).to.equal(null);
+  });
+});
+
+/** A raw ROUTER playing a pseud noop server: never answers HELLO. */
+class RawPseudServer {
+  readonly socket = new zmq.Router({ routingId: 'service', mandatory: true, linger: 0 });
+  readonly #inbox: Buffer[][] = [];
+  #waiters: Array<(frames: Buffer[]) => void> = [];
+
+  constructor() {
+    void this.#receive();
+  }
+
+  async #receive(): Promise<void> {
+    try {
+      for await (const frames of this.socket) {
+        const waiter = this.#waiters.shift();
+        if (waiter) waiter(frames);
+        else this.#inbox.push(frames);
+      }
+    } catch {
+      // closed
+    }
+  }
+
+  async bind(): Promise<string> {
+    await this.socket.bind('tcp://127.0.0.1:0');
+    return this.socket.lastEndpoint!;
+  }
+
+  /** The next message, routing id included. */
+  next(timeoutMs = 5000): Promise<Buffer[]> {
+    const ready = this.#inbox.shift();
+    if (ready) return Promise.resolve(ready);
+    return new Promise((resolve, reject) => {
+      const waiter = (frames: Buffer[]): void => {
+        clearTimeout(timer);
+        resolve(frames);
+      };
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(new Error(`no message from the client within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiters.push(waiter);
+    });
+  }
+
+  async send(frames: Array<Buffer | string>): Promise<void> {
+    await this.socket.send(frames);
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+describe('pseud v1 interop: a zeropeer Client against a raw pseud noop server', () => {
+  const mine: Array<{ close(): void } | { stop(): Promise<void> }> = [];
+  afterEach(async () => {
+    for (const thing of mine.splice(0).reverse()) {
+      if ('stop' in thing) await thing.stop();
+      else thing.close();
+    }
+    await cleanup();
+  });
+
+  async function clientOfPseud(): Promise<{ client: Client; server: RawPseudServer; logger: ReturnType<typeof recordingLogger> }> {
+    const server = new RawPseudServer();
+    mine.push(server);
+    const endpoint = await server.bind();
+    const logger = recordingLogger();
+    const client = new Client('service', { logger, helloTimeoutMs: 100, timeoutMs: 8000, drainTimeoutMs: 50 });
+    mine.push(client);
+    const connected = once(client, 'connected', 5000);
+    client.connect(endpoint);
+    await client.start();
+    // The client says HELLO in v1; a pseud noop server ignores it.
+    const hello = await server.next();
+    expect(hello).to.have.length(6);
+    expectV1(hello.slice(1), T.HELLO);
+    expect(decode(hello[5]!)).to.be.an('array').with.length(2);
+    await connected;
+    return { client, server, logger };
+  }
+
+  it('after helloTimeoutMs with no answer to HELLO, calls go through in v1', async () => {
+    const { client, server, logger } = await clientOfPseud();
+    expect(logger.entries.some((e) => e.level === 'warn' && /HELLO/.test(e.message)), logger.text()).to.equal(true);
+
+    const result = client.call.string.lower('ABC');
+    const frames = await server.next();
+    expect(frames, 'v1 WORK: 6 frames').to.have.length(6);
+    const work = expectV1(frames.slice(1), T.WORK);
+    expect(work.body).to.deep.equal(['string.lower', ['ABC'], {}]);
+    await server.send([frames[0]!, '', 'v1', work.id, Buffer.from([T.OK]), encode('abc')]);
+    expect(await result).to.equal('abc');
+    expect(client.pendingCalls).to.equal(0);
+  });
+
+  it('a pseud ERROR answer rejects the call with RemoteError; kwargs travel as the kwargs map', async () => {
+    const { client, server } = await clientOfPseud();
+    const result = client.invoke('compute', [1], { kwargs: { precise: true } });
+    const frames = await server.next();
+    const work = expectV1(frames.slice(1), T.WORK);
+    expect(work.body).to.deep.equal(['compute', [1], { precise: true }]);
+    await server.send([frames[0]!, '', 'v1', work.id, Buffer.from([T.ERROR]), encode(['ValueError', 'bad', 'tb'])]);
+    const error = await result.then(() => undefined, (e: unknown) => e);
+    expect(error).to.be.instanceOf(RemoteError);
+    expect((error as RemoteError).remoteName).to.equal('ValueError');
+  });
+
+  it('the pseud server can call the client\'s functions in v1', async () => {
+    const { client, server } = await clientOfPseud();
+    client.registerRpc('addition', (a: number, b: number) => a + b);
+    // Learn the client's routing id from a call it makes.
+    const result = client.call.ping();
+    const frames = await server.next();
+    const work = expectV1(frames.slice(1), T.WORK);
+    await server.send([frames[0]!, '', 'v1', work.id, Buffer.from([T.OK]), encode('pong')]);
+    expect(await result).to.equal('pong');
+
+    const id = uuidBytes();
+    await server.send([frames[0]!, '', 'v1', id, Buffer.from([T.WORK]), encode(['addition', [2, 4], {}])]);
+    const reply = await server.next();
+    const answer = expectV1(reply.slice(1), T.OK);
+    expect(answer.id.equals(id)).to.equal(true);
+    expect(answer.body).to.equal(6);
+  });
+});
