@@ -55,8 +55,10 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   #generation = 0;
   /** Id of the HELLO awaiting an answer. */
   #helloId: number | undefined;
-  /** Why the server refused our credentials on this connection; calls fail at once while set. */
+  /** Why the server refused our credentials (or CURVE key); calls fail at once while set. */
   #refusal: string | undefined;
+  /** The last reason the connection could not be made, for the TimeoutError of calls that waited. */
+  #transportError: string | undefined;
 
   /** @param serverId the routing identity of the server to talk to. */
   constructor(serverId: string, options: ClientOptions = {}) {
@@ -71,6 +73,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
       this.socket.curveServerKey = serverPublicKey;
       this.socket.curvePublicKey = publicKey;
       this.socket.curveSecretKey = secretKey;
+      this.#watchHandshakes();
     }
     this.call = createCallProxy<ServerApi>((name, args) => this.invoke(name, args));
   }
@@ -118,9 +121,34 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     return this.isReady(this.#server);
   }
 
+  /**
+   * A CURVE handshake that fails is otherwise silent: the connection just never comes up. A key the
+   * server's allow-list refuses fails the calls waiting at once; any other failure (most often a
+   * wrong serverPublicKey) is named in the TimeoutError of the calls it held up.
+   */
+  #watchHandshakes(): void {
+    const events = this.socket.events;
+    events.on('handshake:error:auth', ({ error }) => {
+      const reason = `CURVE: the server refused this client's key (${error.status ?? error.message})`;
+      this.#transportError = reason;
+      if (this.#server.up) return;
+      this.#refusal = reason;
+      this.rejectAllCalls(this.#server, (name) => new UnauthorizedError(`"${name}" not sent: ${reason}`));
+    });
+    const failed = ({ error }: { error: Error }): void => {
+      this.#transportError = `CURVE handshake failed (${error.message}): is curve.serverPublicKey right?`;
+    };
+    events.on('handshake:error:protocol', failed);
+    events.on('handshake:error:other', failed);
+  }
+
+  protected override describeWait(): string | undefined {
+    return this.#transportError;
+  }
+
   /** Calls `name` on the server with positional `args`; the explicit form of `client.call`. */
   invoke(name: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
-    if (this.#refusal !== undefined && this.#server.up) {
+    if (this.#refusal !== undefined) {
       return Promise.reject(new UnauthorizedError(`"${this.id}" refused this client's credentials: ${this.#refusal}`));
     }
     return this.invokeOn(this.#server, name, args, options);
@@ -143,6 +171,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     connection.framing = 'v1'; // until this server says it reads compact
     connection.authenticated = false;
     this.#refusal = undefined;
+    this.#transportError = undefined;
     this.#announce = true;
     this.#authenticate(connection);
   }

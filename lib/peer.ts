@@ -320,7 +320,9 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
 
     return new Promise<unknown>((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.#pending.reject(id, new TimeoutError(`"${name}" got no answer within ${timeoutMs} ms`));
+        const why = call.sent ? undefined : this.describeWait(target);
+        const waited = call.sent ? '' : ' (it was never sent: the connection was not ready)';
+        this.#pending.reject(id, new TimeoutError(`"${name}" got no answer within ${timeoutMs} ms${why ? `: ${why}` : waited}`));
       }, timeoutMs);
       const onAbort = (): void => this.#pending.reject(id, signal!.reason as Error);
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -399,6 +401,11 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
   /** Rejects every call for `connection`, sent or waiting. */
   protected rejectAllCalls(connection: Connection, makeError: (name: string) => Error): void {
     this.#pending.rejectWhere((call) => call.connectionKey === connection.key, (call) => makeError(call.name));
+  }
+
+  /** Why calls to `connection` are still waiting to be sent, if this side knows. */
+  protected describeWait(_connection: Connection): string | undefined {
+    return undefined;
   }
 
   /** What a send that found no route means for a call; the server and the client differ. */
