@@ -2,7 +2,7 @@
  * The client peer: connects to one server, proves who it is, calls the server's functions and
  * runs the work the server pushes to it.
  */
-import type { ClientSecurity, SecuritySettings } from '../security/plugin.js';
+import type { ClientSecurity } from '../security/plugin.js';
 import { ServiceClosedError, UnauthorizedError } from './errors.js';
 import type { PendingCall } from './pending-calls.js';
 import { DEFAULTS, Peer, positive, type CallOptions, type Connection, type PeerOptions } from './peer.js';
@@ -63,7 +63,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** @param serverId the routing identity of the server to talk to. */
   constructor(serverId: string, options: ClientOptions = {}) {
     super(serverId, options, options.routingId ? { routingId: options.routingId } : {});
-    this.#auth = this.security.client(options as SecuritySettings);
+    this.#auth = this.security.client(this.securitySettings);
     this.#helloTimeoutMs = positive(options.helloTimeoutMs, 'helloTimeoutMs', DEFAULTS.helloTimeoutMs);
     this.#server = this.addConnection(Buffer.from(serverId), false);
     this.#server.identity = serverId;

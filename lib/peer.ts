@@ -41,7 +41,7 @@ import {
 } from './protocol.js';
 import { domainAllows, type Predicate } from './predicates.js';
 import { Registry, createLocalRegistry, type Handler, type RegistrationOptions } from './registry.js';
-import { resolveSecurityPlugin, type SecurityPlugin } from '../security/plugin.js';
+import { resolveSecurityPlugin, type SecurityPlugin, type SecuritySettings } from '../security/plugin.js';
 
 /** Named limits and defaults. Each is an option of the same name. */
 export const DEFAULTS = {
@@ -116,8 +116,10 @@ export interface PeerOptions {
   /** Translators for classes of yours (process-wide, see registerTranslator). */
   translators?: Translator<never>[];
   logger?: Logger;
-  /** A zeromq context of your own (CURVE's ZAP handler must share it). */
+  /** A zeromq context of your own (the ZAP handler of a CURVE allow-list lives in it). */
   context?: zmq.Context;
+  /** Settings for a security plugin of your own; it reads them beside the ones below. */
+  securitySettings?: Readonly<Record<string, unknown>>;
   /** Client credentials and server plugin settings are read by the security plugin. */
   userId?: string;
   password?: string;
@@ -181,6 +183,8 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
   protected readonly logger: Logger;
   protected readonly options: Readonly<PeerOptions>;
   protected readonly security: SecurityPlugin;
+  /** What the plugin reads: the options, with `securitySettings` spread over them. */
+  protected readonly securitySettings: SecuritySettings;
   protected readonly socket: zmq.Router;
   protected readonly connections = new Map<string, Connection>();
   protected state: PeerState = 'idle';
@@ -206,6 +210,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     this.options = options;
     this.logger = options.logger ?? consoleLogger;
     this.security = resolveSecurityPlugin(options.security);
+    this.securitySettings = { ...options, ...options.securitySettings };
     this.registry = options.registry ?? createLocalRegistry(id);
     this.#timeoutMs = positive(options.timeoutMs, 'timeoutMs', DEFAULTS.timeoutMs);
     this.#maxMessageBytes = positive(options.maxMessageBytes, 'maxMessageBytes', DEFAULTS.maxMessageBytes);

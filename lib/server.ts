@@ -3,7 +3,7 @@
  * connected, runs their work and pushes work to them (`sendTo`).
  */
 import { restrictClientKeys } from '../security/curve.js';
-import type { Authentication, SecuritySettings, ServerSecurity } from '../security/plugin.js';
+import type { Authentication, ServerSecurity } from '../security/plugin.js';
 import { PeerNotConnectedError, RpcError } from './errors.js';
 import { DEFAULTS, Peer, positive, type CallOptions, type Connection, type PeerOptions } from './peer.js';
 
@@ -52,7 +52,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   /** @param id this server's routing identity: clients name it to reach it. */
   constructor(id: string, options: PeerOptions = {}) {
     super(id, options, { routingId: id });
-    this.#auth = this.security.server(options as SecuritySettings);
+    this.#auth = this.security.server(this.securitySettings);
     this.#maxFailedLogins = options.maxFailedLogins ?? DEFAULTS.maxFailedLogins;
     this.#failedLoginDelayMs = positive(options.failedLoginDelayMs, 'failedLoginDelayMs', DEFAULTS.failedLoginDelayMs);
     if (options.curve) {

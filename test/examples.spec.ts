@@ -1,18 +1,29 @@
 import { expect } from 'chai';
+import { runCustomAuth } from '../examples/custom-auth.js';
 import { runDemo } from '../examples/demo.js';
 
-describe('examples', () => {
-  it('the demo talks both ways, shows an error and a deadline, and stops every peer', async function () {
-    this.timeout(15_000);
+describe('examples', function () {
+  this.timeout(20_000);
+
+  it('the demo authenticates, talks both ways, refuses a wrong password, shows an error and a deadline, and stops', async () => {
     const lines: string[] = [];
     await runDemo((line) => lines.push(line));
     const text = lines.join('\n');
+    expect(text).to.contain('alice authenticated');
+    expect(text).to.contain('bob authenticated');
     expect(text).to.contain("string.lower('ABC') = abc");
     expect(text).to.contain('whoami() = you are bob');
     expect(text).to.contain('connected peers = alice, bob');
     expect(text).to.contain('addition(2, 4) = 6');
+    expect(text).to.contain('whoami() with a wrong password: UnauthorizedError');
     expect(text).to.contain('threw InventoryError: out of stock');
     expect(text).to.contain('with a 100 ms deadline');
     expect(lines.at(-1)).to.equal('done: every peer stopped');
+  });
+
+  it('the custom API-key plugin names a peer by its key and refuses an unknown one', async () => {
+    const lines: string[] = [];
+    await runCustomAuth((line) => lines.push(line));
+    expect(lines).to.deep.equal(['with a known key: whoami() = reports', 'with an unknown key: UnauthorizedError']);
   });
 });
