@@ -57,24 +57,31 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   #helloId: number | undefined;
   /** Why the server refused our credentials (or CURVE key); calls fail at once while set. */
   #refusal: string | undefined;
+  /** Whether the next call may try again with fresh credentials after a refusal. */
+  #retryRefusal = false;
   /** The last reason the connection could not be made, for the TimeoutError of calls that waited. */
   #transportError: string | undefined;
 
   /** @param serverId the routing identity of the server to talk to. */
   constructor(serverId: string, options: ClientOptions = {}) {
     super(serverId, options, options.routingId ? { routingId: options.routingId } : {});
-    this.#auth = this.security.client(this.securitySettings);
-    this.#helloTimeoutMs = positive(options.helloTimeoutMs, 'helloTimeoutMs', DEFAULTS.helloTimeoutMs);
+    try {
+      this.#auth = this.security.client(this.securitySettings);
+      this.#helloTimeoutMs = positive(options.helloTimeoutMs, 'helloTimeoutMs', DEFAULTS.helloTimeoutMs);
+      if (options.curve) {
+        const { publicKey, secretKey, serverPublicKey } = options.curve;
+        if (!serverPublicKey) throw new TypeError('options.curve.serverPublicKey is required on a client');
+        this.socket.curveServerKey = serverPublicKey;
+        this.socket.curvePublicKey = publicKey;
+        this.socket.curveSecretKey = secretKey;
+        this.#watchHandshakes();
+      }
+    } catch (error) {
+      this.socket.close(); // a refused construction leaves nothing open
+      throw error;
+    }
     this.#server = this.addConnection(Buffer.from(serverId), false);
     this.#server.identity = serverId;
-    if (options.curve) {
-      const { publicKey, secretKey, serverPublicKey } = options.curve;
-      if (!serverPublicKey) throw new TypeError('options.curve.serverPublicKey is required on a client');
-      this.socket.curveServerKey = serverPublicKey;
-      this.socket.curvePublicKey = publicKey;
-      this.socket.curveSecretKey = secretKey;
-      this.#watchHandshakes();
-    }
     this.call = createCallProxy<ServerApi>((name, args) => this.invoke(name, args));
   }
 
@@ -149,7 +156,14 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Calls `name` on the server with positional `args`; the explicit form of `client.call`. */
   invoke(name: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
     if (this.#refusal !== undefined) {
-      return Promise.reject(new UnauthorizedError(`"${this.id}" refused this client's credentials: ${this.#refusal}`));
+      if (!this.#retryRefusal || !this.#server.up) {
+        return Promise.reject(new UnauthorizedError(`"${this.id}" refused this client's credentials: ${this.#refusal}`));
+      }
+      // Credentials that can change (a token function): ask for fresh ones; this call waits for them.
+      this.#refusal = undefined;
+      const call = this.invokeOn(this.#server, name, args, options);
+      this.#authenticate(this.#server);
+      return call;
     }
     return this.invokeOn(this.#server, name, args, options);
   }
@@ -208,11 +222,15 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   }
 
   #credentialsFailed(error: unknown): void {
+    const reason = `no credentials: ${(error as Error)?.message}`;
     this.logger.error('could not get credentials', { peer: this.id, error: (error as Error)?.message });
-    this.rejectAllCalls(this.#server, (name) => new UnauthorizedError(`no credentials to call "${name}": ${(error as Error)?.message}`));
+    this.#refusal = reason;
+    this.#retryRefusal = true; // the next call asks again
+    this.rejectAllCalls(this.#server, (name) => new UnauthorizedError(`"${name}" not sent: ${reason}`));
   }
 
   #becameReady(connection: Connection): void {
+    this.track(connection);
     this.flushWaitingCalls(connection);
     if (!this.#announce) return; // a re-authentication on a live connection is not news
     this.#announce = false;
@@ -226,6 +244,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
 
   protected onTransportDown(connection: Connection): void {
     const wasReady = this.isReady(connection);
+    this.untrack(connection, 'disconnect');
     clearTimeout(this.#helloTimer);
     connection.authenticated = false;
     connection.framing = 'v1';
@@ -233,6 +252,38 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     this.dropQueued(connection);
     this.rejectSentCalls(connection, (name) => new ServiceClosedError(`connection to "${this.id}" lost before "${name}" settled`));
     if (wasReady) this.emit('disconnected');
+  }
+
+  protected heartbeatTargets(): Iterable<Connection> {
+    return this.isReady(this.#server) ? [this.#server] : [];
+  }
+
+  protected goodbyeTargets(): Iterable<Connection> {
+    return [this.#server];
+  }
+
+  /**
+   * The server went quiet (hung, or a network that drops packets without closing the connection):
+   * the calls sent to it fail now, and HELLO goes out again; when the server answers, calls flow
+   * again and 'reconnected' is emitted.
+   */
+  protected onSilent(connection: Connection): void {
+    this.#lost(connection, 'silent');
+    if (connection.up) this.#authenticate(connection);
+  }
+
+  /** The server is stopping: fail what was sent to it; a restarted server is met with a new HELLO. */
+  protected onGoodbye(connection: Connection): void {
+    this.#lost(connection, 'stopped');
+  }
+
+  #lost(connection: Connection, reason: string): void {
+    if (!connection.authenticated) return;
+    this.untrack(connection, reason);
+    connection.authenticated = false;
+    this.#announce = true;
+    this.rejectSentCalls(connection, (name) => new ServiceClosedError(`"${this.id}" ${reason === 'stopped' ? 'stopped' : 'went silent'} before "${name}" settled`));
+    this.emit('disconnected');
   }
 
   protected onUnreachable(_connection: Connection, call: PendingCall): void {
@@ -261,6 +312,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
       clearTimeout(this.#helloTimer);
       this.#helloId = undefined;
       this.#refusal = reason;
+      this.#retryRefusal = this.#auth.refreshable === true;
       this.rejectAllCalls(connection, (name) => new UnauthorizedError(`"${this.id}" refused "${name}": ${reason}`));
       return;
     }

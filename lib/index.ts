@@ -8,7 +8,16 @@ import '../security/index.js';
 
 export { Server, type ServerEvents, type ServerCallOptions, type GoneReason } from './server.js';
 export { Client, type ClientEvents, type ClientOptions } from './client.js';
-export { DEFAULTS, type PeerOptions, type CallOptions, type CurveOptions, type HeartbeatOptions } from './peer.js';
+export { DEFAULTS, type PeerOptions, type CallOptions, type CurveOptions } from './peer.js';
+export {
+  registerHeartbeatBackend,
+  MemoryHeartbeatBackend,
+  HEARTBEAT_DEFAULTS,
+  type HeartbeatBackend,
+  type HeartbeatBackendFactory,
+  type HeartbeatOptions,
+  type TrackedPeer,
+} from './heartbeat.js';
 export {
   Registry,
   registerRpc,

@@ -24,6 +24,7 @@ import {
   type ErrorTable,
 } from './errors.js';
 import { consoleLogger, describeRoutingId, type LogContext, type Logger } from './logger.js';
+import { resolveHeartbeat, type HeartbeatBackend, type HeartbeatOptions } from './heartbeat.js';
 import { Outbox } from './outbox.js';
 import { PendingCalls, type PendingCall } from './pending-calls.js';
 import {
@@ -73,11 +74,6 @@ export interface CurveOptions {
   allowedClientKeys?: string[];
 }
 
-/** Heartbeat settings. */
-export interface HeartbeatOptions {
-  intervalMs?: number;
-  timeoutMs?: number;
-}
 
 /** Options common to Server and Client. */
 export interface PeerOptions {
@@ -85,6 +81,7 @@ export interface PeerOptions {
   security?: string | SecurityPlugin;
   /** Default deadline of a call, in ms. Default 5000. */
   timeoutMs?: number;
+  /** Heartbeats: `{ intervalMs, timeoutMs, backend }` (defaults 3000, 10000, 'memory'), or false to turn them off. */
   heartbeat?: HeartbeatOptions | false;
   /** Where `peer.registerRpc` registers and where work looks functions up. Default: a new local registry. */
   registry?: Registry;
@@ -195,6 +192,8 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
   readonly #ids = new MessageIds();
   readonly #pending: PendingCalls;
   readonly #outbox: Outbox;
+  readonly #heartbeat: { intervalMs: number; timeoutMs: number; backend: HeartbeatBackend } | undefined;
+  #heartbeatTimer: NodeJS.Timeout | undefined;
   readonly #excludeLog: ErrorClass[];
   #runningHandlers = 0;
   #drained: (() => void) | undefined;
@@ -217,6 +216,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     this.#drainTimeoutMs = options.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs;
     this.#pending = new PendingCalls(positive(options.maxPendingCalls, 'maxPendingCalls', DEFAULTS.maxPendingCalls));
     this.#excludeLog = options.excludeLogExceptions ?? [];
+    this.#heartbeat = resolveHeartbeat(options.heartbeat);
     for (const translator of options.translators ?? []) registerTranslator(translator);
 
     this.socket = new zmq.Router({
@@ -232,6 +232,12 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     (this.socket as unknown as { setInt32Option(option: number, value: number): void })
       .setInt32Option(ROUTER_NOTIFY, NOTIFY_CONNECT_AND_DISCONNECT);
     this.#outbox = new Outbox(this.socket, positive(options.maxSendQueue, 'maxSendQueue', DEFAULTS.maxSendQueue));
+    if (this.#heartbeat) {
+      // ZMTP heartbeats: the transport closes a dead TCP connection itself (and ROUTER_NOTIFY says so).
+      this.socket.heartbeatInterval = this.#heartbeat.intervalMs;
+      this.socket.heartbeatTimeout = this.#heartbeat.timeoutMs;
+      this.socket.heartbeatTimeToLive = this.#heartbeat.timeoutMs;
+    }
   }
 
   // ---- registration -------------------------------------------------------------------------
@@ -251,6 +257,10 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     if (this.state !== 'idle') throw new ServiceClosedError(`peer "${this.id}" is stopped; create a new one`);
     this.state = 'started';
     this.#receiving = this.#receiveLoop();
+    if (this.#heartbeat) {
+      this.#heartbeatTimer = setInterval(() => this.#heartbeatTick(), this.#heartbeat.intervalMs);
+      this.#heartbeatTimer.unref(); // heartbeats alone never keep a process alive
+    }
     await this.onStart();
   }
 
@@ -280,7 +290,10 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
         };
       });
     }
+    clearInterval(this.#heartbeatTimer);
     await this.onStop();
+    await this.#sayGoodbye();
+    await this.#settle(this.#heartbeat?.backend.close?.(), 'heartbeat backend close');
     this.state = 'stopped';
     this.#outbox.close();
     this.socket.close();
@@ -481,6 +494,8 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
   }
 
   #onFrames(frames: Buffer[]): void {
+    // Any message is a sign of life.
+    if (this.#heartbeat && frames[0]) this.#heartbeat.backend.seen(frames[0].toString('latin1'), Date.now());
     const inbound = decodeFrames(frames, this.#maxMessageBytes, this.#ids);
     switch (inbound.kind) {
       case 'notify':
@@ -555,7 +570,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       return;
     }
     if (replyTo.type === MessageType.HEARTBEAT || replyTo.type === MessageType.AUTHENTICATED ||
-        replyTo.type === MessageType.UNAUTHORIZED) return; // answers are never answered
+        replyTo.type === MessageType.UNAUTHORIZED || replyTo.type === MessageType.GOODBYE) return; // answers are never answered
     this.#sendError(connection, replyTo.framing, replyTo.id, error);
   }
 
@@ -585,7 +600,10 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
         this.onUnauthorized(connection, message);
         return;
       case MessageType.HEARTBEAT:
-        return; // any message is a sign of life; nothing more to do yet
+        return; // counted as a sign of life on receipt
+      case MessageType.GOODBYE:
+        this.onGoodbye(connection);
+        return;
     }
   }
 
@@ -597,6 +615,8 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
   protected abstract onHello(connection: Connection, message: Message): void;
   protected abstract onAuthenticated(connection: Connection, message: Message): void;
   protected abstract onUnauthorized(connection: Connection, message: Message): void;
+  /** The other side said it is stopping. */
+  protected abstract onGoodbye(connection: Connection): void;
   /** The identity work from `connection` runs as, or undefined when it must be refused (UNAUTHORIZED). */
   protected abstract workIdentity(connection: Connection): string | undefined;
   /** Whether a registration's domain is open to `identity` (see predicates). */
@@ -705,6 +725,77 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
   /** Log context for a connection: never credentials. */
   protected context(connection: Connection): LogContext {
     return { peer: this.id, routingId: describeRoutingId(connection.routingId), identity: connection.identity };
+  }
+
+  // ---- heartbeats --------------------------------------------------------------------------
+
+  /** Starts watching a peer's heartbeats. */
+  protected track(connection: Connection): void {
+    if (!this.#heartbeat || connection.identity === undefined) return;
+    const peer = { key: connection.key, identity: connection.identity, owner: this.id };
+    void this.#settle(this.#heartbeat.backend.track(peer, Date.now()), 'heartbeat backend track');
+  }
+
+  /** Stops watching a peer's heartbeats. */
+  protected untrack(connection: Connection, reason: string): void {
+    if (!this.#heartbeat || connection.identity === undefined) return;
+    const peer = { key: connection.key, identity: connection.identity, owner: this.id };
+    void this.#settle(this.#heartbeat.backend.untrack(peer, reason), 'heartbeat backend untrack');
+  }
+
+  /** Awaits what a plugin returned, logging (never throwing) its failure. */
+  async #settle(result: unknown, what: string): Promise<void> {
+    try {
+      await result;
+    } catch (error) {
+      this.logger.error(`${what} failed`, { peer: this.id, error: (error as Error)?.message });
+    }
+  }
+
+  #heartbeatTick(): void {
+    const heartbeat = this.#heartbeat!;
+    if (this.state !== 'started') return;
+    for (const connection of this.heartbeatTargets()) {
+      this.sendMessage(connection, connection.framing, MessageType.HEARTBEAT, null, '');
+    }
+    let silent: string[];
+    try {
+      silent = [...heartbeat.backend.expired(Date.now() - heartbeat.timeoutMs)];
+    } catch (error) {
+      this.logger.error('heartbeat backend expired() failed', { peer: this.id, error: (error as Error)?.message });
+      return;
+    }
+    for (const key of silent) {
+      const connection = this.connections.get(key);
+      if (connection) {
+        this.logger.info('peer silent for too long', { ...this.context(connection), timeoutMs: heartbeat.timeoutMs });
+        this.onSilent(connection);
+      } else {
+        void this.#settle(heartbeat.backend.untrack({ key, identity: '', owner: this.id }, 'timeout'), 'heartbeat backend untrack');
+      }
+    }
+  }
+
+  /** The connections a HEARTBEAT goes to at each interval. */
+  protected abstract heartbeatTargets(): Iterable<Connection>;
+  /** A tracked peer was not heard from for `heartbeat.timeoutMs`. */
+  protected abstract onSilent(connection: Connection): void;
+  /** The connections to say GOODBYE to when this peer stops (zeropeer peers only: pseud does not know the type). */
+  protected abstract goodbyeTargets(): Iterable<Connection>;
+
+  /** Tells zeropeer peers that this one stops, so they need not wait for a transport timeout. */
+  async #sayGoodbye(): Promise<void> {
+    const sends: Promise<void>[] = [];
+    for (const connection of this.goodbyeTargets()) {
+      if (connection.framing !== 'compact' || !connection.up) continue;
+      try {
+        const frames = encodeMessage('compact', connection.routingId, MessageType.GOODBYE, null, 'stopping', this.#ids);
+        sends.push(this.socket.send(frames).catch(() => {}));
+      } catch {
+        // cannot happen for a string body; nothing to undo
+      }
+    }
+    await Promise.all(sends);
   }
 
   #warnedClearText = false;

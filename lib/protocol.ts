@@ -38,6 +38,8 @@ export const MessageType = {
   ERROR: 0x10,
   /** Credentials refused, or work from a peer that has not authenticated: body a UTF-8 string. */
   UNAUTHORIZED: 0x11,
+  /** zeropeer only (compact framing): the sender is stopping; body a UTF-8 string. */
+  GOODBYE: 0x07,
 } as const;
 
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];

@@ -2,7 +2,7 @@
  * The server peer: binds, authenticates the clients that connect, keeps the table of who is
  * connected, runs their work and pushes work to them (`sendTo`).
  */
-import { restrictClientKeys } from '../security/curve.js';
+import { restrictClientKeys, z85Decode } from '../security/curve.js';
 import type { Authentication, ServerSecurity } from '../security/plugin.js';
 import { PeerNotConnectedError, RpcError } from './errors.js';
 import { DEFAULTS, Peer, positive, type CallOptions, type Connection, type PeerOptions } from './peer.js';
@@ -52,14 +52,26 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   /** @param id this server's routing identity: clients name it to reach it. */
   constructor(id: string, options: PeerOptions = {}) {
     super(id, options, { routingId: id });
-    this.#auth = this.security.server(this.securitySettings);
-    this.#maxFailedLogins = options.maxFailedLogins ?? DEFAULTS.maxFailedLogins;
-    this.#failedLoginDelayMs = positive(options.failedLoginDelayMs, 'failedLoginDelayMs', DEFAULTS.failedLoginDelayMs);
-    if (options.curve) {
-      const { publicKey, secretKey } = options.curve;
-      this.socket.curveServer = true;
-      this.socket.curvePublicKey = publicKey;
-      this.socket.curveSecretKey = secretKey;
+    try {
+      this.#auth = this.security.server(this.securitySettings);
+      this.#maxFailedLogins = options.maxFailedLogins ?? DEFAULTS.maxFailedLogins;
+      if (!Number.isInteger(this.#maxFailedLogins) || this.#maxFailedLogins < 0) {
+        throw new TypeError('options.maxFailedLogins must be a whole number');
+      }
+      this.#failedLoginDelayMs = positive(options.failedLoginDelayMs, 'failedLoginDelayMs', DEFAULTS.failedLoginDelayMs);
+      if (options.curve) {
+        const { publicKey, secretKey, allowedClientKeys } = options.curve;
+        this.socket.curveServer = true;
+        this.socket.curvePublicKey = publicKey;
+        this.socket.curveSecretKey = secretKey;
+        if (allowedClientKeys !== undefined && !Array.isArray(allowedClientKeys)) {
+          throw new TypeError('options.curve.allowedClientKeys must be an array of Z85 public keys');
+        }
+        allowedClientKeys?.forEach(z85Decode); // a bad key fails here, not at the first handshake
+      }
+    } catch (error) {
+      this.socket.close(); // a refused construction leaves nothing open
+      throw error;
     }
   }
 
@@ -150,6 +162,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     const identity = connection.identity;
     this.rejectAllCalls(connection, (name) => new PeerNotConnectedError(`client "${identity}" went away (${reason}) before "${name}" settled`));
     if (identity === undefined || !connection.authenticated) return;
+    this.untrack(connection, reason);
     connection.authenticated = false;
     if (this.#identities.get(identity) === connection) {
       this.#identities.delete(identity);
@@ -167,6 +180,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     connection.identity = identity;
     connection.authenticated = true;
     this.#identities.set(identity, connection);
+    this.track(connection);
     this.logger.debug('peer authenticated', this.context(connection));
     this.emit('peer:authenticated', identity);
   }
@@ -239,6 +253,28 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       connection.throttle = undefined;
       if (connection.up && this.state === 'started') this.answerHello(connection, message, false, 'too many failed attempts');
     }, delay);
+  }
+
+  protected heartbeatTargets(): Iterable<Connection> {
+    return this.#identities.values();
+  }
+
+  protected goodbyeTargets(): Iterable<Connection> {
+    return this.connections.values();
+  }
+
+  protected onSilent(connection: Connection): void {
+    // Gone as far as we can tell. If it was only hung and speaks again, it is a new, unauthenticated
+    // connection that must say HELLO again (a zeropeer client does so by itself).
+    this.connections.delete(connection.key);
+    clearTimeout(connection.throttle);
+    this.dropQueued(connection);
+    this.#forget(connection, 'timeout');
+  }
+
+  protected onGoodbye(connection: Connection): void {
+    // The record stays until the transport says the connection closed.
+    this.#forget(connection, 'stopped');
   }
 
   protected onAuthenticated(connection: Connection): void {

@@ -61,31 +61,38 @@ async function serve(handler: ZapHandler): Promise<void> {
 export async function restrictClientKeys(socket: zmq.Socket, allowedKeys: readonly string[]): Promise<() => void> {
   const keys = new Set(allowedKeys.map((key) => z85Decode(key).toString('hex')));
   const context = socket.context;
-  let handler = handlers.get(context);
-  if (!handler) {
-    const reply = new zmq.Reply({ context, linger: 0 });
-    handler = { socket: reply, domains: new Map(), bound: reply.bind(ZAP_ENDPOINT) };
-    handlers.set(context, handler);
-  }
-  const owner = handler;
-  try {
-    await owner.bound;
-  } catch (error) {
-    if (handlers.get(context) === owner) {
-      handlers.delete(context);
-      owner.socket.close();
+  // Fail closed: with no handler answering (one being replaced, say), libzmq refuses the handshake.
+  socket.zapEnforceDomain = true;
+  let owner: ZapHandler | undefined;
+  while (!owner) {
+    let handler = handlers.get(context);
+    if (!handler) {
+      const reply = new zmq.Reply({ context, linger: 0 });
+      handler = { socket: reply, domains: new Map(), bound: reply.bind(ZAP_ENDPOINT) };
+      handlers.set(context, handler);
     }
-    throw new Error(`cannot bind the ZAP handler at ${ZAP_ENDPOINT} (is another one bound in this context?): ${(error as Error).message}`);
+    try {
+      await handler.bound;
+    } catch (error) {
+      if (handlers.get(context) === handler) {
+        handlers.delete(context);
+        handler.socket.close();
+      }
+      throw new Error(`cannot bind the ZAP handler at ${ZAP_ENDPOINT} (is another one bound in this context?): ${(error as Error).message}`);
+    }
+    // The last user of this handler may have closed it while we waited: then start over.
+    if (handlers.get(context) === handler && !handler.socket.closed) owner = handler;
   }
   if (owner.domains.size === 0) void serve(owner);
   const domain = `zeropeer-${process.pid}-${++domainCounter}`;
   owner.domains.set(domain, keys);
   socket.zapDomain = domain;
+  const handler = owner;
   return () => {
-    owner.domains.delete(domain);
-    if (owner.domains.size === 0 && handlers.get(context) === owner) {
+    handler.domains.delete(domain);
+    if (handler.domains.size === 0 && handlers.get(context) === handler) {
       handlers.delete(context);
-      owner.socket.close();
+      handler.socket.close();
     }
   };
 }

@@ -103,6 +103,7 @@ export const jwtSecurity: SecurityPlugin = {
         });
       },
       requiresAuthentication: true,
+      refreshable: typeof token === 'function',
     };
   },
 };

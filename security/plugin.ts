@@ -49,6 +49,11 @@ export interface ClientSecurity {
    * never answers HELLO), and calls go ahead in pseud v1. When true, they wait to their deadline.
    */
   readonly requiresAuthentication: boolean;
+  /**
+   * Whether `credentials()` may give something different next time (a token function). After a
+   * refusal, the next call then tries again with fresh credentials instead of failing at once.
+   */
+  readonly refreshable?: boolean;
   close?(): Promise<void> | void;
 }
 
