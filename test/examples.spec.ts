@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { runCustomAuth } from '../examples/custom-auth.js';
 import { runDemo } from '../examples/demo.js';
+import { runSharedTable } from '../examples/heartbeat-backend.js';
 
 describe('examples', function () {
   this.timeout(20_000);
@@ -25,5 +26,11 @@ describe('examples', function () {
     const lines: string[] = [];
     await runCustomAuth((line) => lines.push(line));
     expect(lines).to.deep.equal(['with a known key: whoami() = reports', 'with an unknown key: UnauthorizedError']);
+  });
+
+  it('the shared-table heartbeat backend records which server each identity is on, and forgets a stopped one', async () => {
+    const lines: string[] = [];
+    await runSharedTable((line) => lines.push(line));
+    expect(lines).to.deep.equal(['alice is on eu, bob is on us', 'after bob stops: bob is on no server']);
   });
 });
