@@ -6,8 +6,9 @@ import type { ClientSecurity } from '../security/plugin.js';
 import { ServiceClosedError, UnauthorizedError } from './errors.js';
 import type { PendingCall } from './pending-calls.js';
 import { DEFAULTS, Peer, positive, type CallOptions, type Connection, type PeerOptions } from './peer.js';
-import { COMPACT_CAPABILITY, type Message } from './protocol.js';
-import { createCallProxy, type CallProxy } from './proxy.js';
+import { COMPACT_CAPABILITY, REPLACED, type Message } from './protocol.js';
+import { createCallProxy, type CallProxy, type NotifyProxy } from './proxy.js';
+import type { FunctionInfo } from './registry.js';
 
 export interface ClientEvents {
   /** The connection to the server is up and this client may send work (authenticated, if the plugin asks). */
@@ -41,6 +42,10 @@ export interface ClientOptions extends PeerOptions {
 export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Calls the server: `client.call.string.lower('ABC')`. */
   readonly call: CallProxy<ServerApi>;
+  /** One-way calls to the server: resolve once handed to the transport; no answer comes back. */
+  readonly notify: NotifyProxy<ServerApi>;
+  /** Topics this client subscribed to; sent again after every reconnection. */
+  readonly #topics = new Set<string>();
   readonly #auth: ClientSecurity;
   readonly #server: Connection;
   readonly #helloTimeoutMs: number;
@@ -83,6 +88,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     this.#server = this.addConnection(Buffer.from(serverId), false);
     this.#server.identity = serverId;
     this.call = createCallProxy<ServerApi>((name, args) => this.invoke(name, args));
+    this.notify = createCallProxy<ServerApi, NotifyProxy<ServerApi>>((name, args) => this.invokeOneWay(name, args));
   }
 
   /** Connects to the server's endpoint (tcp, ipc or inproc). Calls made before the connection is up wait for it. */
@@ -168,6 +174,53 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     return this.invokeOn(this.#server, name, args, options);
   }
 
+  /**
+   * Sends `name` one-way: resolves once the message is handed to the transport (after waiting,
+   * bounded by the deadline, for the connection); the server sends no answer.
+   */
+  invokeOneWay(name: string, args: unknown[] = [], options: CallOptions = {}): Promise<void> {
+    if (this.#refusal !== undefined && !this.#retryRefusal) {
+      return Promise.reject(new UnauthorizedError(`"${this.id}" refused this client's credentials: ${this.#refusal}`));
+    }
+    return this.invokeOn(this.#server, name, args, options, true) as Promise<void>;
+  }
+
+  /**
+   * Subscribes to a topic: the server's `publish(topic)` calls whose topic starts with it run here
+   * (ZeroMQ's prefix matching; '' matches everything). Resolves once the server has it; kept and
+   * sent again after a reconnection.
+   */
+  async subscribe(topic: string): Promise<void> {
+    if (typeof topic !== 'string') throw new TypeError('a topic is a string');
+    await this.invoke('_zeropeer.subscribe', [topic]);
+    this.#topics.add(topic);
+  }
+
+  /** Stops receiving a topic's publications. */
+  async unsubscribe(topic: string): Promise<void> {
+    this.#topics.delete(topic);
+    await this.invoke('_zeropeer.unsubscribe', [topic]);
+  }
+
+  /** The topics this client is subscribed to. */
+  get topics(): string[] {
+    return [...this.#topics];
+  }
+
+  /** The functions the server lets this client call: name, description, parameter names. */
+  inspect(options: CallOptions = {}): Promise<FunctionInfo[]> {
+    return this.invoke('_zeropeer.inspect', [], options) as Promise<FunctionInfo[]>;
+  }
+
+  /**
+   * Asks the server to stop (PyMargo's remote shutdown). The server must allow it
+   * (`remoteShutdown`); it finishes the calls in flight, answers, then stops. Refused:
+   * ServiceNotFoundError.
+   */
+  requestShutdown(options: CallOptions = {}): Promise<void> {
+    return this.invoke('_zeropeer.shutdown', [], options) as Promise<void>;
+  }
+
   /** A `call` proxy whose calls use these options: `client.callWith({ timeoutMs: 100 }).slow()`. */
   callWith(options: CallOptions): CallProxy<ServerApi> {
     return createCallProxy<ServerApi>((name, args) => this.invoke(name, args, options));
@@ -232,6 +285,11 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   #becameReady(connection: Connection): void {
     this.track(connection);
     this.flushWaitingCalls(connection);
+    // A (re)started server knows nothing of our subscriptions: tell it again.
+    for (const topic of this.#topics) {
+      this.invoke('_zeropeer.subscribe', [topic]).catch((error: Error) =>
+        this.logger.warn('could not subscribe again', { ...this.context(connection), topic, error: error.message }));
+    }
     if (!this.#announce) return; // a re-authentication on a live connection is not news
     this.#announce = false;
     if (this.#wasReady) {
@@ -243,7 +301,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   }
 
   protected onTransportDown(connection: Connection): void {
-    const wasReady = this.isReady(connection);
+    const wasReady = connection.authenticated; // `up` is already false here
     this.untrack(connection, 'disconnect');
     clearTimeout(this.#helloTimer);
     connection.authenticated = false;
@@ -269,7 +327,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
    */
   protected onSilent(connection: Connection): void {
     this.#lost(connection, 'silent');
-    if (connection.up) this.#authenticate(connection);
+    if (connection.up && this.#refusal === undefined) this.#authenticate(connection);
   }
 
   /** The server is stopping: fail what was sent to it; a restarted server is met with a new HELLO. */
@@ -314,6 +372,15 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
       this.#refusal = reason;
       this.#retryRefusal = this.#auth.refreshable === true;
       this.rejectAllCalls(connection, (name) => new UnauthorizedError(`"${this.id}" refused "${name}": ${reason}`));
+      return;
+    }
+    if (message.id === 0 && reason === REPLACED) {
+      // Another connection proved our identity since: it is the one the server talks to now.
+      this.logger.warn('replaced by a newer connection with the same identity', this.context(connection));
+      this.#lost(connection, 'replaced');
+      this.#refusal = 'replaced by a newer connection with the same identity';
+      this.#retryRefusal = false;
+      this.rejectAllCalls(connection, (name) => new UnauthorizedError(`"${name}" not sent: ${this.#refusal}`));
       return;
     }
     if (!this.requeueUnauthorized(connection, message.id, reason)) {

@@ -6,7 +6,7 @@
  */
 import '../security/index.js';
 
-export { Server, type ServerEvents, type ServerCallOptions, type GoneReason } from './server.js';
+export { Server, type ServerEvents, type ServerCallOptions, type ServerOptions, type GoneReason } from './server.js';
 export { Client, type ClientEvents, type ClientOptions } from './client.js';
 export { DEFAULTS, type PeerOptions, type CallOptions, type CurveOptions } from './peer.js';
 export {
@@ -27,7 +27,11 @@ export {
   type RegistrationOptions,
   type Registration,
   type Handler,
+  type Validator,
+  type FunctionInfo,
 } from './registry.js';
+export { rpcMethod } from './service.js';
+export { ReplyChannel, type ReplyOptions } from './work.js';
 export {
   RpcError,
   ServiceNotFoundError,
@@ -47,7 +51,7 @@ export {
 } from './errors.js';
 export { registerTranslator, type Translator } from './codec.js';
 export { MessageType, PROTOCOL_VERSION, COMPACT_CAPABILITY, type Framing } from './protocol.js';
-export type { RemoteApi, CallProxy, AnyCallProxy } from './proxy.js';
+export type { RemoteApi, CallProxy, AnyCallProxy, NotifyApi, NotifyProxy, PublishApi, PublishProxy } from './proxy.js';
 export { registerPredicate, unregisterPredicate, type Predicate } from './predicates.js';
 export { consoleLogger, silentLogger, type Logger, type LogContext } from './logger.js';
 export {

@@ -12,6 +12,8 @@ import type * as zmq from 'zeromq';
 export interface OutgoingHooks {
   /** The message could not be sent (no route, queue full, socket closed). */
   onError?(error: Error): void;
+  /** The message was handed to ZeroMQ. */
+  onSent?(): void;
   /** True when the message is no longer worth sending (its call settled meanwhile). */
   stale?(): boolean;
   /** Calls are bounded by maxPendingCalls already; only other messages count against the queue limit. */
@@ -68,6 +70,14 @@ export class Outbox {
     if (queue) queue.items.length = 0;
   }
 
+  /** Resolves once every queue is empty (or after `timeoutMs`). */
+  async drained(timeoutMs = 500): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while ([...this.#queues.values()].some((queue) => queue.items.length > 0) && Date.now() < deadline && !this.#closed) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+  }
+
   /** Stops sending; what still waits is dropped. */
   close(): void {
     this.#closed = true;
@@ -87,6 +97,7 @@ export class Outbox {
         await this.#socket.send(item.frames);
         queue.items.shift();
         backoff = 1;
+        item.onSent?.();
       } catch (error) {
         if ((error as { code?: string }).code === 'EAGAIN' && !this.#closed) {
           // The peer's pipe is full: wait for it to read, without holding up anybody else.

@@ -32,6 +32,7 @@ import {
   MessageIds,
   MessageType,
   decodeFrames,
+  isOneWayId,
   encodeMessage,
   typeName,
   type Framing,
@@ -41,7 +42,9 @@ import {
   type MessageTypeCode,
 } from './protocol.js';
 import { domainAllows, type Predicate } from './predicates.js';
-import { Registry, createLocalRegistry, type Handler, type RegistrationOptions } from './registry.js';
+import { RESERVED_PREFIX, Registry, createLocalRegistry, type FunctionInfo, type Handler, type Registration, type RegistrationOptions } from './registry.js';
+import { registerService } from './service.js';
+import { runWork, type Responder, type Work, type WorkHooks } from './work.js';
 import { resolveSecurityPlugin, type SecurityPlugin, type SecuritySettings } from '../security/plugin.js';
 
 /** Named limits and defaults. Each is an option of the same name. */
@@ -154,6 +157,8 @@ export interface Connection {
   failedLogins?: number;
   /** Server: the delayed answer of a throttled HELLO. */
   throttle?: NodeJS.Timeout | undefined;
+  /** Server: the topic prefixes this client subscribed to. */
+  topics?: Set<string>;
 }
 
 type PeerState = 'idle' | 'started' | 'stopping' | 'stopped';
@@ -217,6 +222,13 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     this.#pending = new PendingCalls(positive(options.maxPendingCalls, 'maxPendingCalls', DEFAULTS.maxPendingCalls));
     this.#excludeLog = options.excludeLogExceptions ?? [];
     this.#heartbeat = resolveHeartbeat(options.heartbeat);
+    this.#workHooks = {
+      running: () => {
+        this.#runningHandlers++;
+        return () => this.#handlerDone();
+      },
+      rawReplyTimeoutMs: this.#timeoutMs,
+    };
     for (const translator of options.translators ?? []) registerTranslator(translator);
 
     this.socket = new zmq.Router({
@@ -249,6 +261,14 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     return (this.registry.registerRpc as (a: unknown, b?: unknown, c?: unknown) => F)(a, b, c);
   }
 
+  /**
+   * Exposes the methods of `service` marked with `rpcMethod` as `namespace.method` (nested objects
+   * as deeper names). Returns the names registered.
+   */
+  registerService(namespace: string, service: object, options?: Omit<RegistrationOptions, 'name'>): string[] {
+    return registerService(this.registry, namespace, service, options);
+  }
+
   // ---- life cycle ---------------------------------------------------------------------------
 
   /** Starts serving: work that arrives is dispatched from now on. Idempotent. */
@@ -268,8 +288,8 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
    * Stops: calls in flight reject with {@link ServiceClosedError}, handlers still running get
    * `drainTimeoutMs` to answer, then the socket closes. Idempotent; resolves when stopped.
    */
-  stop(): Promise<void> {
-    this.#stopping ??= this.#stop();
+  stop(options: { beforeClose?: () => void } = {}): Promise<void> {
+    this.#stopping ??= this.#stop(options.beforeClose);
     return this.#stopping;
   }
 
@@ -277,7 +297,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     await this.stop();
   }
 
-  async #stop(): Promise<void> {
+  async #stop(beforeClose?: () => void): Promise<void> {
     const wasStarted = this.state === 'started';
     this.state = 'stopping';
     this.#pending.rejectWhere(() => true, (call) => new ServiceClosedError(`peer "${this.id}" stopped before "${call.name}" settled`));
@@ -291,6 +311,13 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       });
     }
     clearInterval(this.#heartbeatTimer);
+    // Last words while the socket is open (the answer to a remote shutdown, say).
+    try {
+      beforeClose?.();
+    } catch (error) {
+      this.logger.error('beforeClose failed', { peer: this.id, error: (error as Error)?.message });
+    }
+    await this.#outbox.drained();
     await this.onStop();
     await this.#sayGoodbye();
     await this.#settle(this.#heartbeat?.backend.close?.(), 'heartbeat backend close');
@@ -311,7 +338,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
    * Calls `name` on the peer `target` designates, with positional `args`. Rejects, never hangs:
    * {@link TimeoutError} after the deadline, {@link ServiceClosedError} when this peer stops.
    */
-  protected invokeOn(target: Connection | Error, name: string, args: unknown[], options: CallOptions = {}): Promise<unknown> {
+  protected invokeOn(target: Connection | Error, name: string, args: unknown[], options: CallOptions = {}, oneWay = false): Promise<unknown> {
     if (this.state === 'stopping' || this.state === 'stopped') {
       return Promise.reject(new ServiceClosedError(`peer "${this.id}" is stopped; "${name}" was not sent`));
     }
@@ -331,7 +358,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     // Encode now, so that a value that cannot be sent fails here and nothing is queued.
     let frames: Buffer[];
     try {
-      frames = this.#encodeWork(target, id, name, args, kwargs);
+      frames = this.#encodeWork(target, oneWay ? 0 : id, name, args, kwargs);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -352,6 +379,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
         kwargs,
         errorTable,
         sent: false,
+        oneWay,
         resolve,
         reject,
         release() {
@@ -365,9 +393,10 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
   }
 
   #encodeWork(target: Connection, id: number, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined): Buffer[] {
-    // pseud v1 expects [name, args, kwargs]; compact drops an empty kwargs.
+    // pseud v1 expects [name, args, kwargs]; compact drops an empty kwargs. Id 0: one-way.
     const body = kwargs ? [name, args, kwargs] : target.framing === 'v1' ? [name, args, {}] : [name, args];
-    const frames = encodeMessage(target.framing, target.routingId, MessageType.WORK, id, body, this.#ids);
+    const wireId = id === 0 ? (target.framing === 'v1' ? Buffer.alloc(0) : 0) : id;
+    const frames = encodeMessage(target.framing, target.routingId, MessageType.WORK, wireId, body, this.#ids);
     this.#checkSize(frames, `call "${name}"`);
     return frames;
   }
@@ -385,6 +414,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     this.#outbox.send(connection.key, frames, {
       exempt: true,
       stale: () => this.#pending.get(call.id) !== call,
+      ...(call.oneWay ? { onSent: () => this.#pending.resolve(call.id, undefined) } : {}),
       onError: (error) => {
         if (this.#pending.get(call.id) !== call) return;
         if (isUnreachable(error)) {
@@ -402,7 +432,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     for (const call of this.#pending.unsent(connection.key)) {
       let frames: Buffer[];
       try {
-        frames = this.#encodeWork(connection, call.id, call.name, call.args, call.kwargs);
+        frames = this.#encodeWork(connection, call.oneWay ? 0 : call.id, call.name, call.args, call.kwargs);
       } catch (error) {
         this.#pending.reject(call.id, error as Error);
         continue;
@@ -644,51 +674,128 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
   #onWork(connection: Connection, message: Message): void {
     const { framing, id, body } = message;
     const identity = this.workIdentity(connection);
+    const oneWay = isOneWayId(id);
     if (identity === undefined) {
-      this.sendMessage(connection, framing, MessageType.UNAUTHORIZED, id, 'authentication required');
+      if (!oneWay) this.sendMessage(connection, framing, MessageType.UNAUTHORIZED, id, 'authentication required');
+      else this.logger.warn('one-way work from an unauthenticated peer dropped', this.context(connection));
       return;
     }
     if (!Array.isArray(body) || body.length < 2 || body.length > 3 || typeof body[0] !== 'string' || !Array.isArray(body[1]) ||
         (body[2] != null && (typeof body[2] !== 'object' || Array.isArray(body[2]) || body[2] instanceof Map))) {
-      this.#sendError(connection, framing, id, new ProtocolError('a WORK body must be [name, args, kwargs?]'));
       this.logger.warn('bad WORK body', this.context(connection));
+      const error = new ProtocolError('a WORK body must be [name, args, kwargs?]');
+      if (!oneWay) this.#sendError(connection, framing, id, error);
       return;
     }
     const [name, args, kwargs] = body as [string, unknown[], Record<string, unknown> | undefined];
+    const responder = oneWay ? this.#oneWayResponder(connection, name) : this.#responder(connection, framing, id, name);
     if (this.state !== 'started') {
-      this.#sendError(connection, framing, id, new ServiceClosedError(`peer "${this.id}" is stopping`));
+      responder.fail(new ServiceClosedError(`peer "${this.id}" is stopping`));
       return;
     }
-    const registration = this.registry.lookup(name, (domain) => this.#allowsDomain(domain, identity));
-    if (!registration) {
-      this.#sendError(connection, framing, id, new ServiceNotFoundError(`no function "${name}" is available`));
+    const work: Work = { name, args, kwargs: kwargs ?? undefined, identity, address: describeRoutingId(connection.routingId), responder };
+    if (name.startsWith(RESERVED_PREFIX)) {
+      this.#runBuiltin(connection, work);
       return;
     }
-    const callArgs = kwargs && Object.keys(kwargs).length > 0 ? [...args, kwargs] : args;
-    if (registration.withIdentity) callArgs.unshift(identity);
+    const registration = this.lookup(name, identity);
+    if (registration) {
+      this.run(registration, work);
+    } else if (!this.forward(connection, work)) {
+      responder.fail(new ServiceNotFoundError(`no function "${name}" is available`));
+    }
+  }
 
-    let result: unknown;
-    try {
-      result = registration.handler(...callArgs);
-    } catch (error) {
-      this.#workFailed(connection, framing, id, name, identity, error);
+  /** Runs one unit of work with a registration. */
+  protected run(registration: Registration, work: Work): void {
+    runWork(registration, work, this.#workHooks);
+  }
+
+  /** The registration `identity` gets for `name`, predicates applied. */
+  protected lookup(name: string, identity: string): Registration | undefined {
+    return this.registry.lookup(name, (domain) => this.#allowsDomain(domain, identity));
+  }
+
+  /** Work no registration here serves: a server may pass it on (proxyTo). Returns whether it did. */
+  protected forward(_connection: Connection, _work: Work): boolean {
+    return false;
+  }
+
+  readonly #workHooks: WorkHooks;
+
+  /** The answer of a normal call: OK or ERROR, once, in the framing the call came in. */
+  #responder(connection: Connection, framing: Framing, id: MessageId, name: string): Responder {
+    let sent = false;
+    return {
+      get sent() {
+        return sent;
+      },
+      ok: (value) => {
+        if (sent) return;
+        sent = true;
+        this.#workDone(connection, framing, id, name, value);
+      },
+      fail: (error) => {
+        if (sent) return;
+        sent = true;
+        this.#workFailed(connection, framing, id, name, error);
+      },
+    };
+  }
+
+  /** One-way work answers nobody: a failure is logged, a result dropped. */
+  #oneWayResponder(connection: Connection, name: string): Responder {
+    let sent = false;
+    return {
+      get sent() {
+        return sent;
+      },
+      ok: () => {
+        sent = true;
+      },
+      fail: (error) => {
+        if (sent) return;
+        sent = true;
+        this.logger.error(`one-way "${name}" failed`, { ...this.context(connection), name, error: error instanceof Error ? error.stack : String(error) });
+      },
+    };
+  }
+
+  /** zeropeer's own functions, under `_zeropeer.`; a subclass adds to them. */
+  protected builtins(): Record<string, (connection: Connection, work: Work) => void> {
+    return {
+      '_zeropeer.inspect': (_connection, work) => work.responder.ok(this.#inspectFor(work.identity)),
+    };
+  }
+
+  #runBuiltin(connection: Connection, work: Work): void {
+    const builtin = Object.hasOwn(this.builtins(), work.name) ? this.builtins()[work.name] : undefined;
+    if (!builtin) {
+      work.responder.fail(new ServiceNotFoundError(`no function "${work.name}" is available`));
       return;
     }
-    if (result !== null && typeof result === 'object' && typeof (result as PromiseLike<unknown>).then === 'function') {
-      this.#runningHandlers++;
-      (result as PromiseLike<unknown>).then(
-        (value) => {
-          this.#handlerDone();
-          this.#workDone(connection, framing, id, name, value);
-        },
-        (error: unknown) => {
-          this.#handlerDone();
-          this.#workFailed(connection, framing, id, name, identity, error);
-        },
-      );
-    } else {
-      this.#workDone(connection, framing, id, name, result);
+    try {
+      builtin(connection, work);
+    } catch (error) {
+      work.responder.fail(error);
     }
+  }
+
+  /** What `identity` may call here: one entry per name (the version its rights give it). */
+  #inspectFor(identity: string): FunctionInfo[] {
+    const names = new Set<string>();
+    for (const registration of this.registry.registrations()) names.add(registration.name);
+    const visible: FunctionInfo[] = [];
+    for (const name of [...names].sort()) {
+      const registration = this.lookup(name, identity);
+      if (!registration) continue;
+      visible.push({
+        name,
+        ...(registration.description !== undefined ? { description: registration.description } : {}),
+        params: [...registration.paramNames],
+      });
+    }
+    return visible;
   }
 
   #handlerDone(): void {
@@ -697,6 +804,11 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       this.#drained();
       this.#drained = undefined;
     }
+  }
+
+  /** Handlers still running (counted by stop()'s drain, and by remote shutdown). */
+  protected get runningHandlers(): number {
+    return this.#runningHandlers;
   }
 
   #workDone(connection: Connection, framing: Framing, id: MessageId, name: string, value: unknown): void {
@@ -714,9 +826,9 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     this.#send(connection, frames);
   }
 
-  #workFailed(connection: Connection, framing: Framing, id: MessageId, name: string, identity: string, error: unknown): void {
+  #workFailed(connection: Connection, framing: Framing, id: MessageId, name: string, error: unknown): void {
     if (this.options.logExceptions && !this.#excludeLog.some((Class) => error instanceof Class)) {
-      this.logger.error(`handler "${name}" threw`, { peer: this.id, identity, name, error: error instanceof Error ? error.stack : String(error) });
+      this.logger.error(`handler "${name}" threw`, { ...this.context(connection), name, error: error instanceof Error ? error.stack : String(error) });
     }
     if (this.state === 'stopped') return;
     this.#sendError(connection, framing, id, error);

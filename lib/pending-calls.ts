@@ -18,6 +18,8 @@ export interface PendingCall {
   sent: boolean;
   /** Sent again once already after an UNAUTHORIZED answer. */
   retried?: boolean;
+  /** One-way: settles (undefined) once handed to the transport; no answer comes. */
+  readonly oneWay?: boolean;
   resolve(value: unknown): void;
   reject(error: Error): void;
   /** Releases the deadline timer and abort listener. */

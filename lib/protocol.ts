@@ -55,6 +55,9 @@ export function typeName(type: number): string {
 /** Types whose v1 body is MessagePack (the others carry a UTF-8 string). */
 const msgpackBodies = new Set<number>([MessageType.WORK, MessageType.OK, MessageType.ERROR, MessageType.HELLO]);
 
+/** The body of the UNAUTHORIZED (id 0) a server sends a connection whose identity a newer one took. */
+export const REPLACED = 'replaced';
+
 /** The word a zeropeer server puts in its AUTHENTICATED body to say it reads compact framing. */
 export const COMPACT_CAPABILITY = 'zeropeer/1 compact';
 
@@ -99,6 +102,7 @@ export class MessageIds {
 
   next(): number {
     this.#next = (this.#next + 1) >>> 0;
+    if (this.#next === 0) this.#next = 1; // 0 means one-way
     return this.#next;
   }
 
@@ -125,6 +129,14 @@ function zeropeerPrefix(): Buffer {
   return prefix;
 }
 
+/**
+ * Whether WORK with this id is one-way (no answer wanted): an empty id in v1, 0 in compact. pseud
+ * peers never send such ids; if one answers a one-way WORK anyway, the answer matches no call.
+ */
+export function isOneWayId(id: MessageId): boolean {
+  return id === 0 || (Buffer.isBuffer(id) && id.length === 0);
+}
+
 /** Whether a v1 message id was made by a zeropeer peer (see {@link MessageIds}). */
 export function isZeropeerId(id: MessageId): boolean {
   return Buffer.isBuffer(id) && id.length === 16 && id[0] === 0x7a && id[1] === 0x70 && id[6] === 0 && id[8] === 0;
@@ -147,7 +159,7 @@ export function encodeMessage(
   ids: MessageIds,
 ): Buffer[] {
   if (framing === 'compact') {
-    return [routingId, encode([type, id ?? 0, body ?? null], 'rich')];
+    return [routingId, encode([type, id ?? 0, body], 'rich')];
   }
   const idFrame = id === null ? EMPTY : typeof id === 'number' ? ids.toV1(id) : id;
   const bodyFrame = msgpackBodies.has(type) ? encode(body, 'plain') : Buffer.from(typeof body === 'string' ? body : '');

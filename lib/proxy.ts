@@ -13,6 +13,30 @@ export type RemoteApi<T> = {
       : never;
 };
 
+/** The one-way view of an API interface: every function resolves (to nothing) once sent. */
+export type NotifyApi<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => unknown
+    ? (...args: A) => Promise<void>
+    : T[K] extends object
+      ? NotifyApi<T[K]>
+      : never;
+};
+
+/** A one-way proxy for an interface, or the untyped one. */
+export type NotifyProxy<T> = 0 extends 1 & T ? AnyCallProxy : NotifyApi<T>;
+
+/** A publish proxy: every function resolves to the number of subscribers it was sent to. */
+export type PublishApi<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => unknown
+    ? (...args: A) => Promise<number>
+    : T[K] extends object
+      ? PublishApi<T[K]>
+      : never;
+};
+
+/** A publish proxy for an interface, or the untyped one. */
+export type PublishProxy<T> = 0 extends 1 & T ? AnyCallProxy : PublishApi<T>;
+
 /** The untyped proxy: any dotted name, any arguments. */
 export interface AnyCallProxy {
   [name: string]: AnyCallProxy;
@@ -48,6 +72,6 @@ function makeProxy(invoke: Invoke, path: string, cache: Map<string, unknown>): u
 }
 
 /** A proxy whose calls go through `invoke`. */
-export function createCallProxy<T>(invoke: Invoke): CallProxy<T> {
-  return makeProxy(invoke, '', new Map()) as CallProxy<T>;
+export function createCallProxy<T, P = CallProxy<T>>(invoke: Invoke): P {
+  return makeProxy(invoke, '', new Map()) as P;
 }

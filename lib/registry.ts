@@ -23,7 +23,18 @@ export interface RegistrationOptions {
   replace?: boolean;
   /** A one-line description, shown by inspect. */
   description?: string;
+  /** A raw handler: it gets a reply channel first, and answers through it (see ReplyChannel). */
+  raw?: boolean;
+  /** One-way: a call is acknowledged at once with no result; what the handler throws is only logged. */
+  oneWay?: boolean;
+  /** A validator per parameter: returns the value to use, or throws (the caller gets ParameterError). */
+  params?: Validator[];
+  /** A validator for the result. */
+  returns?: Validator;
 }
+
+/** Checks (and may convert) one value: returns the value to use, or throws. */
+export type Validator = (value: unknown) => unknown;
 
 /** A registered function, as the engine sees it. */
 export interface Registration {
@@ -32,10 +43,27 @@ export interface Registration {
   readonly handler: Handler;
   readonly withIdentity: boolean;
   readonly description: string | undefined;
+  readonly raw: boolean;
+  readonly oneWay: boolean;
+  readonly params: readonly Validator[] | undefined;
+  readonly returns: Validator | undefined;
+  /** The names of the parameters the caller passes (identity and channel left out), for inspect and errors. */
+  readonly paramNames: readonly string[];
+}
+
+/** What inspect tells about one function. */
+export interface FunctionInfo {
+  name: string;
+  description?: string;
+  /** Names of the parameters the caller passes. */
+  params: string[];
 }
 
 /** The domain of a registration that names none. */
 export const DEFAULT_DOMAIN = 'default';
+
+/** Names under this prefix are zeropeer's own (subscribe, inspect, shutdown...). */
+export const RESERVED_PREFIX = '_zeropeer.';
 
 const NAME_PATTERN = /^[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*$/;
 /** Longest accepted name, in characters: names travel in every WORK message. */
@@ -49,6 +77,9 @@ export function validateName(name: unknown): string {
   if (name.length > MAX_NAME_LENGTH) {
     throw new RegistrationError(`name is ${name.length} characters long; at most ${MAX_NAME_LENGTH}`);
   }
+  if (name.startsWith(RESERVED_PREFIX)) {
+    throw new RegistrationError(`names under "${RESERVED_PREFIX}" are reserved for zeropeer itself`);
+  }
   if (!NAME_PATTERN.test(name)) {
     throw new RegistrationError(
       `invalid name ${JSON.stringify(name)}: use identifiers joined by dots, like "string.lower"`,
@@ -56,6 +87,26 @@ export function validateName(name: unknown): string {
   }
   return name;
 }
+
+/**
+ * The parameter names of a function, read from its source (what inspect shows). Destructured or
+ * unreadable parameters come out as `#index`.
+ */
+export function parameterNames(fn: Handler): string[] {
+  const original = (fn as { [SOURCE_FUNCTION]?: Handler })[SOURCE_FUNCTION];
+  if (original) return parameterNames(original);
+  const source = Function.prototype.toString.call(fn);
+  const match = /^(?:async\s*)?(?:function\b[^(]*)?\(([^)]*)\)/.exec(source) ?? /^(?:async\s+)?([A-Za-z_$][\w$]*)\s*=>/.exec(source);
+  const list = match?.[1] ?? (/^[^(]*\(([^)]*)\)/.exec(source)?.[1] ?? '');
+  return list
+    .split(',')
+    .map((part) => part.trim())
+    .filter((part) => part.length > 0)
+    .map((part, index) => /^(?:\.\.\.)?([A-Za-z_$][\w$]*)/.exec(part)?.[1] ?? `#${index}`);
+}
+
+/** Set on a wrapper (a bound method, say) to the function whose parameters inspect should show. */
+export const SOURCE_FUNCTION = Symbol('zeropeer.sourceFunction');
 
 /** Decides whether a registration's domain is open to the caller at hand. */
 export type DomainFilter = (domain: string) => boolean;
@@ -105,12 +156,26 @@ export class Registry {
     if (typeof fn !== 'function') {
       throw new RegistrationError(`the handler for ${JSON.stringify(name)} is not a function`);
     }
+    if (options.params !== undefined && (!Array.isArray(options.params) || !options.params.every((v) => typeof v === 'function'))) {
+      throw new RegistrationError(`params of ${JSON.stringify(name)} must be an array of validator functions`);
+    }
+    if (options.returns !== undefined && typeof options.returns !== 'function') {
+      throw new RegistrationError(`returns of ${JSON.stringify(name)} must be a validator function`);
+    }
+    if (options.raw && options.oneWay) throw new RegistrationError('a registration is raw or one-way, not both');
+    const withIdentity = options.withIdentity ?? false;
+    const raw = options.raw ?? false;
     const registration: Registration = {
       name: validateName(name),
       domain: options.domain ?? DEFAULT_DOMAIN,
       handler: fn as Handler,
-      withIdentity: options.withIdentity ?? false,
+      withIdentity,
       description: options.description,
+      raw,
+      oneWay: options.oneWay ?? false,
+      params: options.params,
+      returns: options.returns,
+      paramNames: parameterNames(fn as Handler).slice((raw ? 1 : 0) + (withIdentity ? 1 : 0)),
     };
     if (typeof registration.domain !== 'string' || registration.domain.length === 0) {
       throw new RegistrationError('domain must be a non-empty string');

@@ -4,12 +4,36 @@
  */
 import { restrictClientKeys, z85Decode } from '../security/curve.js';
 import type { Authentication, ServerSecurity } from '../security/plugin.js';
-import { PeerNotConnectedError, RpcError } from './errors.js';
+import { PeerNotConnectedError, RpcError, ServiceNotFoundError } from './errors.js';
+import type { Client } from './client.js';
 import { DEFAULTS, Peer, positive, type CallOptions, type Connection, type PeerOptions } from './peer.js';
+import type { Predicate } from './predicates.js';
+import { createCallProxy, type CallProxy, type NotifyProxy, type PublishProxy } from './proxy.js';
+import type { FunctionInfo } from './registry.js';
+import type { Work } from './work.js';
 
 const MAX_THROTTLE_MS = 10_000;
-import { isZeropeerId, type Message } from './protocol.js';
-import { createCallProxy, type CallProxy } from './proxy.js';
+
+/** ZeroMQ's rule: a subscription matches every topic it is a prefix of. */
+function matchesTopic(subscriptions: ReadonlySet<string>, topic: string): boolean {
+  for (const prefix of subscriptions) if (topic.startsWith(prefix)) return true;
+  return false;
+}
+
+function topicArgument(work: Work): string {
+  const [topic] = work.args;
+  if (typeof topic !== 'string' || topic.length > 1024) throw new TypeError('a topic is a string of at most 1024 characters');
+  return topic;
+}
+
+function safePredicate(predicate: Predicate, identity: string): boolean {
+  try {
+    return predicate(identity) === true;
+  } catch {
+    return false;
+  }
+}
+import { MessageType, REPLACED, isZeropeerId, type Message } from './protocol.js';
 
 /** Why a peer left the table. */
 export type GoneReason = 'timeout' | 'disconnect' | 'stopped' | 'replaced' | 'expired';
@@ -20,6 +44,24 @@ export interface ServerEvents {
   /** A client left the table. */
   'peer:gone': (identity: string, reason: GoneReason) => void;
   error: (error: Error) => void;
+}
+
+/** Server options: the common ones, plus remote shutdown and proxying. */
+export interface ServerOptions extends PeerOptions {
+  /**
+   * Let clients ask this server to stop (PyMargo's remote shutdown): `true` for any authenticated
+   * client, or a predicate on the caller's identity. Default false: the request is answered
+   * ServiceNotFoundError, as for any function that does not exist.
+   */
+  remoteShutdown?: boolean | Predicate;
+  /**
+   * Where calls go that no registration here serves (pseud's proxy_to): a Client connected to an
+   * upstream server. The upstream must list this server's identity there in `trustedProxies`, and
+   * then runs the call as the original caller, its predicates applied to that identity.
+   */
+  proxyTo?: Client;
+  /** Identities of proxies whose calls run as the caller they relay for. Default: none. */
+  trustedProxies?: string[];
 }
 
 /** Options of a call a server makes: a {@link CallOptions} plus the identity it goes to. */
@@ -50,7 +92,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   readonly #failedLoginDelayMs: number;
 
   /** @param id this server's routing identity: clients name it to reach it. */
-  constructor(id: string, options: PeerOptions = {}) {
+  constructor(id: string, options: ServerOptions = {}) {
     super(id, options, { routingId: id });
     try {
       this.#auth = this.security.server(this.securitySettings);
@@ -117,6 +159,92 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     return this.invokeOn(this.#target(options?.to), name, args, options);
   }
 
+  /** One-way calls to the client `identity`: resolve once handed to the transport; no answer. */
+  notifyTo<T = ClientApi>(identity: string, options: CallOptions = {}): NotifyProxy<T> {
+    return createCallProxy<T, NotifyProxy<T>>((name, args) => this.invokeOn(this.#target(identity), name, args, options, true));
+  }
+
+  /**
+   * Runs a call on every authenticated client subscribed to a prefix of `topic` (ZeroMQ's prefix
+   * matching), one-way. Each function resolves to the number of clients it was sent to.
+   *
+   * @example
+   * await server.publish('prices.eur').update({ bid: 1.08 }); // clients subscribed to 'prices' or 'prices.eur'
+   */
+  publish<T = ClientApi>(topic: string, options: CallOptions = {}): PublishProxy<T> {
+    if (typeof topic !== 'string') throw new TypeError('a topic is a string');
+    return createCallProxy<T, PublishProxy<T>>(async (name, args) => {
+      const sends: Promise<unknown>[] = [];
+      for (const connection of this.#identities.values()) {
+        if (!connection.up || !connection.topics || !matchesTopic(connection.topics, topic)) continue;
+        sends.push(this.invokeOn(connection, name, args, options, true));
+      }
+      const outcomes = await Promise.allSettled(sends);
+      return outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
+    });
+  }
+
+  /** The functions the client `identity` lets this server call. */
+  inspect(identity: string, options: CallOptions = {}): Promise<FunctionInfo[]> {
+    return this.invoke('_zeropeer.inspect', [], { ...options, to: identity }) as Promise<FunctionInfo[]>;
+  }
+
+  protected override builtins(): Record<string, (connection: Connection, work: Work) => void> {
+    return {
+      ...super.builtins(),
+      '_zeropeer.subscribe': (connection, work) => {
+        const topic = topicArgument(work);
+        (connection.topics ??= new Set()).add(topic);
+        work.responder.ok(undefined);
+      },
+      '_zeropeer.unsubscribe': (connection, work) => {
+        connection.topics?.delete(topicArgument(work));
+        work.responder.ok(undefined);
+      },
+      '_zeropeer.shutdown': (connection, work) => this.#remoteShutdown(connection, work),
+      '_zeropeer.proxy': (_connection, work) => this.#relayed(work),
+    };
+  }
+
+  #remoteShutdown(connection: Connection, work: Work): void {
+    const allow = (this.options as ServerOptions).remoteShutdown;
+    const allowed = allow === true || (typeof allow === 'function' && safePredicate(allow, work.identity));
+    if (!allowed) {
+      work.responder.fail(new ServiceNotFoundError(`no function "${work.name}" is available`));
+      return;
+    }
+    this.logger.warn('remote shutdown requested', this.context(connection));
+    // Stop taking work now; answer once the calls in flight are done; then stop.
+    void this.stop({ beforeClose: () => work.responder.ok(undefined) });
+  }
+
+  /** A trusted proxy relays a call for the identity it names: run it as that caller. */
+  #relayed(work: Work): void {
+    const trusted = (this.options as ServerOptions).trustedProxies ?? [];
+    const [identity, name, args, kwargs] = work.args as [unknown, unknown, unknown, unknown];
+    if (!trusted.includes(work.identity) || typeof identity !== 'string' || typeof name !== 'string' ||
+        name.startsWith('_zeropeer.') || !Array.isArray(args) || (kwargs != null && typeof kwargs !== 'object')) {
+      work.responder.fail(new ServiceNotFoundError(`no function "${work.name}" is available`));
+      return;
+    }
+    const registration = this.lookup(name, identity);
+    if (!registration) {
+      work.responder.fail(new ServiceNotFoundError(`no function "${name}" is available`));
+      return;
+    }
+    this.run(registration, { ...work, name, args, kwargs: (kwargs as Record<string, unknown> | null) ?? undefined, identity });
+  }
+
+  protected override forward(connection: Connection, work: Work): boolean {
+    const upstream = (this.options as ServerOptions).proxyTo;
+    if (!upstream) return false;
+    this.logger.debug('relaying a call upstream', { ...this.context(connection), name: work.name });
+    upstream
+      .invoke('_zeropeer.proxy', [work.identity, work.name, work.args, work.kwargs ?? null])
+      .then((value) => work.responder.ok(value), (error: unknown) => work.responder.fail(error));
+    return true;
+  }
+
   #target(identity: unknown): Connection | Error {
     if (typeof identity !== 'string') return new TypeError('say which client to call: { to: identity }');
     const connection = this.#identities.get(identity);
@@ -173,8 +301,10 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   #admit(connection: Connection, identity: string): void {
     const previous = this.#identities.get(identity);
     if (previous && previous !== connection) {
-      // One identity, one connection: the newest proof wins, the older connection loses the name.
+      // One identity, one connection: the newest proof wins, the older connection loses the name,
+      // and a zeropeer client is told so (else it would authenticate again and take it back).
       this.#forget(previous, 'replaced');
+      if (previous.framing === 'compact' && previous.up) this.sendMessage(previous, 'compact', MessageType.UNAUTHORIZED, 0, REPLACED);
     }
     if (connection.authenticated && connection.identity !== identity) this.#forget(connection, 'replaced');
     connection.identity = identity;

@@ -39,7 +39,22 @@ interface ZapHandler {
 }
 
 const handlers = new Map<zmq.Context, ZapHandler>();
+/** A handler being closed, per context: its endpoint is free only once this settles. */
+const closing = new Map<zmq.Context, Promise<void>>();
 let domainCounter = 0;
+
+/** Unbinds, then closes, so that the next handler of the context can bind at once. */
+function closeHandler(context: zmq.Context, handler: ZapHandler): void {
+  handlers.delete(context);
+  const done = (async () => {
+    await handler.socket.unbind(ZAP_ENDPOINT).catch(() => {});
+    handler.socket.close();
+  })();
+  closing.set(context, done);
+  void done.then(() => {
+    if (closing.get(context) === done) closing.delete(context);
+  });
+}
 
 async function serve(handler: ZapHandler): Promise<void> {
   try {
@@ -65,6 +80,7 @@ export async function restrictClientKeys(socket: zmq.Socket, allowedKeys: readon
   socket.zapEnforceDomain = true;
   let owner: ZapHandler | undefined;
   while (!owner) {
+    await closing.get(context);
     let handler = handlers.get(context);
     if (!handler) {
       const reply = new zmq.Reply({ context, linger: 0 });
@@ -74,10 +90,7 @@ export async function restrictClientKeys(socket: zmq.Socket, allowedKeys: readon
     try {
       await handler.bound;
     } catch (error) {
-      if (handlers.get(context) === handler) {
-        handlers.delete(context);
-        handler.socket.close();
-      }
+      if (handlers.get(context) === handler) closeHandler(context, handler);
       throw new Error(`cannot bind the ZAP handler at ${ZAP_ENDPOINT} (is another one bound in this context?): ${(error as Error).message}`);
     }
     // The last user of this handler may have closed it while we waited: then start over.
@@ -90,9 +103,6 @@ export async function restrictClientKeys(socket: zmq.Socket, allowedKeys: readon
   const handler = owner;
   return () => {
     handler.domains.delete(domain);
-    if (handler.domains.size === 0 && handlers.get(context) === handler) {
-      handlers.delete(context);
-      handler.socket.close();
-    }
+    if (handler.domains.size === 0 && handlers.get(context) === handler) closeHandler(context, handler);
   };
 }

@@ -1,0 +1,647 @@
+/**
+ * zeropeer's benchmark: `npm run bench` (build, then `node dist/bench/run.js`).
+ *
+ * Every system runs in the same run, each role (caller, responder) in a process of its own, on
+ * 127.0.0.1 only. The round scenarios alternate systems (A B C A B C ...) so that machine noise
+ * hits all alike; the report gives the median of the rounds, and ratios against raw zeromq.js
+ * measured in the same run. Then, on zeropeer alone: a long run of calls with RSS sampled (leak
+ * check) and N idle clients with heartbeats (server CPU and RSS, then one push to each).
+ *
+ *   node dist/bench/run.js [--quick] [--json] [--only raw,zeropeer,...] [--rounds N] [--profile DIR]
+ *
+ * --quick   a ~30-second smoke version (short cells, 50 idle clients for 3 s, 20k calls)
+ * --json    JSON on stdout; the table and progress go to stderr
+ * --only    systems to run, comma-separated: raw, zeropeer, zeropeer-s2c, zeropeer-curve, grpc, aiozmq
+ * --rounds  measured rounds (default 5, quick 3)
+ * --profile write a CPU profile (node --cpu-prof) of every zeropeer process into DIR
+ *           (summarize one with `node dist/bench/profile-summary.js FILE`)
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as zmq from 'zeromq';
+import { ROUND_SCENARIOS, SCENARIO_TITLES, makePlan, type DriveResult, type Plan, type RoundScenario, type ScenarioKey } from './scenarios.js';
+import { fmt, fmtRatio, median, mib, ratio, round, table } from './stats.js';
+import { aiozmqWorker, probeAiozmq, type PythonProbe } from './systems/aiozmq.js';
+import { NODE_SYSTEMS } from './systems/index.js';
+import type { Rendezvous } from './systems/types.js';
+import { Worker, killAllChildren } from './workers.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const WORKER_SCRIPT = resolve(here, 'worker.js');
+const IDLE_SCRIPT = resolve(here, 'idle-clients.js');
+
+// ---- systems --------------------------------------------------------------------------------
+
+interface SystemSpec {
+  key: string;
+  label: string;
+  kind: 'node' | 'python';
+}
+
+const SYSTEMS: readonly SystemSpec[] = [
+  { key: 'raw', label: 'raw zeromq.js (DEALER->ROUTER, msgpackr)', kind: 'node' },
+  { key: 'zeropeer', label: 'zeropeer client->server (trusted_peer, heartbeats)', kind: 'node' },
+  { key: 'zeropeer-s2c', label: 'zeropeer server->client (sendTo)', kind: 'node' },
+  { key: 'zeropeer-curve', label: 'zeropeer plain over CURVE', kind: 'node' },
+  { key: 'grpc', label: '@grpc/grpc-js unary, insecure', kind: 'node' },
+  { key: 'aiozmq', label: 'aiozmq.rpc (Python)', kind: 'python' },
+];
+const SYSTEM_KEYS = SYSTEMS.map((s) => s.key);
+
+type Status = 'ok' | 'failed' | 'skipped' | 'not selected';
+
+interface CellResult extends DriveResult {
+  cpuPct: number;
+  rss: number;
+  responderCpuPct: number;
+}
+
+interface SystemRun {
+  spec: SystemSpec;
+  status: Status;
+  note?: string;
+  caller?: Worker;
+  responder?: Worker;
+  cells: Record<string, CellResult[]>;
+}
+
+// ---- command line ---------------------------------------------------------------------------
+
+interface Args {
+  quick: boolean;
+  json: boolean;
+  only: string[];
+  rounds?: number;
+  profileDir?: string;
+}
+
+const USAGE = `usage: node dist/bench/run.js [--quick] [--json] [--only SYSTEMS] [--rounds N] [--profile DIR]
+
+  --quick    a ~30-second smoke version (short cells, 50 idle clients for 3 s, 20k calls)
+  --json     JSON on stdout; the table and progress go to stderr
+  --only     systems to run, comma-separated: ${SYSTEM_KEYS.join(', ')}
+  --rounds   measured rounds (default 5; --quick 3)
+  --profile  write a CPU profile (node --cpu-prof) of every zeropeer process into DIR
+             (summarize one: node dist/bench/profile-summary.js FILE.cpuprofile)`;
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { quick: false, json: false, only: [...SYSTEM_KEYS] };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const value = (): string => {
+      const next = argv[++i];
+      if (next === undefined) throw new Error(`${arg} needs a value`);
+      return next;
+    };
+    if (arg === '--quick') args.quick = true;
+    else if (arg === '--json') args.json = true;
+    else if (arg === '--only' || arg.startsWith('--only=')) {
+      const list = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : value();
+      args.only = list.split(',').map((s) => s.trim()).filter(Boolean);
+      const unknown = args.only.filter((k) => !SYSTEM_KEYS.includes(k));
+      if (unknown.length || args.only.length === 0) throw new Error(`--only: unknown system(s) ${unknown.join(', ')}; known: ${SYSTEM_KEYS.join(', ')}`);
+    } else if (arg === '--rounds') {
+      args.rounds = Number(value());
+      if (!Number.isInteger(args.rounds) || args.rounds < 1 || args.rounds > 50) throw new Error('--rounds takes 1 to 50');
+    } else if (arg === '--profile') args.profileDir = resolve(value());
+    else if (arg === '--help' || arg === '-h') {
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+    } else throw new Error(`unknown option ${arg} (try --help)`);
+  }
+  return args;
+}
+
+// ---- output ---------------------------------------------------------------------------------
+
+let toStdout = true;
+/** Progress and notes: always stderr. */
+const log = (line: string): void => void process.stderr.write(`${line}\n`);
+/** The report: stdout, or stderr when stdout carries the JSON. */
+const report = (line: string): void => void (toStdout ? process.stdout : process.stderr).write(`${line}\n`);
+
+// ---- machine --------------------------------------------------------------------------------
+
+function machine(probe: PythonProbe | undefined): Record<string, unknown> {
+  let cpuModel = os.cpus()[0]?.model ?? 'unknown';
+  try {
+    cpuModel = readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1]?.trim() ?? cpuModel;
+  } catch {
+    // not Linux
+  }
+  const require = createRequire(import.meta.url);
+  const versionOf = (name: string): string => {
+    try {
+      return (require(`${name}/package.json`) as { version: string }).version;
+    } catch {
+      return 'unknown';
+    }
+  };
+  return {
+    nproc: os.availableParallelism?.() ?? os.cpus().length,
+    cpuModel,
+    ramGiB: round(os.totalmem() / 1024 ** 3, 1),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+    libzmq: zmq.version,
+    zeromqJs: versionOf('zeromq'),
+    grpcJs: versionOf('@grpc/grpc-js'),
+    msgpackr: versionOf('msgpackr'),
+    python: probe?.versions ?? probe?.skipped ?? 'not used',
+  };
+}
+
+// ---- systems: start, cells, stop ------------------------------------------------------------
+
+function startWorkers(spec: SystemSpec, plan: Plan, args: Args, probe: PythonProbe | undefined): { caller: Worker; responder: Worker } {
+  if (spec.kind === 'python') {
+    return {
+      caller: aiozmqWorker(probe!.python!, 'caller', plan.childHardTimeoutMs),
+      responder: aiozmqWorker(probe!.python!, 'responder', plan.childHardTimeoutMs),
+    };
+  }
+  const make = (role: 'caller' | 'responder'): Worker => {
+    const execArgv = args.profileDir && spec.key.startsWith('zeropeer')
+      ? ['--cpu-prof', `--cpu-prof-dir=${resolve(args.profileDir, `${spec.key}-${role}`)}`]
+      : [];
+    return Worker.node(`${spec.key} ${role}`, WORKER_SCRIPT, [spec.key, role], { hardTimeoutMs: plan.childHardTimeoutMs, execArgv });
+  };
+  return { caller: make('caller'), responder: make('responder') };
+}
+
+async function startSystem(run: SystemRun, plan: Plan, args: Args, probe: PythonProbe | undefined): Promise<void> {
+  const { caller, responder } = startWorkers(run.spec, plan, args, probe);
+  run.caller = caller;
+  run.responder = responder;
+  const binder = run.spec.kind === 'python' ? 'responder' : NODE_SYSTEMS[run.spec.key]!.binder;
+  const [first, second] = binder === 'caller' ? [caller, responder] : [responder, caller];
+  const started = await first.request<{ rendezvous: Rendezvous | null }>('start', {}, 30_000);
+  await second.request('start', { rendezvous: started.rendezvous }, 30_000);
+  await caller.request('ready', { timeoutMs: 20_000 }, 30_000);
+}
+
+async function stopSystem(run: SystemRun): Promise<void> {
+  await Promise.all([run.caller?.stop(), run.responder?.stop()]);
+}
+
+async function runCell(run: SystemRun, scenario: RoundScenario, durationMs: number, plan: Plan): Promise<CellResult> {
+  type Usage = { cpuUserUs: number; cpuSystemUs: number; at: number };
+  const before = await run.responder!.request<Usage>('usage');
+  const result = await run.caller!.request<DriveResult & { cpuPct: number; rss: number }>(
+    'run',
+    { concurrency: scenario.concurrency, payloadBytes: scenario.payloadBytes, durationMs, maxCalls: plan.maxCallsPerCell, latency: scenario.latency },
+    durationMs + 60_000,
+  );
+  const after = await run.responder!.request<Usage>('usage');
+  const responderCpuPct = ((after.cpuUserUs + after.cpuSystemUs - before.cpuUserUs - before.cpuSystemUs) / 1000 / (after.at - before.at)) * 100;
+  if (result.calls === 0) throw new Error(`no call succeeded (${result.firstError ?? 'no error'})`);
+  return { ...result, responderCpuPct };
+}
+
+function fail(run: SystemRun, error: unknown): void {
+  run.status = 'failed';
+  run.note = (error as Error)?.message?.split('\n').slice(0, 3).join(' ') ?? String(error);
+  log(`!! ${run.spec.key} failed: ${run.note}`);
+  run.caller?.kill();
+  run.responder?.kill();
+}
+
+// ---- the long run (leak check) --------------------------------------------------------------
+
+interface RssSample {
+  calls: number;
+  callerRss: number;
+  responderRss: number;
+}
+
+interface LongRun {
+  calls: number;
+  target: number;
+  errors: number;
+  elapsedMs: number;
+  callsPerSec: number;
+  samples: RssSample[];
+  start: RssSample;
+  middle: RssSample;
+  end: RssSample;
+  callerGrowthPct: number;
+  responderGrowthPct: number;
+}
+
+async function runLong(run: SystemRun, plan: Plan): Promise<LongRun> {
+  const samples: RssSample[] = [];
+  const sample = async (calls: number): Promise<void> => {
+    const [c, r] = await Promise.all([run.caller!.request<{ rss: number }>('usage'), run.responder!.request<{ rss: number }>('usage')]);
+    samples.push({ calls, callerRss: c.rss, responderRss: r.rss });
+  };
+  await sample(0);
+  const perPhase = Math.ceil(plan.millionCalls / plan.millionPhases);
+  let calls = 0;
+  let errors = 0;
+  let elapsedMs = 0;
+  for (let phase = 0; phase < plan.millionPhases; phase++) {
+    const result = await run.caller!.request<DriveResult>(
+      'run',
+      { concurrency: 64, payloadBytes: 16, durationMs: plan.millionPhaseCapMs, maxCalls: perPhase, latency: false },
+      plan.millionPhaseCapMs + 60_000,
+    );
+    calls += result.calls;
+    errors += result.errors;
+    elapsedMs += result.elapsedMs;
+    await sample(calls);
+    log(`   long run: ${fmt(calls)} calls, ${fmt((result.calls / result.elapsedMs) * 1000)} calls/s, caller RSS ${mib(samples.at(-1)!.callerRss)}, server RSS ${mib(samples.at(-1)!.responderRss)}`);
+  }
+  const start = samples[0]!;
+  const middle = samples[Math.floor(plan.millionPhases / 2)]!;
+  const end = samples.at(-1)!;
+  return {
+    calls,
+    target: plan.millionCalls,
+    errors,
+    elapsedMs,
+    callsPerSec: (calls / elapsedMs) * 1000,
+    samples,
+    start,
+    middle,
+    end,
+    callerGrowthPct: (end.callerRss / middle.callerRss - 1) * 100,
+    responderGrowthPct: (end.responderRss / middle.responderRss - 1) * 100,
+  };
+}
+
+// ---- idle clients ---------------------------------------------------------------------------
+
+interface IdleResult {
+  clients: number;
+  connected: number;
+  connectMs: number;
+  idleMs: number;
+  serverCpuPct: number;
+  serverRssEmpty: number;
+  serverRssBefore: number;
+  serverRssAfter: number;
+  clientsCpuPct: number;
+  clientsRss: number;
+  push: { clients: number; answered: number; failed: number; ms: number; firstError?: string };
+}
+
+async function runIdle(plan: Plan): Promise<IdleResult> {
+  const server = Worker.node('idle server', IDLE_SCRIPT, ['server'], { hardTimeoutMs: plan.childHardTimeoutMs });
+  const clients = Worker.node('idle clients', IDLE_SCRIPT, ['clients'], { hardTimeoutMs: plan.childHardTimeoutMs });
+  type Usage = { cpuUserUs: number; cpuSystemUs: number; rss: number; at: number };
+  try {
+    const { endpoint } = await server.request<{ endpoint: string }>('start', {}, 30_000);
+    const empty = await server.request<Usage>('usage');
+    const begin = performance.now();
+    await clients.request('start', { endpoint, count: plan.idleClients }, 120_000);
+    const waited = await server.request<{ connected: number }>('waitPeers', { count: plan.idleClients, timeoutMs: 60_000 }, 70_000);
+    const connectMs = performance.now() - begin;
+    log(`   ${waited.connected}/${plan.idleClients} clients connected and authenticated in ${fmt(connectMs)} ms; idle for ${plan.idleMs / 1000} s`);
+    await new Promise((r) => setTimeout(r, Math.min(1000, plan.idleMs / 3))); // let the connection storm settle
+    const clientsBefore = await clients.request<Usage>('usage');
+    const idle = await server.request<{ cpuPct: number; rssBefore: number; rssAfter: number; connected: number }>('idle', { ms: plan.idleMs }, plan.idleMs + 30_000);
+    const clientsAfter = await clients.request<Usage>('usage');
+    const push = await server.request<IdleResult['push']>('pushAll', { timeoutMs: 10_000 }, 30_000);
+    return {
+      clients: plan.idleClients,
+      connected: idle.connected,
+      connectMs,
+      idleMs: plan.idleMs,
+      serverCpuPct: idle.cpuPct,
+      serverRssEmpty: empty.rss,
+      serverRssBefore: idle.rssBefore,
+      serverRssAfter: idle.rssAfter,
+      clientsCpuPct:
+        ((clientsAfter.cpuUserUs + clientsAfter.cpuSystemUs - clientsBefore.cpuUserUs - clientsBefore.cpuSystemUs) / 1000 /
+          (clientsAfter.at - clientsBefore.at)) * 100,
+      clientsRss: clientsAfter.rss,
+      push,
+    };
+  } finally {
+    await Promise.all([clients.stop(15_000), server.stop(15_000)]);
+  }
+}
+
+// ---- report ---------------------------------------------------------------------------------
+
+interface Medians {
+  p50Us: number;
+  p99Us: number;
+  seqCallsPerSec: number;
+  inflightCallsPerSec: number;
+  mbPerSec: number;
+  inflightCallerCpuPct: number;
+  inflightResponderCpuPct: number;
+}
+
+function mediansOf(run: SystemRun): Medians {
+  const of = (key: string, pick: (c: CellResult) => number | undefined): number =>
+    median((run.cells[key] ?? []).map(pick).filter((v): v is number => v !== undefined));
+  return {
+    p50Us: of('sequential', (c) => c.p50Us),
+    p99Us: of('sequential', (c) => c.p99Us),
+    seqCallsPerSec: of('sequential', (c) => c.callsPerSec),
+    inflightCallsPerSec: of('in-flight-64', (c) => c.callsPerSec),
+    mbPerSec: of('payload-64KiB', (c) => c.mbPerSec),
+    inflightCallerCpuPct: of('in-flight-64', (c) => c.cpuPct),
+    inflightResponderCpuPct: of('in-flight-64', (c) => c.responderCpuPct),
+  };
+}
+
+interface Target {
+  name: string;
+  value: string;
+  met: boolean | null;
+  note?: string;
+}
+
+function evaluateTargets(m: Record<string, Medians | undefined>, long: LongRun | undefined, idle: IdleResult | undefined, plan: Plan): Target[] {
+  const zp = m['zeropeer'];
+  const raw = m['raw'];
+  const grpc = m['grpc'];
+  const s2c = m['zeropeer-s2c'];
+  const check = (name: string, value: number, ok: (v: number) => boolean, show: (v: number) => string, note?: string): Target =>
+    Number.isFinite(value)
+      ? { name, value: show(value), met: ok(value), ...(note ? { note } : {}) }
+      : { name, value: 'n/a', met: null, note: note ?? 'not measured (system not selected or failed)' };
+  const targets: Target[] = [
+    check('64 in flight: zeropeer >= 0.85x raw zeromq.js', ratio(zp?.inflightCallsPerSec, raw?.inflightCallsPerSec), (v) => v >= 0.85, fmtRatio),
+    check('64 in flight: zeropeer >= 5x grpc-js', ratio(zp?.inflightCallsPerSec, grpc?.inflightCallsPerSec), (v) => v >= 5, fmtRatio),
+    check('sequential p50 latency: zeropeer <= 1.2x raw zeromq.js', ratio(zp?.p50Us, raw?.p50Us), (v) => v <= 1.2, fmtRatio),
+    check('64 KiB x16: zeropeer MB/s >= 0.9x raw zeromq.js', ratio(zp?.mbPerSec, raw?.mbPerSec), (v) => v >= 0.9, fmtRatio),
+  ];
+  // server -> client within 10% of client -> server, in each round scenario.
+  const parts = s2c && zp
+    ? [
+        ['p50', ratio(s2c.p50Us, zp.p50Us)],
+        ['64 in flight', ratio(s2c.inflightCallsPerSec, zp.inflightCallsPerSec)],
+        ['64 KiB', ratio(s2c.mbPerSec, zp.mbPerSec)],
+      ] as const
+    : [];
+  targets.push(
+    parts.length && parts.every(([, v]) => Number.isFinite(v))
+      ? {
+          name: 'server->client within 10% of client->server (p50, 64 in flight, 64 KiB)',
+          value: parts.map(([k, v]) => `${k} ${fmtRatio(v)}`).join(', '),
+          met: parts.every(([, v]) => Math.abs(v - 1) <= 0.1),
+        }
+      : { name: 'server->client within 10% of client->server (p50, 64 in flight, 64 KiB)', value: 'n/a', met: null, note: 'not measured' },
+  );
+  const idleNote = idle && plan.mode === 'quick' ? `--quick: ${idle.clients} clients, ${idle.idleMs / 1000} s` : undefined;
+  targets.push(
+    check(
+      `${fmt(plan.idleClients)} idle clients: server < 5% of one core`,
+      idle && idle.connected === idle.clients ? idle.serverCpuPct : Number.NaN,
+      (v) => v < 5,
+      (v) => `${v.toFixed(2)}%`,
+      idleNote ?? (idle && idle.connected !== idle.clients ? `only ${idle.connected} of ${idle.clients} connected` : undefined),
+    ),
+  );
+  const growth = long ? Math.max(long.callerGrowthPct, long.responderGrowthPct) : Number.NaN;
+  targets.push(
+    check(
+      `RSS growth < 5% between middle and end of ${fmt(plan.millionCalls)} calls`,
+      long && long.errors === 0 && long.calls === long.target ? growth : Number.NaN,
+      (v) => v < 5,
+      () => `client ${long!.callerGrowthPct.toFixed(1)}%, server ${long!.responderGrowthPct.toFixed(1)}%`,
+      long && (long.errors > 0 || long.calls !== long.target) ? `${long.errors} errors, ${long.calls} of ${long.target} calls` : undefined,
+    ),
+  );
+  return targets;
+}
+
+function render(runs: SystemRun[], medians: Record<string, Medians | undefined>, long: LongRun | undefined, idle: IdleResult | undefined,
+  targets: Target[], plan: Plan, info: Record<string, unknown>, notes: string[]): string {
+  const out: string[] = [];
+  out.push(`zeropeer benchmark (${plan.mode}): ${info.nproc} cores, ${info.cpuModel}, node ${info.node}, libzmq ${info.libzmq}`);
+  out.push(`median of ${plan.rounds} rounds of ${plan.cellMs} ms per system and scenario, systems alternating; loopback 127.0.0.1`);
+  out.push('');
+  const raw = medians['raw'];
+  const rows = runs.filter((run) => run.status !== 'not selected').map((run) => {
+    const m = medians[run.spec.key];
+    if (run.status !== 'ok' || !m) return [run.spec.label, run.status, '', '', '', '', '', ''];
+    return [
+      run.spec.label,
+      fmt(m.p50Us),
+      fmt(m.p99Us),
+      fmt(m.seqCallsPerSec),
+      fmt(m.inflightCallsPerSec),
+      fmt(m.mbPerSec, 1),
+      `${fmt(m.inflightCallerCpuPct)}/${fmt(m.inflightResponderCpuPct)}`,
+    ];
+  });
+  out.push(table(['system', 'seq p50 µs', 'seq p99 µs', 'seq calls/s', '64 in flight calls/s', '64 KiB x16 MB/s', 'CPU% @64 caller/resp'], rows));
+  out.push('');
+  out.push('ratios against raw zeromq.js, same run (latency: lower is better; throughput: higher is better)');
+  const ratioRows = runs
+    .filter((run) => run.status === 'ok' && run.spec.key !== 'raw')
+    .map((run) => {
+      const m = medians[run.spec.key]!;
+      return [run.spec.label, fmtRatio(ratio(m.p50Us, raw?.p50Us)), fmtRatio(ratio(m.inflightCallsPerSec, raw?.inflightCallsPerSec)), fmtRatio(ratio(m.mbPerSec, raw?.mbPerSec))];
+    });
+  out.push(table(['system', 'seq p50', '64 in flight', '64 KiB MB/s'], ratioRows));
+  out.push('(MB/s counts the 64 KiB argument and the 64 KiB result: bytes both ways per second / 10^6)');
+  out.push('');
+  if (long) {
+    out.push(`${SCENARIO_TITLES['million-calls']}: zeropeer client->server`);
+    out.push(table(
+      ['', 'calls', 'client RSS', 'server RSS'],
+      [
+        ['start', fmt(long.start.calls), mib(long.start.callerRss), mib(long.start.responderRss)],
+        ['middle', fmt(long.middle.calls), mib(long.middle.callerRss), mib(long.middle.responderRss)],
+        ['end', fmt(long.end.calls), mib(long.end.callerRss), mib(long.end.responderRss)],
+        ['growth middle->end', '', `${long.callerGrowthPct.toFixed(1)}%`, `${long.responderGrowthPct.toFixed(1)}%`],
+      ],
+    ));
+    out.push(`${fmt(long.calls)} calls (${long.errors} errors) in ${fmt(long.elapsedMs / 1000, 1)} s: ${fmt(long.callsPerSec)} calls/s`);
+    out.push('');
+  }
+  if (idle) {
+    out.push(`${SCENARIO_TITLES['idle-clients']}: ${fmt(idle.clients)} clients, default heartbeats, idle ${idle.idleMs / 1000} s`);
+    out.push(table(
+      ['', 'value'],
+      [
+        ['connected and authenticated', `${fmt(idle.connected)} in ${fmt(idle.connectMs)} ms`],
+        ['server CPU, % of one core (its own process)', `${idle.serverCpuPct.toFixed(2)}%`],
+        ['server RSS: no clients / idle start / idle end', `${mib(idle.serverRssEmpty)} / ${mib(idle.serverRssBefore)} / ${mib(idle.serverRssAfter)}`],
+        ['clients process CPU (all clients) / RSS', `${idle.clientsCpuPct.toFixed(2)}% / ${mib(idle.clientsRss)}`],
+        ['server pushes one call to each: all answered in', `${fmt(idle.push.ms, 1)} ms (${idle.push.answered}/${idle.push.clients} ok)`],
+      ],
+    ));
+    out.push('');
+  }
+  out.push('targets');
+  out.push(table(
+    ['target', 'measured', 'result'],
+    targets.map((t) => [t.name, t.value, t.met === null ? 'n/a' : t.met ? 'met' : 'NOT MET']),
+  ));
+  for (const t of targets) if (t.note) out.push(`  note: ${t.name}: ${t.note}`);
+  for (const run of runs) if (run.note) out.push(`note: ${run.spec.key}: ${run.status}: ${run.note}`);
+  for (const note of notes) out.push(`note: ${note}`);
+  return out.join('\n');
+}
+
+// ---- main -----------------------------------------------------------------------------------
+
+async function main(): Promise<number> {
+  let args: Args;
+  try {
+    args = parseArgs(process.argv.slice(2));
+  } catch (error) {
+    log((error as Error).message);
+    return 2;
+  }
+  toStdout = !args.json;
+  const plan = makePlan(args.quick, args.rounds);
+  const watchdog = setTimeout(() => {
+    log(`!! the bench did not finish within ${plan.benchHardTimeoutMs / 1000} s: killing every child and exiting`);
+    killAllChildren();
+    process.exit(1);
+  }, plan.benchHardTimeoutMs);
+  watchdog.unref();
+  const began = performance.now();
+  const notes: string[] = [];
+
+  const runs: SystemRun[] = SYSTEMS.map((spec) => ({ spec, status: args.only.includes(spec.key) ? 'ok' : 'not selected', cells: {} }));
+  let probe: PythonProbe | undefined;
+  const aiozmq = runs.find((r) => r.spec.key === 'aiozmq')!;
+  if (aiozmq.status === 'ok') {
+    probe = probeAiozmq();
+    if (probe.skipped) {
+      aiozmq.status = 'skipped';
+      aiozmq.note = probe.skipped;
+      log(probe.skipped);
+    }
+  }
+  const info = machine(probe);
+  log(`zeropeer bench (${plan.mode}): ${info.nproc} cores, ${info.cpuModel}, node ${info.node}, libzmq ${info.libzmq}; systems: ${runs.filter((r) => r.status === 'ok').map((r) => r.spec.key).join(', ')}`);
+
+  // Start every selected system (each role in its own process) and check one call works.
+  const active = (): SystemRun[] => runs.filter((r) => r.status === 'ok');
+  await Promise.all(active().map((run) => startSystem(run, plan, args, probe).catch((error) => fail(run, error))));
+
+  // Warm-up round (not counted), then the measured rounds: for each scenario, each system in turn.
+  for (let round = 0; round <= plan.rounds; round++) {
+    const warmup = round === 0;
+    for (const scenario of ROUND_SCENARIOS) {
+      const parts: string[] = [];
+      for (const run of active()) {
+        try {
+          const cell = await runCell(run, scenario, warmup ? plan.warmupMs : plan.cellMs, plan);
+          if (!warmup) (run.cells[scenario.key] ??= []).push(cell);
+          const shown = scenario.key === 'sequential' ? `${fmt(cell.p50Us)} µs` : scenario.key === 'payload-64KiB' ? `${fmt(cell.mbPerSec)} MB/s` : `${fmt(cell.callsPerSec)}/s`;
+          parts.push(`${run.spec.key} ${shown}${cell.errors ? ` (${cell.errors} errors: ${cell.firstError})` : ''}`);
+        } catch (error) {
+          fail(run, error);
+        }
+      }
+      log(`${warmup ? 'warm-up' : `round ${round}/${plan.rounds}`} ${scenario.key}: ${parts.join(', ')}`);
+    }
+  }
+
+  // The long run and the idle clients concern zeropeer only.
+  const zeropeer = runs.find((r) => r.spec.key === 'zeropeer')!;
+  await Promise.all(active().filter((r) => r !== zeropeer).map((run) => stopSystem(run)));
+  let long: LongRun | undefined;
+  let idle: IdleResult | undefined;
+  if (zeropeer.status === 'ok') {
+    log(`long run: ${fmt(plan.millionCalls)} calls, 64 in flight, zeropeer client->server`);
+    try {
+      long = await runLong(zeropeer, plan);
+    } catch (error) {
+      notes.push(`million-calls failed: ${(error as Error).message}`);
+      log(`!! long run failed: ${(error as Error).message}`);
+    }
+    await stopSystem(zeropeer);
+    log(`idle clients: ${fmt(plan.idleClients)} zeropeer clients, server and clients in separate processes`);
+    try {
+      idle = await runIdle(plan);
+    } catch (error) {
+      notes.push(`idle-clients failed: ${(error as Error).message}`);
+      log(`!! idle clients failed: ${(error as Error).message}`);
+    }
+  } else {
+    notes.push('million-calls and idle-clients run on zeropeer client->server, which was not run');
+  }
+
+  const medians: Record<string, Medians | undefined> = {};
+  for (const run of runs) if (run.status === 'ok') medians[run.spec.key] = mediansOf(run);
+  const targets = evaluateTargets(medians, long, idle, plan);
+  const elapsedS = (performance.now() - began) / 1000;
+  notes.push(`the whole bench took ${elapsedS.toFixed(1)} s`);
+  report(render(runs, medians, long, idle, targets, plan, info, notes));
+
+  if (args.json) {
+    const raw = medians['raw'];
+    const json = {
+      bench: 'zeropeer',
+      mode: plan.mode,
+      command: `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
+      elapsedS: round(elapsedS, 1),
+      machine: info,
+      plan,
+      scenarios: (Object.keys(SCENARIO_TITLES) as ScenarioKey[]).map((key) => ({ key, title: SCENARIO_TITLES[key] })),
+      systems: runs.map((run) => ({ key: run.spec.key, label: run.spec.label, status: run.status, ...(run.note ? { note: run.note } : {}) })),
+      results: Object.fromEntries(
+        runs
+          .filter((run) => run.status === 'ok')
+          .map((run) => {
+            const m = medians[run.spec.key]!;
+            return [
+              run.spec.key,
+              {
+                median: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, round(v)])),
+                vsRaw: {
+                  p50: round(ratio(m.p50Us, raw?.p50Us), 3),
+                  inflight: round(ratio(m.inflightCallsPerSec, raw?.inflightCallsPerSec), 3),
+                  mbPerSec: round(ratio(m.mbPerSec, raw?.mbPerSec), 3),
+                },
+                rounds: Object.fromEntries(ROUND_SCENARIOS.map((s) => [s.key, (run.cells[s.key] ?? []).map((c) => ({
+                  calls: c.calls,
+                  errors: c.errors,
+                  callsPerSec: round(c.callsPerSec),
+                  mbPerSec: round(c.mbPerSec),
+                  p50Us: c.p50Us === undefined ? undefined : round(c.p50Us),
+                  p99Us: c.p99Us === undefined ? undefined : round(c.p99Us),
+                  callerCpuPct: round(c.cpuPct),
+                  responderCpuPct: round(c.responderCpuPct),
+                }))])),
+              },
+            ];
+          }),
+      ),
+      'million-calls': long ?? null,
+      'idle-clients': idle ?? null,
+      targets,
+      notes,
+    };
+    process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+  }
+  const failed = runs.filter((r) => r.status === 'failed');
+  return failed.length > 0 || notes.some((n) => n.includes('failed')) ? 1 : 0;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    killAllChildren();
+    process.exit(130);
+  });
+}
+process.on('exit', () => killAllChildren());
+
+main().then(
+  (code) => {
+    killAllChildren();
+    process.exitCode = code;
+    // Everything is stopped; do not wait on stray handles (a zeromq context, a grpc timer).
+    setTimeout(() => process.exit(code), 200).unref();
+  },
+  (error: unknown) => {
+    log(`!! ${(error as Error)?.stack ?? String(error)}`);
+    killAllChildren();
+    process.exit(1);
+  },
+);

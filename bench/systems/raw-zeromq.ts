@@ -1,0 +1,97 @@
+/**
+ * System 1, the ceiling: raw zeromq.js, no RPC layer. A DEALER sends one frame,
+ * msgpackr `[request id, payload]`; the ROUTER decodes it, upper-cases the payload and sends back
+ * `[request id, result]`; the DEALER settles the pending request by id. Same sockets options
+ * zeropeer's engine uses where they matter (`sendTimeout: 0`: sends never block).
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import * as zmq from 'zeromq';
+import { retryUntil, expectUpper, upper, type Caller, type NodeSystem, type Rendezvous, type Responder } from './types.js';
+
+const packr = new Packr({ useRecords: false });
+const unpackr = new Unpackr({ useRecords: false });
+
+/** Sends without blocking; a full pipe (EAGAIN, rare) is retried shortly, a bounded number of times. */
+function sendFrames(socket: zmq.Router | zmq.Dealer, frames: Buffer | Buffer[], onError: (error: Error) => void, attempt = 0): void {
+  socket.send(frames).catch((error: { code?: string } & Error) => {
+    if (error.code === 'EAGAIN' && attempt < 1000 && !socket.closed) {
+      setTimeout(() => sendFrames(socket, frames, onError, attempt + 1), 1);
+    } else {
+      onError(error);
+    }
+  });
+}
+
+async function startResponder(): Promise<Responder> {
+  const router = new zmq.Router({ sendTimeout: 0, linger: 0 });
+  await router.bind('tcp://127.0.0.1:0');
+  const loop = (async () => {
+    while (!router.closed) {
+      let frames: Buffer[];
+      try {
+        frames = await router.receive();
+      } catch {
+        return; // closed
+      }
+      const [routingId, body] = frames;
+      if (!routingId || !body) continue;
+      const [id, payload] = unpackr.unpack(body) as [number, string];
+      sendFrames(router, [routingId, packr.pack([id, upper(payload)])], () => {});
+    }
+  })();
+  return {
+    rendezvous: { endpoint: router.lastEndpoint! },
+    async close() {
+      router.close();
+      await loop;
+    },
+  };
+}
+
+async function startCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
+  const dealer = new zmq.Dealer({ sendTimeout: 0, linger: 0 });
+  dealer.connect(rendezvous!.endpoint!);
+  const pending = new Map<number, { resolve: (value: string) => void; reject: (error: Error) => void }>();
+  let nextId = 1;
+  const loop = (async () => {
+    while (!dealer.closed) {
+      let frames: Buffer[];
+      try {
+        frames = await dealer.receive();
+      } catch {
+        return;
+      }
+      const [id, result] = unpackr.unpack(frames[0]!) as [number, string];
+      const waiter = pending.get(id);
+      if (waiter) {
+        pending.delete(id);
+        waiter.resolve(result);
+      }
+    }
+  })();
+  const call = (payload: string): Promise<string> =>
+    new Promise<string>((resolve, reject) => {
+      const id = nextId++;
+      if (nextId > 0x7fffffff) nextId = 1;
+      pending.set(id, { resolve, reject });
+      sendFrames(dealer, packr.pack([id, payload]), (error) => {
+        pending.delete(id);
+        reject(error);
+      });
+    });
+  const withDeadline = (payload: string, ms: number): Promise<string> =>
+    Promise.race([call(payload), new Promise<string>((_, reject) => setTimeout(() => reject(new Error('no answer')), ms).unref())]);
+  return {
+    call,
+    async ready(timeoutMs) {
+      await retryUntil(async () => expectUpper('ready?', await withDeadline('ready?', 200)), timeoutMs, 'raw zeromq');
+      pending.clear(); // answers to attempts that timed out are dropped by id anyway
+    },
+    async close() {
+      dealer.close();
+      await loop;
+    },
+  };
+}
+
+export const rawZeromq: NodeSystem = { binder: 'responder', startResponder, startCaller };
