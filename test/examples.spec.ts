@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import { runCustomAuth } from '../examples/custom-auth.js';
 import { runDemo } from '../examples/demo.js';
 import { runSharedTable } from '../examples/heartbeat-backend.js';
+import { runPubSub } from '../examples/pubsub.js';
+import { runReplyChannel } from '../examples/reply-channel.js';
 
 describe('examples', function () {
   this.timeout(20_000);
@@ -32,5 +34,25 @@ describe('examples', function () {
     const lines: string[] = [];
     await runSharedTable((line) => lines.push(line));
     expect(lines).to.deep.equal(['alice is on eu, bob is on us', 'after bob stops: bob is on no server']);
+  });
+
+  it('pub/sub delivers a publication to the subscribers of its prefixes only', async () => {
+    const lines: string[] = [];
+    await runPubSub((line) => lines.push(line));
+    expect(lines[0]).to.equal('fx.eur.usd went to 2 subscribers');
+    expect(lines.slice(1).sort()).to.deep.equal(['all-fx got EURUSD 1.0842', 'eur-desk got EURUSD 1.0842']);
+  });
+
+  it('the reply-channel job queue acks what it accepts and nacks when full', async () => {
+    const lines: string[] = [];
+    await runReplyChannel((line) => lines.push(line));
+    expect(lines).to.deep.equal([
+      'queued build for builder',
+      'build: acknowledged',
+      'queued test for builder',
+      'test: acknowledged',
+      'deploy: refused (queue full)',
+      'queue size: 2',
+    ]);
   });
 });

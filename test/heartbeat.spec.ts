@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -246,8 +247,13 @@ async function refused(make: () => { stop(): Promise<void> }): Promise<unknown> 
   return expect.fail('construction was expected to throw');
 }
 
+/** ipc paths made by this file; a killed server leaves its socket file behind, removed after each test. */
+const ipcPaths: string[] = [];
+
 function ipcEndpoint(): string {
-  return `ipc://${join(tmpdir(), `zeropeer-hb-${randomUUID()}.sock`)}`;
+  const path = join(tmpdir(), `zeropeer-hb-${randomUUID()}.sock`);
+  ipcPaths.push(path);
+  return `ipc://${path}`;
 }
 
 async function serverWith(heartbeat: HeartbeatOptions | false, extra: Record<string, unknown> = {}): Promise<Server> {
@@ -274,6 +280,7 @@ describe('heartbeats and the peer table', function () {
     await killChildren();
     await cleanup();
     await Promise.all(closers.splice(0).reverse().map(async (close) => close()));
+    for (const path of ipcPaths.splice(0)) rmSync(path, { force: true });
   });
 
   describe('a client in another process, seen from the server', () => {
