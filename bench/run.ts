@@ -7,13 +7,14 @@
  * measured in the same run. Then, on zeropeer alone: a long run of calls with RSS sampled (leak
  * check) and N idle clients with heartbeats (server CPU and RSS, then one push to each).
  *
- *   node dist/bench/run.js [--quick] [--json] [--only raw,zeropeer,...] [--rounds N] [--profile DIR]
+ *   node dist/bench/run.js [--quick] [--json] [--only raw,zeropeer,...] [--scenarios ...] [--rounds N] [--profile DIR]
  *
  * --quick   a ~30-second smoke version (short cells, 50 idle clients for 3 s, 20k calls)
  * --json    JSON on stdout; the table and progress go to stderr
  * --only    systems to run, comma-separated: raw, zeropeer, zeropeer-s2c, zeropeer-curve, grpc, aiozmq
+ * --scenarios  scenarios to run (default all): sequential, in-flight-64, payload-64KiB, million-calls, idle-clients
  * --rounds  measured rounds (default 5, quick 3)
- * --profile write a CPU profile (node --cpu-prof) of every zeropeer process into DIR
+ * --profile write a CPU profile (node --cpu-prof) of every Node process into DIR/<system>-<role>
  *           (summarize one with `node dist/bench/profile-summary.js FILE`)
  */
 import { readFileSync } from 'node:fs';
@@ -74,21 +75,25 @@ interface Args {
   quick: boolean;
   json: boolean;
   only: string[];
+  scenarios: ScenarioKey[];
   rounds?: number;
   profileDir?: string;
 }
 
-const USAGE = `usage: node dist/bench/run.js [--quick] [--json] [--only SYSTEMS] [--rounds N] [--profile DIR]
+const ALL_SCENARIOS = Object.keys(SCENARIO_TITLES) as ScenarioKey[];
 
-  --quick    a ~30-second smoke version (short cells, 50 idle clients for 3 s, 20k calls)
-  --json     JSON on stdout; the table and progress go to stderr
-  --only     systems to run, comma-separated: ${SYSTEM_KEYS.join(', ')}
-  --rounds   measured rounds (default 5; --quick 3)
-  --profile  write a CPU profile (node --cpu-prof) of every zeropeer process into DIR
-             (summarize one: node dist/bench/profile-summary.js FILE.cpuprofile)`;
+const USAGE = `usage: node dist/bench/run.js [--quick] [--json] [--only SYSTEMS] [--scenarios SCENARIOS] [--rounds N] [--profile DIR]
+
+  --quick      a ~30-second smoke version (short cells, 50 idle clients for 3 s, 20k calls)
+  --json       JSON on stdout; the table and progress go to stderr
+  --only       systems to run, comma-separated: ${SYSTEM_KEYS.join(', ')}
+  --scenarios  scenarios to run, comma-separated (default all): ${ALL_SCENARIOS.join(', ')}
+  --rounds     measured rounds (default 5; --quick 3)
+  --profile    write a CPU profile (node --cpu-prof) of every Node process into DIR/<system>-<role>
+               (summarize one: node dist/bench/profile-summary.js FILE.cpuprofile)`;
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false, json: false, only: [...SYSTEM_KEYS] };
+  const args: Args = { quick: false, json: false, only: [...SYSTEM_KEYS], scenarios: [...ALL_SCENARIOS] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string => {
@@ -103,6 +108,11 @@ function parseArgs(argv: string[]): Args {
       args.only = list.split(',').map((s) => s.trim()).filter(Boolean);
       const unknown = args.only.filter((k) => !SYSTEM_KEYS.includes(k));
       if (unknown.length || args.only.length === 0) throw new Error(`--only: unknown system(s) ${unknown.join(', ')}; known: ${SYSTEM_KEYS.join(', ')}`);
+    } else if (arg === '--scenarios' || arg.startsWith('--scenarios=')) {
+      const list = arg.includes('=') ? arg.slice(arg.indexOf('=') + 1) : value();
+      args.scenarios = list.split(',').map((s) => s.trim()).filter(Boolean) as ScenarioKey[];
+      const unknown = args.scenarios.filter((k) => !ALL_SCENARIOS.includes(k));
+      if (unknown.length || args.scenarios.length === 0) throw new Error(`--scenarios: unknown scenario(s) ${unknown.join(', ')}; known: ${ALL_SCENARIOS.join(', ')}`);
     } else if (arg === '--rounds') {
       args.rounds = Number(value());
       if (!Number.isInteger(args.rounds) || args.rounds < 1 || args.rounds > 50) throw new Error('--rounds takes 1 to 50');
@@ -164,7 +174,7 @@ function startWorkers(spec: SystemSpec, plan: Plan, args: Args, probe: PythonPro
     };
   }
   const make = (role: 'caller' | 'responder'): Worker => {
-    const execArgv = args.profileDir && spec.key.startsWith('zeropeer')
+    const execArgv = args.profileDir
       ? ['--cpu-prof', `--cpu-prof-dir=${resolve(args.profileDir, `${spec.key}-${role}`)}`]
       : [];
     return Worker.node(`${spec.key} ${role}`, WORKER_SCRIPT, [spec.key, role], { hardTimeoutMs: plan.childHardTimeoutMs, execArgv });
@@ -288,8 +298,9 @@ interface IdleResult {
   push: { clients: number; answered: number; failed: number; ms: number; firstError?: string };
 }
 
-async function runIdle(plan: Plan): Promise<IdleResult> {
-  const server = Worker.node('idle server', IDLE_SCRIPT, ['server'], { hardTimeoutMs: plan.childHardTimeoutMs });
+async function runIdle(plan: Plan, profileDir: string | undefined): Promise<IdleResult> {
+  const execArgv = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir, 'idle-server')}`] : [];
+  const server = Worker.node('idle server', IDLE_SCRIPT, ['server'], { hardTimeoutMs: plan.childHardTimeoutMs, execArgv });
   const clients = Worker.node('idle clients', IDLE_SCRIPT, ['clients'], { hardTimeoutMs: plan.childHardTimeoutMs });
   type Usage = { cpuUserUs: number; cpuSystemUs: number; rss: number; at: number };
   try {
@@ -366,7 +377,7 @@ function evaluateTargets(m: Record<string, Medians | undefined>, long: LongRun |
   const check = (name: string, value: number, ok: (v: number) => boolean, show: (v: number) => string, note?: string): Target =>
     Number.isFinite(value)
       ? { name, value: show(value), met: ok(value), ...(note ? { note } : {}) }
-      : { name, value: 'n/a', met: null, note: note ?? 'not measured (system not selected or failed)' };
+      : { name, value: 'n/a', met: null, note: note ?? 'not measured (system or scenario not selected, or failed)' };
   const targets: Target[] = [
     check('64 in flight: zeropeer >= 0.85x raw zeromq.js', ratio(zp?.inflightCallsPerSec, raw?.inflightCallsPerSec), (v) => v >= 0.85, fmtRatio),
     check('64 in flight: zeropeer >= 5x grpc-js', ratio(zp?.inflightCallsPerSec, grpc?.inflightCallsPerSec), (v) => v >= 5, fmtRatio),
@@ -526,7 +537,7 @@ async function main(): Promise<number> {
   // Warm-up round (not counted), then the measured rounds: for each scenario, each system in turn.
   for (let round = 0; round <= plan.rounds; round++) {
     const warmup = round === 0;
-    for (const scenario of ROUND_SCENARIOS) {
+    for (const scenario of ROUND_SCENARIOS.filter((s) => args.scenarios.includes(s.key))) {
       const parts: string[] = [];
       for (const run of active()) {
         try {
@@ -547,24 +558,32 @@ async function main(): Promise<number> {
   await Promise.all(active().filter((r) => r !== zeropeer).map((run) => stopSystem(run)));
   let long: LongRun | undefined;
   let idle: IdleResult | undefined;
-  if (zeropeer.status === 'ok') {
-    log(`long run: ${fmt(plan.millionCalls)} calls, 64 in flight, zeropeer client->server`);
-    try {
-      long = await runLong(zeropeer, plan);
-    } catch (error) {
-      notes.push(`million-calls failed: ${(error as Error).message}`);
-      log(`!! long run failed: ${(error as Error).message}`);
+  if (args.scenarios.includes('million-calls')) {
+    if (zeropeer.status === 'ok') {
+      log(`long run: ${fmt(plan.millionCalls)} calls, 64 in flight, zeropeer client->server`);
+      try {
+        long = await runLong(zeropeer, plan);
+      } catch (error) {
+        notes.push(`million-calls failed: ${(error as Error).message}`);
+        log(`!! long run failed: ${(error as Error).message}`);
+      }
+    } else {
+      notes.push('million-calls runs on zeropeer client->server, which was not run');
     }
-    await stopSystem(zeropeer);
-    log(`idle clients: ${fmt(plan.idleClients)} zeropeer clients, server and clients in separate processes`);
-    try {
-      idle = await runIdle(plan);
-    } catch (error) {
-      notes.push(`idle-clients failed: ${(error as Error).message}`);
-      log(`!! idle clients failed: ${(error as Error).message}`);
+  }
+  await stopSystem(zeropeer);
+  if (args.scenarios.includes('idle-clients')) {
+    if (args.only.includes('zeropeer')) {
+      log(`idle clients: ${fmt(plan.idleClients)} zeropeer clients, server and clients in separate processes`);
+      try {
+        idle = await runIdle(plan, args.profileDir);
+      } catch (error) {
+        notes.push(`idle-clients failed: ${(error as Error).message}`);
+        log(`!! idle clients failed: ${(error as Error).message}`);
+      }
+    } else {
+      notes.push('idle-clients runs zeropeer clients, and zeropeer was not selected');
     }
-  } else {
-    notes.push('million-calls and idle-clients run on zeropeer client->server, which was not run');
   }
 
   const medians: Record<string, Medians | undefined> = {};

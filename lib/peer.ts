@@ -228,6 +228,8 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
         return () => this.#handlerDone();
       },
       rawReplyTimeoutMs: this.#timeoutMs,
+      logFailure: (name, error) =>
+        this.logger.error(`one-way "${name}" failed`, { peer: this.id, name, error: error instanceof Error ? error.stack : String(error) }),
     };
     for (const translator of options.translators ?? []) registerTranslator(translator);
 

@@ -95,11 +95,41 @@ export function validateName(name: unknown): string {
 export function parameterNames(fn: Handler): string[] {
   const original = (fn as { [SOURCE_FUNCTION]?: Handler })[SOURCE_FUNCTION];
   if (original) return parameterNames(original);
-  const source = Function.prototype.toString.call(fn);
-  const match = /^(?:async\s*)?(?:function\b[^(]*)?\(([^)]*)\)/.exec(source) ?? /^(?:async\s+)?([A-Za-z_$][\w$]*)\s*=>/.exec(source);
-  const list = match?.[1] ?? (/^[^(]*\(([^)]*)\)/.exec(source)?.[1] ?? '');
-  return list
-    .split(',')
+  const source = Function.prototype.toString.call(fn).replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, '');
+  const arrowSingle = /^(?:async\s+)?([A-Za-z_$][\w$]*)\s*=>/.exec(source);
+  if (arrowSingle) return [arrowSingle[1]!];
+  const open = source.indexOf('(');
+  if (open < 0) return [];
+  // Split the parameter list at its top-level commas: defaults and patterns nest (), [], {} and strings.
+  const parts: string[] = [];
+  let depth = 0;
+  let quote = '';
+  let current = '';
+  for (let i = open + 1; i < source.length; i++) {
+    const char = source[i]!;
+    if (quote) {
+      if (char === '\\') {
+        current += char + (source[++i] ?? '');
+        continue;
+      }
+      if (char === quote) quote = '';
+      current += char;
+      continue;
+    }
+    if (char === '"' || char === "'" || char === '`') quote = char;
+    else if (char === '(' || char === '[' || char === '{') depth++;
+    else if (char === ')' || char === ']' || char === '}') {
+      if (depth === 0) break;
+      depth--;
+    } else if (char === ',' && depth === 0) {
+      parts.push(current);
+      current = '';
+      continue;
+    }
+    current += char;
+  }
+  parts.push(current);
+  return parts
     .map((part) => part.trim())
     .filter((part) => part.length > 0)
     .map((part, index) => /^(?:\.\.\.)?([A-Za-z_$][\w$]*)/.exec(part)?.[1] ?? `#${index}`);

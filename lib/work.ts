@@ -29,6 +29,8 @@ export interface WorkHooks {
   running(): () => void;
   /** How long a raw handler may take to reply, in ms. */
   readonly rawReplyTimeoutMs: number;
+  /** Logs what a handler threw when nobody is waiting for the answer (one-way registrations). */
+  logFailure(name: string, error: unknown): void;
 }
 
 /** Options of one reply on a channel (lymph's `unless_reply_sent`). */
@@ -124,13 +126,12 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 
 /** Runs `work` with `registration`; the responder hears the outcome exactly once. */
 export function runWork(registration: Registration, work: Work, hooks: WorkHooks): void {
-  const { responder } = work;
   let args: unknown[];
   try {
     args = work.kwargs && Object.keys(work.kwargs).length > 0 ? [...work.args, work.kwargs] : work.args;
     args = validateArgs(registration, args);
   } catch (error) {
-    responder.fail(error);
+    work.responder.fail(error);
     return;
   }
   if (registration.withIdentity) args.unshift(work.identity);
@@ -140,8 +141,10 @@ export function runWork(registration: Registration, work: Work, hooks: WorkHooks
     return;
   }
 
+  let responder = work.responder;
   if (registration.oneWay) {
-    responder.ok(undefined); // the caller learns the work was accepted, nothing more
+    work.responder.ok(undefined); // the caller learns the work was accepted, nothing more
+    responder = { sent: false, ok() {}, fail: (error) => hooks.logFailure(work.name, error) };
   }
   let result: unknown;
   try {
