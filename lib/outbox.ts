@@ -64,6 +64,25 @@ export class Outbox {
     if (!queue.busy) void this.#pump(key, queue);
   }
 
+  /**
+   * The common case: nothing waits for this connection, so hand the frames to ZeroMQ now. Only a
+   * full pipe (EAGAIN) sends the message to the queue, to be retried in order after what waits.
+   */
+  sendNow(key: string, frames: Buffer[], hooks: OutgoingHooks = {}): void {
+    if (this.#closed) return;
+    if (this.#queues.has(key)) {
+      this.send(key, frames, hooks);
+      return;
+    }
+    this.#socket.send(frames).then(
+      () => hooks.onSent?.(),
+      (error: { code?: string }) => {
+        if (error?.code === 'EAGAIN' && !this.#closed) this.send(key, frames, hooks);
+        else hooks.onError?.(error as Error);
+      },
+    );
+  }
+
   /** Forgets what waits for a connection that is gone. */
   drop(key: string): void {
     const queue = this.#queues.get(key);

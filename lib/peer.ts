@@ -413,7 +413,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
 
   #sendCall(connection: Connection, call: PendingCall, frames: Buffer[]): void {
     call.sent = true;
-    this.#outbox.send(connection.key, frames, {
+    this.#outbox.sendNow(connection.key, frames, {
       exempt: true,
       stale: () => this.#pending.get(call.id) !== call,
       ...(call.oneWay ? { onSent: () => this.#pending.resolve(call.id, undefined) } : {}),
@@ -473,7 +473,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
 
   /** Hands frames to the outbox; a failure is logged (answers have nobody else to tell). */
   #send(connection: Connection, frames: Buffer[]): void {
-    this.#outbox.send(connection.key, frames, {
+    this.#outbox.sendNow(connection.key, frames, {
       onError: (error) => {
         // An answer to a peer that has just left is routine; anything else deserves a warning.
         const level = isUnreachable(error) ? 'debug' : 'warn';
