@@ -19,18 +19,7 @@ import {
   type ErrorTable,
   type PeerOptions,
 } from '../lib/index.js';
-import { cleanup, recordingLogger, sleep, startClient, startServer } from './helpers.js';
-
-/** The rejection of `promise`; fails the test if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    const value = await promise;
-    expect.fail(`expected a rejection, got ${String(value)}`);
-  } catch (error) {
-    if ((error as Error).name === 'AssertionError') throw error;
-    return error as Error;
-  }
-}
+import { cleanup, recordingLogger, rejection, sleep, startClient, startServer } from './helpers.js';
 
 type WithRemoteStack = Error & { remoteStack?: unknown };
 

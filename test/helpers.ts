@@ -2,6 +2,7 @@
  * Shared test fixtures: real peers on loopback (port 0), ipc paths in a temp dir, inproc names,
  * a logger that records, and raw ZeroMQ sockets that speak pseud v1 by hand.
  */
+import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -101,9 +102,59 @@ export async function until(condition: () => boolean, timeoutMs = 3000, what = '
   }
 }
 
+/** The rejection of `promise`; fails the test if it resolves. */
+export async function rejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    const value = await promise;
+    expect.fail(`expected a rejection, got ${String(value)}`);
+  } catch (error) {
+    if ((error as Error).name === 'AssertionError') throw error;
+    return error as Error;
+  }
+}
+
 /** Resolves after `ms`. */
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** What a raw socket received, handed out in order to whoever asks next. */
+class Inbox {
+  readonly #queue: Buffer[][] = [];
+  #waiters: Array<(frames: Buffer[]) => void> = [];
+
+  constructor(socket: zmq.Router) {
+    void this.#receive(socket);
+  }
+
+  async #receive(socket: zmq.Router): Promise<void> {
+    try {
+      for await (const frames of socket) {
+        const waiter = this.#waiters.shift();
+        if (waiter) waiter(frames);
+        else this.#queue.push(frames);
+      }
+    } catch {
+      // closed
+    }
+  }
+
+  /** The next message, routing id included, or rejects after `timeoutMs`. */
+  next(timeoutMs: number, from: string): Promise<Buffer[]> {
+    const ready = this.#queue.shift();
+    if (ready) return Promise.resolve(ready);
+    return new Promise((resolve, reject) => {
+      const waiter = (frames: Buffer[]): void => {
+        clearTimeout(timer);
+        resolve(frames);
+      };
+      const timer = setTimeout(() => {
+        this.#waiters = this.#waiters.filter((w) => w !== waiter);
+        reject(new Error(`no message from the ${from} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.#waiters.push(waiter);
+    });
+  }
 }
 
 /**
@@ -113,26 +164,13 @@ export function sleep(ms: number): Promise<void> {
 export class RawPeer {
   readonly socket: zmq.Router;
   readonly serverId: Buffer;
-  readonly #inbox: Buffer[][] = [];
-  #waiters: Array<(frames: Buffer[]) => void> = [];
+  readonly #inbox: Inbox;
 
   constructor(serverId: string, options: { routingId?: string } = {}) {
     this.socket = new zmq.Router({ mandatory: true, ...(options.routingId ? { routingId: options.routingId } : {}) });
     this.serverId = Buffer.from(serverId);
     live.push(this.socket);
-    void this.#receive();
-  }
-
-  async #receive(): Promise<void> {
-    try {
-      for await (const frames of this.socket) {
-        const waiter = this.#waiters.shift();
-        if (waiter) waiter(frames);
-        else this.#inbox.push(frames);
-      }
-    } catch {
-      // closed
-    }
+    this.#inbox = new Inbox(this.socket);
   }
 
   /** Connects and waits until the route to the server exists. */
@@ -169,25 +207,37 @@ export class RawPeer {
   async next(timeoutMs = 3000, { heartbeats = false } = {}): Promise<Buffer[]> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const frames = await this.#nextAny(Math.max(1, deadline - Date.now()));
+      const frames = (await this.#inbox.next(Math.max(1, deadline - Date.now()), 'server')).slice(1);
       if (heartbeats || !isHeartbeat(frames)) return frames;
     }
   }
 
-  #nextAny(timeoutMs: number): Promise<Buffer[]> {
-    const ready = this.#inbox.shift();
-    if (ready) return Promise.resolve(ready.slice(1));
-    return new Promise((resolve, reject) => {
-      const waiter = (frames: Buffer[]): void => {
-        clearTimeout(timer);
-        resolve(frames.slice(1));
-      };
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w !== waiter);
-        reject(new Error(`no message from the server within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#waiters.push(waiter);
-    });
+  close(): void {
+    this.socket.close();
+  }
+}
+
+/** A raw ROUTER bound with routing id 'service', playing a server by hand (pseud v1). Closed at cleanup. */
+export class RawServer {
+  readonly socket = new zmq.Router({ routingId: 'service', mandatory: true, linger: 0 });
+  readonly #inbox = new Inbox(this.socket);
+
+  constructor() {
+    live.push(this.socket);
+  }
+
+  async bind(): Promise<string> {
+    await this.socket.bind('tcp://127.0.0.1:0');
+    return this.socket.lastEndpoint!;
+  }
+
+  /** The next message, routing id included. */
+  next(timeoutMs = 5000): Promise<Buffer[]> {
+    return this.#inbox.next(timeoutMs, 'client');
+  }
+
+  async send(frames: Array<Buffer | string>): Promise<void> {
+    await this.socket.send(frames);
   }
 
   close(): void {

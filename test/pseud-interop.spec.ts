@@ -6,9 +6,8 @@
  */
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
-import * as zmq from 'zeromq';
 import { Client, RemoteError, type Server } from '../lib/index.js';
-import { RawPeer, cleanup, once, recordingLogger, startServer, uuidBytes } from './helpers.js';
+import { RawPeer, RawServer, cleanup, once, recordingLogger, startServer, uuidBytes } from './helpers.js';
 
 const T = { OK: 0x01, HELLO: 0x02, WORK: 0x03, AUTHENTICATED: 0x04, HEARTBEAT: 0x06, ERROR: 0x10, UNAUTHORIZED: 0x11 } as const;
 
@@ -145,59 +144,6 @@ describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () =>
   });
 });
 
-/** A raw ROUTER playing a pseud noop server: never answers HELLO. */
-class RawPseudServer {
-  readonly socket = new zmq.Router({ routingId: 'service', mandatory: true, linger: 0 });
-  readonly #inbox: Buffer[][] = [];
-  #waiters: Array<(frames: Buffer[]) => void> = [];
-
-  constructor() {
-    void this.#receive();
-  }
-
-  async #receive(): Promise<void> {
-    try {
-      for await (const frames of this.socket) {
-        const waiter = this.#waiters.shift();
-        if (waiter) waiter(frames);
-        else this.#inbox.push(frames);
-      }
-    } catch {
-      // closed
-    }
-  }
-
-  async bind(): Promise<string> {
-    await this.socket.bind('tcp://127.0.0.1:0');
-    return this.socket.lastEndpoint!;
-  }
-
-  /** The next message, routing id included. */
-  next(timeoutMs = 5000): Promise<Buffer[]> {
-    const ready = this.#inbox.shift();
-    if (ready) return Promise.resolve(ready);
-    return new Promise((resolve, reject) => {
-      const waiter = (frames: Buffer[]): void => {
-        clearTimeout(timer);
-        resolve(frames);
-      };
-      const timer = setTimeout(() => {
-        this.#waiters = this.#waiters.filter((w) => w !== waiter);
-        reject(new Error(`no message from the client within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.#waiters.push(waiter);
-    });
-  }
-
-  async send(frames: Array<Buffer | string>): Promise<void> {
-    await this.socket.send(frames);
-  }
-
-  close(): void {
-    this.socket.close();
-  }
-}
-
 describe('pseud v1 interop: a zeropeer Client against a raw pseud noop server', () => {
   const mine: Array<{ close(): void } | { stop(): Promise<void> }> = [];
   afterEach(async () => {
@@ -208,8 +154,8 @@ describe('pseud v1 interop: a zeropeer Client against a raw pseud noop server', 
     await cleanup();
   });
 
-  async function clientOfPseud(): Promise<{ client: Client; server: RawPseudServer; logger: ReturnType<typeof recordingLogger> }> {
-    const server = new RawPseudServer();
+  async function clientOfPseud(): Promise<{ client: Client; server: RawServer; logger: ReturnType<typeof recordingLogger> }> {
+    const server = new RawServer();
     mine.push(server);
     const endpoint = await server.bind();
     const logger = recordingLogger();

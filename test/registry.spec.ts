@@ -14,18 +14,7 @@ import {
   type Handler,
   type Registration,
 } from '../lib/index.js';
-import { cleanup, sleep, startClient, startServer } from './helpers.js';
-
-/** The rejection of `promise`; fails the test if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    const value = await promise;
-    expect.fail(`expected a rejection, got ${String(value)}`);
-  } catch (error) {
-    if ((error as Error).name === 'AssertionError') throw error;
-    return error as Error;
-  }
-}
+import { cleanup, rejection, sleep, startClient, startServer } from './helpers.js';
 
 /** Global names registered by a test, removed after it. */
 const globalNames: string[] = [];

@@ -12,18 +12,7 @@ import {
   type Client,
   type Server,
 } from '../lib/index.js';
-import { cleanup, startClient, startServer } from './helpers.js';
-
-/** The rejection of `promise`; fails the test if it resolves. */
-async function rejection(promise: Promise<unknown>): Promise<Error> {
-  try {
-    const value = await promise;
-    expect.fail(`expected a rejection, got ${String(value)}`);
-  } catch (error) {
-    if ((error as Error).name === 'AssertionError') throw error;
-    return error as Error;
-  }
-}
+import { cleanup, rejection, startClient, startServer } from './helpers.js';
 
 /** A class of ours carried by a translator (type 42). */
 class Point {
