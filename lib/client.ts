@@ -5,7 +5,8 @@
 import type { ClientSecurity } from '../security/plugin.js';
 import { ServiceClosedError, UnauthorizedError } from './errors.js';
 import type { PendingCall } from './pending-calls.js';
-import { DEFAULTS, Peer, positive, type CallOptions, type Connection, type PeerOptions } from './peer.js';
+import { DEFAULTS, positive, type CallOptions, type PeerOptions } from './options.js';
+import { Peer, type Connection } from './peer.js';
 import { COMPACT_CAPABILITY, REPLACED, type Message } from './protocol.js';
 import { createCallProxy, type CallProxy, type NotifyProxy } from './proxy.js';
 import type { FunctionInfo } from './registry.js';

@@ -8,7 +8,7 @@ import '../security/index.js';
 
 export { Server, type ServerEvents, type ServerCallOptions, type ServerOptions, type GoneReason } from './server.js';
 export { Client, type ClientEvents, type ClientOptions } from './client.js';
-export { DEFAULTS, type PeerOptions, type CallOptions, type CurveOptions } from './peer.js';
+export { DEFAULTS, type PeerOptions, type CallOptions, type CurveOptions } from './options.js';
 export {
   registerHeartbeatBackend,
   MemoryHeartbeatBackend,
