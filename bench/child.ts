@@ -48,7 +48,14 @@ export function serveCommands(handlers: Record<string, Handler>, onStop: () => P
       process.exit(0);
     }
   };
-  const all: Record<string, Handler> = { usage: () => usage(), ...handlers };
+  const all: Record<string, Handler> = {
+    // `{ gc: true }`: collect garbage first (children run with --expose-gc), so that heapUsed shows what is live.
+    usage: (args) => {
+      if (args.gc) (globalThis as { gc?: () => void }).gc?.();
+      return usage();
+    },
+    ...handlers,
+  };
   process.on('message', (raw) => {
     const request = raw as Request;
     if (request.cmd === 'stop') {

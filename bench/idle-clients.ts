@@ -7,12 +7,41 @@
  *
  * Driven by run.ts over IPC: start, waitPeers, idle, pushAll, usage, stop.
  */
+import { readFileSync, readdirSync } from 'node:fs';
 import * as zmq from 'zeromq';
 import { Client, Server, silentLogger } from '../lib/index.js';
 import { serveCommands, usage } from './child.js';
 import { upper } from './systems/types.js';
 
 const SERVICE = 'bench-idle';
+
+/**
+ * CPU time per thread of this process, by thread name (Linux: /proc/self/task/<tid>/stat), in
+ * clock ticks (1/100 s): which thread spends it, the JavaScript one ('node') or libzmq's I/O
+ * thread ('ZMQbg/IO/0'). Empty elsewhere.
+ */
+function threadTicks(): Map<string, number> {
+  const byName = new Map<string, number>();
+  let tids: string[] = [];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    return byName;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
+      const ticks = Number(fields[11]) + Number(fields[12]); // utime (14) + stime (15)
+      const key = name.replace(/\d+$/, '#');
+      byName.set(key, (byName.get(key) ?? 0) + ticks);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return byName;
+}
 const role = process.argv[2];
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -36,12 +65,23 @@ if (role === 'server') {
       /** Does nothing for `ms` and reports what that cost this process (all threads). */
       async idle(args) {
         const ms = Number(args.ms);
+        const threadsBefore = threadTicks();
         const before = usage();
         await sleep(ms);
         const after = usage();
+        const threadsAfter = threadTicks();
         const cpuUs = after.cpuUserUs + after.cpuSystemUs - before.cpuUserUs - before.cpuSystemUs;
+        const wallMs = after.at - before.at;
+        // % of one core per thread name (1 tick = 10 ms)
+        const threads = Object.fromEntries(
+          [...threadsAfter]
+            .map(([name, ticks]) => [name, ((ticks - (threadsBefore.get(name) ?? 0)) * 10 / wallMs) * 100] as const)
+            .filter(([, pct]) => pct > 0)
+            .sort((a, b) => b[1] - a[1]),
+        );
         return {
-          cpuPct: (cpuUs / 1000 / (after.at - before.at)) * 100,
+          cpuPct: (cpuUs / 1000 / wallMs) * 100,
+          threads,
           rssBefore: before.rss,
           rssAfter: after.rss,
           heapUsed: after.heapUsed,

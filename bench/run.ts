@@ -12,6 +12,7 @@
  * --quick   a ~30-second smoke version (short cells, 50 idle clients for 3 s, 20k calls)
  * --json    JSON on stdout; the table and progress go to stderr
  * --only    systems to run, comma-separated: raw, zeropeer, zeropeer-s2c, zeropeer-curve, grpc, aiozmq
+ *           (and raw-router, a diagnostic: zeropeer's ROUTER<->ROUTER pattern without zeropeer)
  * --scenarios  scenarios to run (default all): sequential, in-flight-64, payload-64KiB, million-calls, idle-clients
  * --rounds  measured rounds (default 5, quick 3)
  * --profile write a CPU profile (node --cpu-prof) of every Node process into DIR/<system>-<role>
@@ -26,7 +27,7 @@ import * as zmq from 'zeromq';
 import { ROUND_SCENARIOS, SCENARIO_TITLES, makePlan, type DriveResult, type Plan, type RoundScenario, type ScenarioKey } from './scenarios.js';
 import { fmt, fmtRatio, median, mib, ratio, round, table } from './stats.js';
 import { aiozmqWorker, probeAiozmq, type PythonProbe } from './systems/aiozmq.js';
-import { NODE_SYSTEMS } from './systems/index.js';
+import { BINDERS } from './systems/index.js';
 import type { Rendezvous } from './systems/types.js';
 import { Worker, killAllChildren } from './workers.js';
 
@@ -40,6 +41,8 @@ interface SystemSpec {
   key: string;
   label: string;
   kind: 'node' | 'python';
+  /** Diagnostic systems run only when named in --only. */
+  diagnostic?: boolean;
 }
 
 const SYSTEMS: readonly SystemSpec[] = [
@@ -49,12 +52,15 @@ const SYSTEMS: readonly SystemSpec[] = [
   { key: 'zeropeer-curve', label: 'zeropeer plain over CURVE', kind: 'node' },
   { key: 'grpc', label: '@grpc/grpc-js unary, insecure', kind: 'node' },
   { key: 'aiozmq', label: 'aiozmq.rpc (Python)', kind: 'python' },
+  { key: 'raw-router', label: 'diagnostic: raw zeromq.js ROUTER<->ROUTER, 2 frames', kind: 'node', diagnostic: true },
 ];
 const SYSTEM_KEYS = SYSTEMS.map((s) => s.key);
 
 type Status = 'ok' | 'failed' | 'skipped' | 'not selected';
 
 interface CellResult extends DriveResult {
+  /** The measured round (1..rounds) this cell belongs to: ratios pair cells of the same round. */
+  round: number;
   cpuPct: number;
   rss: number;
   responderCpuPct: number;
@@ -67,6 +73,8 @@ interface SystemRun {
   caller?: Worker;
   responder?: Worker;
   cells: Record<string, CellResult[]>;
+  /** Calls made in the warm-up round (not reported; counted to turn a profile into time per call). */
+  warmupCalls: number;
 }
 
 // ---- command line ---------------------------------------------------------------------------
@@ -87,13 +95,14 @@ const USAGE = `usage: node dist/bench/run.js [--quick] [--json] [--only SYSTEMS]
   --quick      a ~30-second smoke version (short cells, 50 idle clients for 3 s, 20k calls)
   --json       JSON on stdout; the table and progress go to stderr
   --only       systems to run, comma-separated: ${SYSTEM_KEYS.join(', ')}
+               (raw-router, zeropeer's socket pattern without zeropeer, is a diagnostic run only when named)
   --scenarios  scenarios to run, comma-separated (default all): ${ALL_SCENARIOS.join(', ')}
   --rounds     measured rounds (default 5; --quick 3)
   --profile    write a CPU profile (node --cpu-prof) of every Node process into DIR/<system>-<role>
                (summarize one: node dist/bench/profile-summary.js FILE.cpuprofile)`;
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false, json: false, only: [...SYSTEM_KEYS], scenarios: [...ALL_SCENARIOS] };
+  const args: Args = { quick: false, json: false, only: SYSTEMS.filter((s) => !s.diagnostic).map((s) => s.key), scenarios: [...ALL_SCENARIOS] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const value = (): string => {
@@ -143,12 +152,22 @@ function machine(probe: PythonProbe | undefined): Record<string, unknown> {
     // not Linux
   }
   const require = createRequire(import.meta.url);
+  /** A dependency's version: from its package.json, found upwards of its entry point (some packages do not export it). */
   const versionOf = (name: string): string => {
     try {
-      return (require(`${name}/package.json`) as { version: string }).version;
+      let dir = dirname(require.resolve(name));
+      for (let i = 0; i < 6; i++, dir = dirname(dir)) {
+        try {
+          const json = JSON.parse(readFileSync(resolve(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+          if (json.name === name && json.version) return json.version;
+        } catch {
+          // no package.json here: one level up
+        }
+      }
     } catch {
-      return 'unknown';
+      // not installed
     }
+    return 'unknown';
   };
   return {
     nproc: os.availableParallelism?.() ?? os.cpus().length,
@@ -186,7 +205,7 @@ async function startSystem(run: SystemRun, plan: Plan, args: Args, probe: Python
   const { caller, responder } = startWorkers(run.spec, plan, args, probe);
   run.caller = caller;
   run.responder = responder;
-  const binder = run.spec.kind === 'python' ? 'responder' : NODE_SYSTEMS[run.spec.key]!.binder;
+  const binder = run.spec.kind === 'python' ? 'responder' : BINDERS[run.spec.key]!;
   const [first, second] = binder === 'caller' ? [caller, responder] : [responder, caller];
   const started = await first.request<{ rendezvous: Rendezvous | null }>('start', {}, 30_000);
   await second.request('start', { rendezvous: started.rendezvous }, 30_000);
@@ -197,7 +216,7 @@ async function stopSystem(run: SystemRun): Promise<void> {
   await Promise.all([run.caller?.stop(), run.responder?.stop()]);
 }
 
-async function runCell(run: SystemRun, scenario: RoundScenario, durationMs: number, plan: Plan): Promise<CellResult> {
+async function runCell(run: SystemRun, scenario: RoundScenario, durationMs: number, plan: Plan): Promise<Omit<CellResult, 'round'>> {
   type Usage = { cpuUserUs: number; cpuSystemUs: number; at: number };
   const before = await run.responder!.request<Usage>('usage');
   const result = await run.caller!.request<DriveResult & { cpuPct: number; rss: number }>(
@@ -225,6 +244,9 @@ interface RssSample {
   calls: number;
   callerRss: number;
   responderRss: number;
+  /** V8 heap in use right after a full GC: what is really live (a leak grows it). */
+  callerHeap: number;
+  responderHeap: number;
 }
 
 interface LongRun {
@@ -239,13 +261,16 @@ interface LongRun {
   end: RssSample;
   callerGrowthPct: number;
   responderGrowthPct: number;
+  callerHeapGrowthPct: number;
+  responderHeapGrowthPct: number;
 }
 
 async function runLong(run: SystemRun, plan: Plan): Promise<LongRun> {
   const samples: RssSample[] = [];
   const sample = async (calls: number): Promise<void> => {
-    const [c, r] = await Promise.all([run.caller!.request<{ rss: number }>('usage'), run.responder!.request<{ rss: number }>('usage')]);
-    samples.push({ calls, callerRss: c.rss, responderRss: r.rss });
+    type Usage = { rss: number; heapUsed: number };
+    const [c, r] = await Promise.all([run.caller!.request<Usage>('usage', { gc: true }), run.responder!.request<Usage>('usage', { gc: true })]);
+    samples.push({ calls, callerRss: c.rss, responderRss: r.rss, callerHeap: c.heapUsed, responderHeap: r.heapUsed });
   };
   await sample(0);
   const perPhase = Math.ceil(plan.millionCalls / plan.millionPhases);
@@ -264,9 +289,23 @@ async function runLong(run: SystemRun, plan: Plan): Promise<LongRun> {
     await sample(calls);
     log(`   long run: ${fmt(calls)} calls, ${fmt((result.calls / result.elapsedMs) * 1000)} calls/s, caller RSS ${mib(samples.at(-1)!.callerRss)}, server RSS ${mib(samples.at(-1)!.responderRss)}`);
   }
+  // RSS swings by several percent from one sample to the next (V8 semi-spaces, malloc arenas),
+  // so 'middle' and 'end' are each the median of three samples: around the middle, and the last three.
+  const mid = Math.floor(plan.millionPhases / 2);
+  const smooth = (from: number): RssSample => {
+    const window = samples.slice(Math.max(0, from), from + 3);
+    const pick = (get: (s: RssSample) => number): number => median(window.map(get));
+    return {
+      calls: window[Math.floor(window.length / 2)]!.calls,
+      callerRss: pick((s) => s.callerRss),
+      responderRss: pick((s) => s.responderRss),
+      callerHeap: pick((s) => s.callerHeap),
+      responderHeap: pick((s) => s.responderHeap),
+    };
+  };
   const start = samples[0]!;
-  const middle = samples[Math.floor(plan.millionPhases / 2)]!;
-  const end = samples.at(-1)!;
+  const middle = smooth(mid - 1);
+  const end = smooth(samples.length - 3);
   return {
     calls,
     target: plan.millionCalls,
@@ -279,6 +318,8 @@ async function runLong(run: SystemRun, plan: Plan): Promise<LongRun> {
     end,
     callerGrowthPct: (end.callerRss / middle.callerRss - 1) * 100,
     responderGrowthPct: (end.responderRss / middle.responderRss - 1) * 100,
+    callerHeapGrowthPct: (end.callerHeap / middle.callerHeap - 1) * 100,
+    responderHeapGrowthPct: (end.responderHeap / middle.responderHeap - 1) * 100,
   };
 }
 
@@ -290,6 +331,8 @@ interface IdleResult {
   connectMs: number;
   idleMs: number;
   serverCpuPct: number;
+  /** The server's CPU by thread name, % of one core (Linux). */
+  serverThreads: Record<string, number>;
   serverRssEmpty: number;
   serverRssBefore: number;
   serverRssAfter: number;
@@ -313,7 +356,7 @@ async function runIdle(plan: Plan, profileDir: string | undefined): Promise<Idle
     log(`   ${waited.connected}/${plan.idleClients} clients connected and authenticated in ${fmt(connectMs)} ms; idle for ${plan.idleMs / 1000} s`);
     await new Promise((r) => setTimeout(r, Math.min(1000, plan.idleMs / 3))); // let the connection storm settle
     const clientsBefore = await clients.request<Usage>('usage');
-    const idle = await server.request<{ cpuPct: number; rssBefore: number; rssAfter: number; connected: number }>('idle', { ms: plan.idleMs }, plan.idleMs + 30_000);
+    const idle = await server.request<{ cpuPct: number; threads: Record<string, number>; rssBefore: number; rssAfter: number; connected: number }>('idle', { ms: plan.idleMs }, plan.idleMs + 30_000);
     const clientsAfter = await clients.request<Usage>('usage');
     const push = await server.request<IdleResult['push']>('pushAll', { timeoutMs: 10_000 }, 30_000);
     return {
@@ -322,6 +365,7 @@ async function runIdle(plan: Plan, profileDir: string | undefined): Promise<Idle
       connectMs,
       idleMs: plan.idleMs,
       serverCpuPct: idle.cpuPct,
+      serverThreads: idle.threads,
       serverRssEmpty: empty.rss,
       serverRssBefore: idle.rssBefore,
       serverRssAfter: idle.rssAfter,
@@ -362,6 +406,27 @@ function mediansOf(run: SystemRun): Medians {
   };
 }
 
+/** The three compared metrics: the scenario each comes from and how to read it off a cell. */
+const METRICS = {
+  p50: { scenario: 'sequential', pick: (c: CellResult) => c.p50Us },
+  inflight: { scenario: 'in-flight-64', pick: (c: CellResult) => c.callsPerSec },
+  mb: { scenario: 'payload-64KiB', pick: (c: CellResult) => c.mbPerSec },
+} as const;
+type Metric = keyof typeof METRICS;
+
+/**
+ * `a` relative to `b` on a metric: the median, over the rounds both measured, of the ratio within
+ * each round. Cells of one round ran back to back, so noise that hits a round hits both alike and
+ * cancels in its ratio; a ratio of two medians could pair a quiet round of one with a noisy one of
+ * the other.
+ */
+function paired(a: SystemRun | undefined, b: SystemRun | undefined, metric: Metric): number {
+  if (!a || !b || a.status !== 'ok' || b.status !== 'ok') return Number.NaN;
+  const { scenario, pick } = METRICS[metric];
+  const base = new Map((b.cells[scenario] ?? []).map((c) => [c.round, pick(c)]));
+  return median((a.cells[scenario] ?? []).map((c) => ratio(pick(c), base.get(c.round))));
+}
+
 interface Target {
   name: string;
   value: string;
@@ -369,27 +434,28 @@ interface Target {
   note?: string;
 }
 
-function evaluateTargets(m: Record<string, Medians | undefined>, long: LongRun | undefined, idle: IdleResult | undefined, plan: Plan): Target[] {
-  const zp = m['zeropeer'];
-  const raw = m['raw'];
-  const grpc = m['grpc'];
-  const s2c = m['zeropeer-s2c'];
+function evaluateTargets(runs: SystemRun[], long: LongRun | undefined, idle: IdleResult | undefined, plan: Plan): Target[] {
+  const by = (key: string): SystemRun | undefined => runs.find((r) => r.spec.key === key);
+  const zp = by('zeropeer');
+  const raw = by('raw');
+  const grpc = by('grpc');
+  const s2c = by('zeropeer-s2c');
   const check = (name: string, value: number, ok: (v: number) => boolean, show: (v: number) => string, note?: string): Target =>
     Number.isFinite(value)
       ? { name, value: show(value), met: ok(value), ...(note ? { note } : {}) }
       : { name, value: 'n/a', met: null, note: note ?? 'not measured (system or scenario not selected, or failed)' };
   const targets: Target[] = [
-    check('64 in flight: zeropeer >= 0.85x raw zeromq.js', ratio(zp?.inflightCallsPerSec, raw?.inflightCallsPerSec), (v) => v >= 0.85, fmtRatio),
-    check('64 in flight: zeropeer >= 5x grpc-js', ratio(zp?.inflightCallsPerSec, grpc?.inflightCallsPerSec), (v) => v >= 5, fmtRatio),
-    check('sequential p50 latency: zeropeer <= 1.2x raw zeromq.js', ratio(zp?.p50Us, raw?.p50Us), (v) => v <= 1.2, fmtRatio),
-    check('64 KiB x16: zeropeer MB/s >= 0.9x raw zeromq.js', ratio(zp?.mbPerSec, raw?.mbPerSec), (v) => v >= 0.9, fmtRatio),
+    check('64 in flight: zeropeer >= 0.85x raw zeromq.js', paired(zp, raw, 'inflight'), (v) => v >= 0.85, fmtRatio),
+    check('64 in flight: zeropeer >= 5x grpc-js', paired(zp, grpc, 'inflight'), (v) => v >= 5, fmtRatio),
+    check('sequential p50 latency: zeropeer <= 1.2x raw zeromq.js', paired(zp, raw, 'p50'), (v) => v <= 1.2, fmtRatio),
+    check('64 KiB x16: zeropeer MB/s >= 0.9x raw zeromq.js', paired(zp, raw, 'mb'), (v) => v >= 0.9, fmtRatio),
   ];
   // server -> client within 10% of client -> server, in each round scenario.
   const parts = s2c && zp
     ? [
-        ['p50', ratio(s2c.p50Us, zp.p50Us)],
-        ['64 in flight', ratio(s2c.inflightCallsPerSec, zp.inflightCallsPerSec)],
-        ['64 KiB', ratio(s2c.mbPerSec, zp.mbPerSec)],
+        ['p50', paired(s2c, zp, 'p50')],
+        ['64 in flight', paired(s2c, zp, 'inflight')],
+        ['64 KiB', paired(s2c, zp, 'mb')],
       ] as const
     : [];
   targets.push(
@@ -430,7 +496,7 @@ function render(runs: SystemRun[], medians: Record<string, Medians | undefined>,
   out.push(`zeropeer benchmark (${plan.mode}): ${info.nproc} cores, ${info.cpuModel}, node ${info.node}, libzmq ${info.libzmq}`);
   out.push(`median of ${plan.rounds} rounds of ${plan.cellMs} ms per system and scenario, systems alternating; loopback 127.0.0.1`);
   out.push('');
-  const raw = medians['raw'];
+  const rawRun = runs.find((r) => r.spec.key === 'raw');
   const rows = runs.filter((run) => run.status !== 'not selected').map((run) => {
     const m = medians[run.spec.key];
     if (run.status !== 'ok' || !m) return [run.spec.label, run.status, '', '', '', '', '', ''];
@@ -446,27 +512,29 @@ function render(runs: SystemRun[], medians: Record<string, Medians | undefined>,
   });
   out.push(table(['system', 'seq p50 µs', 'seq p99 µs', 'seq calls/s', '64 in flight calls/s', '64 KiB x16 MB/s', 'CPU% @64 caller/resp'], rows));
   out.push('');
-  out.push('ratios against raw zeromq.js, same run (latency: lower is better; throughput: higher is better)');
+  out.push('ratios against raw zeromq.js: median over rounds of the ratio within each round (latency: lower is better; throughput: higher is better)');
   const ratioRows = runs
     .filter((run) => run.status === 'ok' && run.spec.key !== 'raw')
     .map((run) => {
-      const m = medians[run.spec.key]!;
-      return [run.spec.label, fmtRatio(ratio(m.p50Us, raw?.p50Us)), fmtRatio(ratio(m.inflightCallsPerSec, raw?.inflightCallsPerSec)), fmtRatio(ratio(m.mbPerSec, raw?.mbPerSec))];
+      return [run.spec.label, fmtRatio(paired(run, rawRun, 'p50')), fmtRatio(paired(run, rawRun, 'inflight')), fmtRatio(paired(run, rawRun, 'mb'))];
     });
   out.push(table(['system', 'seq p50', '64 in flight', '64 KiB MB/s'], ratioRows));
   out.push('(MB/s counts the 64 KiB argument and the 64 KiB result: bytes both ways per second / 10^6)');
   out.push('');
   if (long) {
     out.push(`${SCENARIO_TITLES['million-calls']}: zeropeer client->server`);
+    const pct = (v: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(1)}%`;
     out.push(table(
-      ['', 'calls', 'client RSS', 'server RSS'],
+      ['', 'calls', 'client RSS', 'server RSS', 'client heap after GC', 'server heap after GC'],
       [
-        ['start', fmt(long.start.calls), mib(long.start.callerRss), mib(long.start.responderRss)],
-        ['middle', fmt(long.middle.calls), mib(long.middle.callerRss), mib(long.middle.responderRss)],
-        ['end', fmt(long.end.calls), mib(long.end.callerRss), mib(long.end.responderRss)],
-        ['growth middle->end', '', `${long.callerGrowthPct.toFixed(1)}%`, `${long.responderGrowthPct.toFixed(1)}%`],
+        ...(['start', 'middle', 'end'] as const).map((at) => [
+          at === 'start' ? at : `${at} (median of 3 samples)`,
+          fmt(long[at].calls), mib(long[at].callerRss), mib(long[at].responderRss), mib(long[at].callerHeap), mib(long[at].responderHeap),
+        ]),
+        ['growth middle->end', '', pct(long.callerGrowthPct), pct(long.responderGrowthPct), pct(long.callerHeapGrowthPct), pct(long.responderHeapGrowthPct)],
       ],
     ));
+    out.push(`RSS (MiB) every ${fmt(long.samples[1]?.calls ?? 0)} calls, client: ${long.samples.map((s) => (s.callerRss / 1048576).toFixed(0)).join(' ')}; server: ${long.samples.map((s) => (s.responderRss / 1048576).toFixed(0)).join(' ')}`);
     out.push(`${fmt(long.calls)} calls (${long.errors} errors) in ${fmt(long.elapsedMs / 1000, 1)} s: ${fmt(long.callsPerSec)} calls/s`);
     out.push('');
   }
@@ -477,6 +545,9 @@ function render(runs: SystemRun[], medians: Record<string, Medians | undefined>,
       [
         ['connected and authenticated', `${fmt(idle.connected)} in ${fmt(idle.connectMs)} ms`],
         ['server CPU, % of one core (its own process)', `${idle.serverCpuPct.toFixed(2)}%`],
+        ...(Object.keys(idle.serverThreads).length
+          ? [['  by thread (from /proc, 10 ms ticks)', Object.entries(idle.serverThreads).map(([name, pct]) => `${name} ${pct.toFixed(2)}%`).join(', ')]]
+          : []),
         ['server RSS: no clients / idle start / idle end', `${mib(idle.serverRssEmpty)} / ${mib(idle.serverRssBefore)} / ${mib(idle.serverRssAfter)}`],
         ['clients process CPU (all clients) / RSS', `${idle.clientsCpuPct.toFixed(2)}% / ${mib(idle.clientsRss)}`],
         ['server pushes one call to each: all answered in', `${fmt(idle.push.ms, 1)} ms (${idle.push.answered}/${idle.push.clients} ok)`],
@@ -516,7 +587,8 @@ async function main(): Promise<number> {
   const began = performance.now();
   const notes: string[] = [];
 
-  const runs: SystemRun[] = SYSTEMS.map((spec) => ({ spec, status: args.only.includes(spec.key) ? 'ok' : 'not selected', cells: {} }));
+  const runs: SystemRun[] = SYSTEMS.filter((spec) => !spec.diagnostic || args.only.includes(spec.key))
+    .map((spec) => ({ spec, status: args.only.includes(spec.key) ? 'ok' : 'not selected', cells: {}, warmupCalls: 0 }));
   let probe: PythonProbe | undefined;
   const aiozmq = runs.find((r) => r.spec.key === 'aiozmq')!;
   if (aiozmq.status === 'ok') {
@@ -541,8 +613,9 @@ async function main(): Promise<number> {
       const parts: string[] = [];
       for (const run of active()) {
         try {
-          const cell = await runCell(run, scenario, warmup ? plan.warmupMs : plan.cellMs, plan);
-          if (!warmup) (run.cells[scenario.key] ??= []).push(cell);
+          const cell = { ...(await runCell(run, scenario, warmup ? plan.warmupMs : plan.cellMs, plan)), round };
+          if (warmup) run.warmupCalls += cell.calls;
+          else (run.cells[scenario.key] ??= []).push(cell);
           const shown = scenario.key === 'sequential' ? `${fmt(cell.p50Us)} µs` : scenario.key === 'payload-64KiB' ? `${fmt(cell.mbPerSec)} MB/s` : `${fmt(cell.callsPerSec)}/s`;
           parts.push(`${run.spec.key} ${shown}${cell.errors ? ` (${cell.errors} errors: ${cell.firstError})` : ''}`);
         } catch (error) {
@@ -588,13 +661,13 @@ async function main(): Promise<number> {
 
   const medians: Record<string, Medians | undefined> = {};
   for (const run of runs) if (run.status === 'ok') medians[run.spec.key] = mediansOf(run);
-  const targets = evaluateTargets(medians, long, idle, plan);
+  const targets = evaluateTargets(runs, long, idle, plan);
   const elapsedS = (performance.now() - began) / 1000;
   notes.push(`the whole bench took ${elapsedS.toFixed(1)} s`);
   report(render(runs, medians, long, idle, targets, plan, info, notes));
 
   if (args.json) {
-    const raw = medians['raw'];
+    const rawRun = runs.find((r) => r.spec.key === 'raw');
     const json = {
       bench: 'zeropeer',
       mode: plan.mode,
@@ -612,11 +685,12 @@ async function main(): Promise<number> {
             return [
               run.spec.key,
               {
+                calls: Object.values(run.cells).flat().reduce((sum, c) => sum + c.calls, 0) + run.warmupCalls,
                 median: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, round(v)])),
                 vsRaw: {
-                  p50: round(ratio(m.p50Us, raw?.p50Us), 3),
-                  inflight: round(ratio(m.inflightCallsPerSec, raw?.inflightCallsPerSec), 3),
-                  mbPerSec: round(ratio(m.mbPerSec, raw?.mbPerSec), 3),
+                  p50: round(paired(run, rawRun, 'p50'), 3),
+                  inflight: round(paired(run, rawRun, 'inflight'), 3),
+                  mbPerSec: round(paired(run, rawRun, 'mb'), 3),
                 },
                 rounds: Object.fromEntries(ROUND_SCENARIOS.map((s) => [s.key, (run.cells[s.key] ?? []).map((c) => ({
                   calls: c.calls,

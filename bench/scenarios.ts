@@ -69,15 +69,15 @@ export function makePlan(quick: boolean, rounds?: number): Plan {
         idleClients: 50,
         idleMs: 3000,
         millionCalls: 20_000,
-        millionPhases: 4,
+        millionPhases: 10,
         millionPhaseCapMs: 10_000,
         childHardTimeoutMs: 180_000,
         benchHardTimeoutMs: 170_000,
       }
     : {
         mode: 'full',
-        rounds: rounds ?? 5,
-        cellMs: 1200,
+        rounds: rounds ?? 7,
+        cellMs: 1000,
         warmupMs: 500,
         maxCallsPerCell: 500_000,
         idleClients: 1000,

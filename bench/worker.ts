@@ -4,15 +4,15 @@
  */
 import { serveCommands, usage } from './child.js';
 import { drive, type DriveOptions } from './scenarios.js';
-import { NODE_SYSTEMS } from './systems/index.js';
+import { NODE_SYSTEM_KEYS, loadSystem } from './systems/index.js';
 import type { Caller, Rendezvous, Role } from './systems/types.js';
 
 const [systemKey, roleName] = process.argv.slice(2);
-const system = NODE_SYSTEMS[systemKey ?? ''];
-if (!system || (roleName !== 'caller' && roleName !== 'responder')) {
-  console.error(`usage: worker.js <${Object.keys(NODE_SYSTEMS).join('|')}> <caller|responder>`);
+if (!NODE_SYSTEM_KEYS.includes(systemKey ?? '') || (roleName !== 'caller' && roleName !== 'responder')) {
+  console.error(`usage: worker.js <${NODE_SYSTEM_KEYS.join('|')}> <caller|responder>`);
   process.exit(2);
 }
+const system = await loadSystem(systemKey!);
 
 let role: Role | undefined;
 

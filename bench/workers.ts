@@ -74,7 +74,7 @@ export class Worker {
   static node(name: string, script: string, args: string[], options: { hardTimeoutMs: number; execArgv?: string[] }): Worker {
     const child = fork(script, args, {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      execArgv: options.execArgv ?? [],
+      execArgv: ['--expose-gc', ...(options.execArgv ?? [])],
       env: { ...process.env, BENCH_HARD_TIMEOUT_MS: String(options.hardTimeoutMs) },
     });
     return new Worker(name, child, 'node');

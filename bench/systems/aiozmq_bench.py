@@ -10,6 +10,7 @@ The process exits when stdin closes (its parent is gone), on `stop`, and in any 
 hard timeout (SIGALRM). It listens and connects on 127.0.0.1 only.
 """
 import asyncio
+import gc
 import json
 import math
 import os
@@ -133,6 +134,8 @@ class Role:
         return result
 
     async def usage(self, args):
+        if args.get('gc'):
+            gc.collect()
         return usage()
 
     async def close(self):

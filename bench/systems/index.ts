@@ -1,13 +1,34 @@
-/** The Node systems by key (aiozmq, in Python, is started by ./aiozmq.ts). */
-import { grpcJs } from './grpc.js';
-import { rawZeromq } from './raw-zeromq.js';
+/**
+ * The Node systems by key (aiozmq, in Python, is started by ./aiozmq.ts). Each worker process
+ * loads only the system it hosts, so that its memory is that system's.
+ */
 import type { NodeSystem } from './types.js';
-import { zeropeerClientToServer, zeropeerPlainCurve, zeropeerServerToClient } from './zeropeer.js';
 
-export const NODE_SYSTEMS: Readonly<Record<string, NodeSystem>> = {
-  'raw': rawZeromq,
-  'zeropeer': zeropeerClientToServer,
-  'zeropeer-s2c': zeropeerServerToClient,
-  'zeropeer-curve': zeropeerPlainCurve,
-  'grpc': grpcJs,
+const loaders: Readonly<Record<string, () => Promise<NodeSystem>>> = {
+  'raw': async () => (await import('./raw-zeromq.js')).rawZeromq,
+  'raw-router': async () => (await import('./raw-zeromq.js')).rawRouterRouter,
+  'zeropeer': async () => (await import('./zeropeer.js')).zeropeerClientToServer,
+  'zeropeer-s2c': async () => (await import('./zeropeer.js')).zeropeerServerToClient,
+  'zeropeer-curve': async () => (await import('./zeropeer.js')).zeropeerPlainCurve,
+  'grpc': async () => (await import('./grpc.js')).grpcJs,
 };
+
+/** Which role binds, per system (its `start` answers with the rendezvous the other role needs). */
+export const BINDERS: Readonly<Record<string, NodeSystem['binder']>> = {
+  'raw': 'responder',
+  'raw-router': 'responder',
+  'zeropeer': 'responder',
+  'zeropeer-s2c': 'caller',
+  'zeropeer-curve': 'responder',
+  'grpc': 'responder',
+};
+
+export const NODE_SYSTEM_KEYS = Object.keys(loaders);
+
+export async function loadSystem(key: string): Promise<NodeSystem> {
+  const load = loaders[key];
+  if (!load) throw new Error(`unknown system ${key}; known: ${NODE_SYSTEM_KEYS.join(', ')}`);
+  const system = await load();
+  if (system.binder !== BINDERS[key]) throw new Error(`BINDERS says ${BINDERS[key]} binds for ${key}, the system says ${system.binder}`);
+  return system;
+}

@@ -95,3 +95,87 @@ async function startCaller(rendezvous: Rendezvous | undefined): Promise<Caller> 
 }
 
 export const rawZeromq: NodeSystem = { binder: 'responder', startResponder, startCaller };
+
+/**
+ * Diagnostic, not in the default run (`--only raw,raw-router,...`): raw zeromq.js with zeropeer's
+ * socket pattern, ROUTER <-> ROUTER, two frames each way (`[routing id, packet]`), `mandatory`
+ * and ZMTP heartbeats as zeropeer sets them. The gap between `raw` and `raw-router` is what the
+ * socket pattern costs by itself; the gap between `raw-router` and `zeropeer` is zeropeer's own.
+ */
+const SERVER_ID = Buffer.from('bench');
+const routerOptions = { sendTimeout: 0, linger: 0, mandatory: true, heartbeatInterval: 3000, heartbeatTimeout: 10_000, heartbeatTimeToLive: 10_000 };
+
+async function startRouterResponder(): Promise<Responder> {
+  const router = new zmq.Router({ ...routerOptions, routingId: 'bench' });
+  await router.bind('tcp://127.0.0.1:0');
+  const loop = (async () => {
+    while (!router.closed) {
+      let frames: Buffer[];
+      try {
+        frames = await router.receive();
+      } catch {
+        return;
+      }
+      const [routingId, body] = frames;
+      if (!routingId || !body) continue;
+      const [id, payload] = unpackr.unpack(body) as [number, string];
+      sendFrames(router, [routingId, packr.pack([id, upper(payload)])], () => {});
+    }
+  })();
+  return {
+    rendezvous: { endpoint: router.lastEndpoint! },
+    async close() {
+      router.close();
+      await loop;
+    },
+  };
+}
+
+async function startRouterCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
+  const router = new zmq.Router(routerOptions);
+  router.connect(rendezvous!.endpoint!);
+  const pending = new Map<number, (value: string) => void>();
+  let nextId = 1;
+  const loop = (async () => {
+    while (!router.closed) {
+      let frames: Buffer[];
+      try {
+        frames = await router.receive();
+      } catch {
+        return;
+      }
+      if (!frames[1]) continue;
+      const [id, result] = unpackr.unpack(frames[1]) as [number, string];
+      const resolve = pending.get(id);
+      if (resolve) {
+        pending.delete(id);
+        resolve(result);
+      }
+    }
+  })();
+  const call = (payload: string): Promise<string> =>
+    new Promise<string>((resolve, reject) => {
+      const id = nextId++;
+      if (nextId > 0x7fffffff) nextId = 1;
+      pending.set(id, resolve);
+      sendFrames(router, [SERVER_ID, packr.pack([id, payload])], (error) => {
+        pending.delete(id);
+        reject(error);
+      });
+    });
+  const withDeadline = (payload: string, ms: number): Promise<string> =>
+    Promise.race([call(payload), new Promise<string>((_, reject) => setTimeout(() => reject(new Error('no answer')), ms).unref())]);
+  return {
+    call,
+    async ready(timeoutMs) {
+      await retryUntil(async () => expectUpper('ready?', await withDeadline('ready?', 200)), timeoutMs, 'raw zeromq ROUTER<->ROUTER');
+      pending.clear();
+    },
+    async close() {
+      router.close();
+      await loop;
+    },
+  };
+}
+
+export const rawRouterRouter: NodeSystem = { binder: 'responder', startResponder: startRouterResponder, startCaller: startRouterCaller };
