@@ -75,7 +75,7 @@ export class Outbox {
       return;
     }
     this.#socket.send(frames).then(
-      () => hooks.onSent?.(),
+      hooks.onSent && (() => hooks.onSent!()),
       (error: { code?: string }) => {
         if (error?.code === 'EAGAIN' && !this.#closed) this.send(key, frames, hooks);
         else hooks.onError?.(error as Error);

@@ -25,8 +25,8 @@ import {
 import { consoleLogger, describeRoutingId, type LogContext, type Logger } from './logger.js';
 import { resolveHeartbeat, type HeartbeatBackend } from './heartbeat.js';
 import { DEFAULTS, positive, type CallOptions, type PeerOptions } from './options.js';
-import { Outbox } from './outbox.js';
-import { PendingCalls, type PendingCall } from './pending-calls.js';
+import { Outbox, type OutgoingHooks } from './outbox.js';
+import { PendingCall, PendingCalls, type PendingCallsOwner } from './pending-calls.js';
 import {
   COMPACT_CAPABILITY,
   MessageIds,
@@ -66,6 +66,8 @@ export interface Connection {
   throttle?: NodeJS.Timeout | undefined;
   /** Server: the topic prefixes this client subscribed to. */
   topics?: Set<string>;
+  /** What the outbox tells about a failed answer on this connection (made once, not per message). */
+  sendHooks?: OutgoingHooks;
 }
 
 type PeerState = 'idle' | 'started' | 'stopping' | 'stopped';
@@ -121,7 +123,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     this.#timeoutMs = positive(options.timeoutMs, 'timeoutMs', DEFAULTS.timeoutMs);
     this.#maxMessageBytes = positive(options.maxMessageBytes, 'maxMessageBytes', DEFAULTS.maxMessageBytes);
     this.#drainTimeoutMs = options.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs;
-    this.#pending = new PendingCalls(positive(options.maxPendingCalls, 'maxPendingCalls', DEFAULTS.maxPendingCalls));
+    this.#pending = new PendingCalls(positive(options.maxPendingCalls, 'maxPendingCalls', DEFAULTS.maxPendingCalls), this.#pendingOwner);
     this.#excludeLog = options.excludeLogExceptions ?? [];
     this.#heartbeat = resolveHeartbeat(options.heartbeat);
     this.#workHooks = {
@@ -267,34 +269,30 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       return Promise.reject(error);
     }
 
-    return new Promise<unknown>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const why = call.sent ? undefined : this.describeWait(target);
-        const waited = call.sent ? '' : ' (it was never sent: the connection was not ready)';
-        this.#pending.reject(id, new TimeoutError(`"${name}" got no answer within ${timeoutMs} ms${why ? `: ${why}` : waited}`));
-      }, timeoutMs);
-      const onAbort = (): void => this.#pending.reject(id, signal!.reason as Error);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const call: PendingCall = {
-        id,
-        connectionKey: target.key,
-        name,
-        args,
-        kwargs,
-        errorTable,
-        sent: false,
-        oneWay,
-        resolve,
-        reject,
-        release() {
-          clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
-        },
-      };
-      this.#pending.add(call);
-      if (this.isReady(target)) this.#sendCall(target, call, frames);
-    });
+    const call = new PendingCall(this.#pending, id, target.key, name, args, kwargs, errorTable, timeoutMs, oneWay);
+    const promise = new Promise<unknown>((resolve, reject) => call.bind(resolve, reject, signal));
+    this.#pending.add(call);
+    if (this.isReady(target)) this.#sendCall(target, call, frames);
+    return promise;
   }
+
+  /** The pending table's view of this peer: how a call expires, what a failed send means. */
+  readonly #pendingOwner: PendingCallsOwner = {
+    expire: (call) => {
+      const why = call.sent ? undefined : this.describeWait(this.connections.get(call.connectionKey));
+      const waited = call.sent ? '' : ' (it was never sent: the connection was not ready)';
+      this.#pending.reject(call.id, new TimeoutError(`"${call.name}" got no answer within ${call.timeoutMs} ms${why ? `: ${why}` : waited}`));
+    },
+    sendFailed: (call, error) => {
+      const connection = this.connections.get(call.connectionKey);
+      if (connection && isUnreachable(error)) {
+        // The route vanished between our bookkeeping and the send.
+        this.onUnreachable(connection, call);
+      } else {
+        this.#pending.reject(call.id, new RpcError(`"${call.name}" could not be sent: ${error.message}`));
+      }
+    },
+  };
 
   #encodeWork(target: Connection, id: number, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined): Buffer[] {
     // pseud v1 expects [name, args, kwargs]; compact drops an empty kwargs. Id 0: one-way.
@@ -315,20 +313,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
 
   #sendCall(connection: Connection, call: PendingCall, frames: Buffer[]): void {
     call.sent = true;
-    this.#outbox.sendNow(connection.key, frames, {
-      exempt: true,
-      stale: () => this.#pending.get(call.id) !== call,
-      ...(call.oneWay ? { onSent: () => this.#pending.resolve(call.id, undefined) } : {}),
-      onError: (error) => {
-        if (this.#pending.get(call.id) !== call) return;
-        if (isUnreachable(error)) {
-          // The route vanished between our bookkeeping and the send.
-          this.onUnreachable(connection, call);
-        } else {
-          this.#pending.reject(call.id, new RpcError(`"${call.name}" could not be sent: ${error.message}`));
-        }
-      },
-    });
+    this.#outbox.sendNow(connection.key, frames, call);
   }
 
   /** Sends calls that waited for `connection` to become ready, re-encoding them for its framing now. */
@@ -356,7 +341,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
   }
 
   /** Why calls to `connection` are still waiting to be sent, if this side knows. */
-  protected describeWait(_connection: Connection): string | undefined {
+  protected describeWait(_connection: Connection | undefined): string | undefined {
     return undefined;
   }
 
@@ -375,13 +360,14 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
 
   /** Hands frames to the outbox; a failure is logged (answers have nobody else to tell). */
   #send(connection: Connection, frames: Buffer[]): void {
-    this.#outbox.sendNow(connection.key, frames, {
+    connection.sendHooks ??= {
       onError: (error) => {
         // An answer to a peer that has just left is routine; anything else deserves a warning.
         const level = isUnreachable(error) ? 'debug' : 'warn';
         this.logger[level]('could not send', { ...this.context(connection), error: error.message });
       },
-    });
+    };
+    this.#outbox.sendNow(connection.key, frames, connection.sendHooks);
   }
 
   /** Forgets what waits to be sent on a connection that is gone. */
@@ -429,7 +415,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
 
   #onFrames(frames: Buffer[]): void {
     // Any message is a sign of life.
-    if (this.#heartbeat && frames[0]) this.#heartbeat.backend.seen(frames[0].toString('latin1'), Date.now());
+    if (this.#heartbeat && frames[0]) this.#heartbeat.backend.seen(routingKey(frames[0]), Date.now());
     const inbound = decodeFrames(frames, this.#maxMessageBytes, this.#ids);
     switch (inbound.kind) {
       case 'notify':
@@ -445,7 +431,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
 
   #onNotify(routingId: Buffer): void {
     // ROUTER_NOTIFY sends the same empty message for a connect and a disconnect: the state says which.
-    const known = this.connections.get(routingId.toString('latin1'));
+    const known = this.connections.get(routingKey(routingId));
     if (known?.up) {
       known.up = false;
       this.onTransportDown(known);
@@ -489,7 +475,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
 
   #onMalformed(inbound: Extract<Inbound, { kind: 'malformed' }>): void {
     const { routingId, error, replyTo } = inbound;
-    const connection = routingId && this.connections.get(routingId.toString('latin1'));
+    const connection = routingId && this.connections.get(routingKey(routingId));
     this.logger.warn(`bad message: ${error.message}`, {
       peer: this.id,
       routingId: describeRoutingId(routingId),
@@ -629,23 +615,14 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
 
   /** The answer of a normal call: OK or ERROR, once, in the framing the call came in. */
   #responder(connection: Connection, framing: Framing, id: MessageId, name: string): Responder {
-    let sent = false;
-    return {
-      get sent() {
-        return sent;
-      },
-      ok: (value) => {
-        if (sent) return;
-        sent = true;
-        this.#workDone(connection, framing, id, name, value);
-      },
-      fail: (error) => {
-        if (sent) return;
-        sent = true;
-        this.#workFailed(connection, framing, id, name, error);
-      },
-    };
+    return new CallResponder(this.#answers, connection, framing, id, name);
   }
+
+  /** What every CallResponder of this peer calls: one pair of functions, not two closures per call. */
+  readonly #answers: Answers = {
+    ok: (r, value) => this.#workDone(r.connection, r.framing, r.id, r.name, value),
+    fail: (r, error) => this.#workFailed(r.connection, r.framing, r.id, r.name, error),
+  };
 
   /** One-way work answers nobody: a failure is logged, a result dropped. */
   #oneWayResponder(connection: Connection, name: string): Responder {
@@ -857,6 +834,47 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       accepted ? COMPACT_CAPABILITY : reason,
     );
   }
+}
+
+interface Answers {
+  ok(responder: CallResponder, value: unknown): void;
+  fail(responder: CallResponder, error: unknown): void;
+}
+
+/** The answer of a normal call: OK or ERROR, once, in the framing the call came in. */
+class CallResponder implements Responder {
+  sent = false;
+
+  constructor(
+    readonly answers: Answers,
+    readonly connection: Connection,
+    readonly framing: Framing,
+    readonly id: MessageId,
+    readonly name: string,
+  ) {}
+
+  ok(value: unknown): void {
+    if (this.sent) return;
+    this.sent = true;
+    this.answers.ok(this, value);
+  }
+
+  fail(error: unknown): void {
+    if (this.sent) return;
+    this.sent = true;
+    this.answers.fail(this, error);
+  }
+}
+
+/** The key of a routing id in the connection maps; the last one is remembered, as runs of messages share it. */
+let lastRoutingId: Buffer | undefined;
+let lastRoutingKey = '';
+export function routingKey(routingId: Buffer): string {
+  if (routingId !== lastRoutingId) {
+    lastRoutingKey = routingId.toString('latin1');
+    lastRoutingId = routingId;
+  }
+  return lastRoutingKey;
 }
 
 function isUnreachable(error: unknown): boolean {

@@ -2,35 +2,103 @@
  * The table of calls this peer made and has not seen settle. A call leaves the table the moment it
  * settles (result, remote error, deadline, abort, lost connection, local stop), so the table holds
  * only what is really in flight; {@link PendingCalls.limit} bounds it.
+ *
+ * Deadlines are kept without a timer per call: calls with the same timeout expire in the order
+ * they were made, so each distinct timeout is a FIFO lane, and one timer waits for the earliest
+ * head of all lanes. Settled calls leave their lane lazily, as the head passes them.
  */
 import type { ErrorTable } from './errors.js';
+import type { OutgoingHooks } from './outbox.js';
 import type { MessageId } from './protocol.js';
 
-export interface PendingCall {
-  readonly id: number;
-  /** The connection the call was (or will be) sent on; only that connection may answer it. */
-  connectionKey: string;
-  readonly name: string;
-  readonly args: unknown[];
-  readonly kwargs: Record<string, unknown> | undefined;
-  readonly errorTable: ErrorTable | undefined;
+/** What the table asks of its owner (the engine). */
+export interface PendingCallsOwner {
+  /** A call's deadline passed: reject it with the right TimeoutError. */
+  expire(call: PendingCall): void;
+  /** A call could not be handed to ZeroMQ. */
+  sendFailed(call: PendingCall, error: Error): void;
+}
+
+/** One call in flight (or waiting for its connection). It is its own outbox hooks. */
+export class PendingCall implements OutgoingHooks {
+  /** Calls are bounded by maxPendingCalls, not by the send queue's limit. */
+  readonly exempt = true;
   /** False while the call waits for its connection to be ready. */
-  sent: boolean;
+  sent = false;
   /** Sent again once already after an UNAUTHORIZED answer. */
-  retried?: boolean;
-  /** One-way: settles (undefined) once handed to the transport; no answer comes. */
-  readonly oneWay?: boolean;
-  resolve(value: unknown): void;
-  reject(error: Error): void;
-  /** Releases the deadline timer and abort listener. */
-  release(): void;
+  retried = false;
+  settled = false;
+  readonly deadline: number;
+  #resolve: (value: unknown) => void = noop;
+  #reject: (error: Error) => void = noop;
+  #signal: AbortSignal | undefined;
+  #onAbort: (() => void) | undefined;
+
+  constructor(
+    readonly table: PendingCalls,
+    readonly id: number,
+    /** The connection the call was (or will be) sent on; only that connection may answer it. */
+    public connectionKey: string,
+    readonly name: string,
+    readonly args: unknown[],
+    readonly kwargs: Record<string, unknown> | undefined,
+    readonly errorTable: ErrorTable | undefined,
+    readonly timeoutMs: number,
+    /** One-way: settles (undefined) once handed to the transport; no answer comes. */
+    readonly oneWay: boolean,
+  ) {
+    this.deadline = Date.now() + timeoutMs;
+    this.onSent = oneWay ? () => this.table.resolve(this.id, undefined) : undefined;
+  }
+
+  /** Wires the promise's settle functions (and an abort signal) to this call. */
+  bind(resolve: (value: unknown) => void, reject: (error: Error) => void, signal: AbortSignal | undefined): void {
+    this.#resolve = resolve;
+    this.#reject = reject;
+    if (signal) {
+      this.#signal = signal;
+      this.#onAbort = () => this.table.reject(this.id, signal.reason as Error);
+      signal.addEventListener('abort', this.#onAbort, { once: true });
+    }
+  }
+
+  /** Ends the call (called by the table only). */
+  settle(error: Error | undefined, value?: unknown): void {
+    this.settled = true;
+    if (this.#onAbort) this.#signal!.removeEventListener('abort', this.#onAbort);
+    if (error) this.#reject(error);
+    else this.#resolve(value);
+  }
+
+  stale(): boolean {
+    return this.settled;
+  }
+
+  /** Only a one-way call wants to hear that it was handed over: it settles then. */
+  readonly onSent: (() => void) | undefined;
+
+  onError(error: Error): void {
+    if (!this.settled) this.table.owner.sendFailed(this, error);
+  }
+}
+
+function noop(): void {}
+
+interface Lane {
+  calls: PendingCall[];
+  head: number;
 }
 
 export class PendingCalls {
   readonly #calls = new Map<number, PendingCall>();
+  readonly #lanes = new Map<number, Lane>();
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = Infinity;
+  /** True while #expire walks the lanes: settling then must not reshape them. */
+  #expiring = false;
 
   /** @param limit most calls in flight at once (`maxPendingCalls`). */
-  constructor(readonly limit: number) {}
+  constructor(readonly limit: number, readonly owner: PendingCallsOwner) {}
 
   get size(): number {
     return this.#calls.size;
@@ -42,27 +110,36 @@ export class PendingCalls {
 
   add(call: PendingCall): void {
     this.#calls.set(call.id, call);
+    let lane = this.#lanes.get(call.timeoutMs);
+    if (!lane) {
+      lane = { calls: [], head: 0 };
+      this.#lanes.set(call.timeoutMs, lane);
+    }
+    lane.calls.push(call);
+    if (call.deadline < this.#timerAt) this.#arm(call.deadline);
   }
 
   get(id: MessageId): PendingCall | undefined {
     return typeof id === 'number' ? this.#calls.get(id) : undefined;
   }
 
-  /** Removes a call from the table and releases its timer; returns it, or undefined if it had settled. */
-  take(id: number): PendingCall | undefined {
+  /** Removes a call from the table; returns it, or undefined if it had settled. */
+  #take(id: number): PendingCall | undefined {
     const call = this.#calls.get(id);
     if (!call) return undefined;
     this.#calls.delete(id);
-    call.release();
+    if (this.#expiring) return call;
+    if (this.#calls.size === 0) this.#clear();
+    else this.#trim(this.#lanes.get(call.timeoutMs));
     return call;
   }
 
   resolve(id: number, value: unknown): void {
-    this.take(id)?.resolve(value);
+    this.#take(id)?.settle(undefined, value);
   }
 
   reject(id: number, error: Error): void {
-    this.take(id)?.reject(error);
+    this.#take(id)?.settle(error);
   }
 
   /** Calls waiting, not yet sent, on a connection, oldest first. */
@@ -75,5 +152,64 @@ export class PendingCalls {
   /** Rejects the calls that match; `makeError` is asked once per call so each gets its own stack. */
   rejectWhere(match: (call: PendingCall) => boolean, makeError: (call: PendingCall) => Error): void {
     for (const call of [...this.#calls.values()]) if (match(call)) this.reject(call.id, makeError(call));
+  }
+
+  /** Drops the settled calls at the head of a lane (calls mostly settle in the order they were made). */
+  #trim(lane: Lane | undefined): void {
+    if (!lane) return;
+    const { calls } = lane;
+    while (lane.head < calls.length && calls[lane.head]!.settled) lane.head++;
+    if (lane.head === calls.length) {
+      calls.length = 0;
+      lane.head = 0;
+    } else if (lane.head > 1024 && lane.head * 2 > calls.length) {
+      calls.splice(0, lane.head);
+      lane.head = 0;
+    }
+  }
+
+  #arm(at: number): void {
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#expire(), Math.max(0, at - Date.now()));
+  }
+
+  #clear(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    for (const lane of this.#lanes.values()) {
+      lane.calls.length = 0;
+      lane.head = 0;
+    }
+  }
+
+  #expire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    const now = Date.now();
+    let next = Infinity;
+    this.#expiring = true;
+    for (const lane of this.#lanes.values()) {
+      const { calls } = lane;
+      while (lane.head < calls.length) {
+        const call = calls[lane.head]!;
+        if (!call.settled) {
+          if (call.deadline > now) {
+            next = Math.min(next, call.deadline);
+            break;
+          }
+          this.owner.expire(call);
+        }
+        lane.head++;
+      }
+    }
+    this.#expiring = false;
+    if (this.#calls.size === 0) {
+      this.#clear();
+      return;
+    }
+    for (const lane of this.#lanes.values()) this.#trim(lane);
+    if (next < Infinity && next < this.#timerAt) this.#arm(next);
   }
 }

@@ -7,7 +7,7 @@ import type { Authentication, ServerSecurity } from '../security/plugin.js';
 import { PeerNotConnectedError, RpcError, ServiceNotFoundError } from './errors.js';
 import type { Client } from './client.js';
 import { DEFAULTS, positive, type CallOptions, type PeerOptions } from './options.js';
-import { Peer, type Connection } from './peer.js';
+import { Peer, routingKey, type Connection } from './peer.js';
 import type { Predicate } from './predicates.js';
 import { createCallProxy, type CallProxy, type NotifyProxy, type PublishProxy } from './proxy.js';
 import type { FunctionInfo } from './registry.js';
@@ -260,7 +260,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   }
 
   protected connectionFor(routingId: Buffer): Connection {
-    return this.connections.get(routingId.toString('latin1')) ?? this.addConnection(routingId, true);
+    return this.connections.get(routingKey(routingId)) ?? this.addConnection(routingId, true);
   }
 
   protected onTransportUp(connection: Connection): void {
