@@ -14,6 +14,8 @@ import type { FunctionInfo } from './registry.js';
 import type { Work } from './work.js';
 
 const MAX_THROTTLE_MS = 10_000;
+/** sendTo proxies kept for reuse; past that many identities the cache starts over. */
+const MAX_CACHED_PROXIES = 4096;
 
 /** ZeroMQ's rule: a subscription matches every topic it is a prefix of. */
 function matchesTopic(subscriptions: ReadonlySet<string>, topic: string): boolean {
@@ -89,6 +91,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   readonly #identities = new Map<string, Connection>();
   readonly #endpoints: string[] = [];
   readonly #maxFailedLogins: number;
+  readonly #proxies = new Map<string, unknown>();
   #unrestrict: (() => void) | undefined;
   readonly #failedLoginDelayMs: number;
 
@@ -151,8 +154,16 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
    * A proxy that calls functions on the client `identity`: `server.sendTo('alice').addition(2, 4)`.
    * Rejects at once with {@link PeerNotConnectedError} when `identity` is not connected.
    */
-  sendTo<T = ClientApi>(identity: string, options: CallOptions = {}): CallProxy<T> {
-    return createCallProxy<T>((name, args) => this.invoke(name, args, { ...options, to: identity }));
+  sendTo<T = ClientApi>(identity: string, options?: CallOptions): CallProxy<T> {
+    if (options) return createCallProxy<T>((name, args) => this.invokeOn(this.#target(identity), name, args, options));
+    // `server.sendTo(id).fn()` in a loop is the common form: reuse one proxy per identity.
+    let proxy = this.#proxies.get(identity);
+    if (!proxy) {
+      proxy = createCallProxy((name, args) => this.invokeOn(this.#target(identity), name, args));
+      if (this.#proxies.size >= MAX_CACHED_PROXIES) this.#proxies.clear();
+      this.#proxies.set(identity, proxy);
+    }
+    return proxy as CallProxy<T>;
   }
 
   /** Calls `name` on the client `options.to` with positional `args`. */
