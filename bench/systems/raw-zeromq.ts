@@ -22,8 +22,8 @@ function sendFrames(socket: zmq.Router | zmq.Dealer, frames: Buffer | Buffer[], 
   });
 }
 
-async function startResponder(): Promise<Responder> {
-  const router = new zmq.Router({ sendTimeout: 0, linger: 0 });
+/** An echo of `upper` on a bound ROUTER: the responder of both raw systems. */
+async function startEchoResponder(router: zmq.Router): Promise<Responder> {
   await router.bind('tcp://127.0.0.1:0');
   const loop = (async () => {
     while (!router.closed) {
@@ -46,6 +46,10 @@ async function startResponder(): Promise<Responder> {
       await loop;
     },
   };
+}
+
+function startResponder(): Promise<Responder> {
+  return startEchoResponder(new zmq.Router({ sendTimeout: 0, linger: 0 }));
 }
 
 async function startCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
@@ -105,30 +109,8 @@ export const rawZeromq: NodeSystem = { binder: 'responder', startResponder, star
 const SERVER_ID = Buffer.from('bench');
 const routerOptions = { sendTimeout: 0, linger: 0, mandatory: true, heartbeatInterval: 3000, heartbeatTimeout: 10_000, heartbeatTimeToLive: 10_000 };
 
-async function startRouterResponder(): Promise<Responder> {
-  const router = new zmq.Router({ ...routerOptions, routingId: 'bench' });
-  await router.bind('tcp://127.0.0.1:0');
-  const loop = (async () => {
-    while (!router.closed) {
-      let frames: Buffer[];
-      try {
-        frames = await router.receive();
-      } catch {
-        return;
-      }
-      const [routingId, body] = frames;
-      if (!routingId || !body) continue;
-      const [id, payload] = unpackr.unpack(body) as [number, string];
-      sendFrames(router, [routingId, packr.pack([id, upper(payload)])], () => {});
-    }
-  })();
-  return {
-    rendezvous: { endpoint: router.lastEndpoint! },
-    async close() {
-      router.close();
-      await loop;
-    },
-  };
+function startRouterResponder(): Promise<Responder> {
+  return startEchoResponder(new zmq.Router({ ...routerOptions, routingId: 'bench' }));
 }
 
 async function startRouterCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
