@@ -51,7 +51,7 @@ export {
 } from './errors.js';
 export { registerTranslator, type Translator } from './codec.js';
 export { MessageType, PROTOCOL_VERSION, COMPACT_CAPABILITY, type Framing } from './protocol.js';
-export type { RemoteApi, CallProxy, AnyCallProxy, NotifyApi, NotifyProxy, PublishApi, PublishProxy } from './proxy.js';
+export type { RemoteApi, CallProxy, AnyCallProxy, FixedResultApi, NotifyApi, NotifyProxy, PublishApi, PublishProxy } from './proxy.js';
 export { registerPredicate, unregisterPredicate, type Predicate } from './predicates.js';
 export { consoleLogger, silentLogger, type Logger, type LogContext } from './logger.js';
 export {

@@ -13,26 +13,23 @@ export type RemoteApi<T> = {
       : never;
 };
 
-/** The one-way view of an API interface: every function resolves (to nothing) once sent. */
-export type NotifyApi<T> = {
+/** An API interface whose every function resolves to `Result`, whatever it returns over there. */
+export type FixedResultApi<T, Result> = {
   [K in keyof T]: T[K] extends (...args: infer A) => unknown
-    ? (...args: A) => Promise<void>
+    ? (...args: A) => Promise<Result>
     : T[K] extends object
-      ? NotifyApi<T[K]>
+      ? FixedResultApi<T[K], Result>
       : never;
 };
+
+/** The one-way view of an API interface: every function resolves (to nothing) once sent. */
+export type NotifyApi<T> = FixedResultApi<T, void>;
 
 /** A one-way proxy for an interface, or the untyped one. */
 export type NotifyProxy<T> = 0 extends 1 & T ? AnyCallProxy : NotifyApi<T>;
 
 /** A publish proxy: every function resolves to the number of subscribers it was sent to. */
-export type PublishApi<T> = {
-  [K in keyof T]: T[K] extends (...args: infer A) => unknown
-    ? (...args: A) => Promise<number>
-    : T[K] extends object
-      ? PublishApi<T[K]>
-      : never;
-};
+export type PublishApi<T> = FixedResultApi<T, number>;
 
 /** A publish proxy for an interface, or the untyped one. */
 export type PublishProxy<T> = 0 extends 1 & T ? AnyCallProxy : PublishApi<T>;

@@ -40,6 +40,15 @@ export async function checks(): Promise<void> {
   // @ts-expect-error: wrong argument type for a push
   await server.sendTo('alice').addition('2', 4);
 
+  // One-way and publish proxies keep the names and arguments; their results are fixed.
+  const notified: void = await client.notify.add(1, 2);
+  const reached: number = await server.publish('topic').addition(1, 2);
+  void [notified, reached];
+  // @ts-expect-error: wrong argument type for a one-way call
+  await client.notify.add('1', 2);
+  // @ts-expect-error: no such method to publish
+  await server.publish('topic').subtraction(1, 2);
+
   // Without an interface, anything goes (and resolves to any).
   const untyped = new Client('service');
   const anything: unknown = await untyped.call.whatever.you.like(1, 'two', { three: 3 });
