@@ -22,6 +22,8 @@ export const DEFAULTS = {
   drainTimeoutMs: 1000,
   /** Most messages waiting for one slow peer to read, per connection. */
   maxSendQueue: 10_000,
+  /** Messages ZeroMQ itself queues per peer (ZMQ_SNDHWM) before the send queue above takes over. */
+  sendHighWaterMark: 1000,
   /** How long a noop client waits for an answer to HELLO before it takes the server for pseud, in ms. */
   helloTimeoutMs: 1000,
   /** Failed HELLOs a connection may make before the server throttles it. */
@@ -62,6 +64,8 @@ export interface PeerOptions {
   drainTimeoutMs?: number;
   /** Most messages queued for one peer that does not read fast enough. Default 10,000. */
   maxSendQueue?: number;
+  /** ZeroMQ's own per-peer send queue, in messages (ZMQ_SNDHWM). Default 1000. */
+  sendHighWaterMark?: number;
   /** Client: how long to wait for the answer to HELLO before assuming a pseud server without authentication (noop only). Default 1000. */
   helloTimeoutMs?: number;
   /** Server: failed HELLOs per connection before it is throttled. Default 5. */

@@ -86,7 +86,9 @@ export class Outbox {
   /** Forgets what waits for a connection that is gone. */
   drop(key: string): void {
     const queue = this.#queues.get(key);
-    if (queue) queue.items.length = 0;
+    if (!queue) return;
+    queue.items.length = 0;
+    if (!queue.busy) this.#queues.delete(key); // a busy pump deletes it as it stops
   }
 
   /** Resolves once every queue is empty (or after `timeoutMs`). */

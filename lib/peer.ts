@@ -141,6 +141,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       ...(options.context ? { context: options.context } : {}),
       ...(socketOptions.routingId ? { routingId: socketOptions.routingId } : {}),
       mandatory: true, // an unroutable message fails its call instead of vanishing
+      sendHighWaterMark: positive(options.sendHighWaterMark, 'sendHighWaterMark', DEFAULTS.sendHighWaterMark),
       sendTimeout: 0, // never block the whole peer on one slow reader: fail that message instead
       linger: 200,
       // Hard cap in libzmq (drops the connection); the soft cap below it answers with an ERROR.
