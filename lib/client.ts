@@ -7,7 +7,7 @@ import { ServiceClosedError, UnauthorizedError } from './errors.js';
 import type { PendingCall } from './pending-calls.js';
 import { DEFAULTS, positive, type CallOptions, type PeerOptions } from './options.js';
 import { Peer, type Connection } from './peer.js';
-import { COMPACT_CAPABILITY, REPLACED, type Message } from './protocol.js';
+import { COMPACT_CAPABILITY, EXPIRED, REPLACED, type Message } from './protocol.js';
 import { createCallProxy, type CallProxy, type NotifyProxy } from './proxy.js';
 import type { FunctionInfo } from './registry.js';
 
@@ -162,17 +162,23 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
 
   /** Calls `name` on the server with positional `args`; the explicit form of `client.call`. */
   invoke(name: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
-    if (this.#refusal !== undefined) {
-      if (!this.#retryRefusal || !this.#server.up) {
-        return Promise.reject(new UnauthorizedError(`"${this.id}" refused this client's credentials: ${this.#refusal}`));
-      }
-      // Credentials that can change (a token function): ask for fresh ones; this call waits for them.
-      this.#refusal = undefined;
-      const call = this.invokeOn(this.#server, name, args, options);
-      this.#authenticate(this.#server);
-      return call;
+    return this.#afterRefusal(() => this.invokeOn(this.#server, name, args, options));
+  }
+
+  /**
+   * Makes a call, minding an earlier refusal of our credentials: fails it at once, unless the
+   * credentials can change (a token function), in which case fresh ones are asked for and the
+   * call waits for the answer.
+   */
+  #afterRefusal(call: () => Promise<unknown>): Promise<unknown> {
+    if (this.#refusal === undefined) return call();
+    if (!this.#retryRefusal || !this.#server.up) {
+      return Promise.reject(new UnauthorizedError(`"${this.id}" refused this client's credentials: ${this.#refusal}`));
     }
-    return this.invokeOn(this.#server, name, args, options);
+    this.#refusal = undefined;
+    const pending = call();
+    this.#authenticate(this.#server);
+    return pending;
   }
 
   /**
@@ -180,10 +186,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
    * bounded by the deadline, for the connection); the server sends no answer.
    */
   invokeOneWay(name: string, args: unknown[] = [], options: CallOptions = {}): Promise<void> {
-    if (this.#refusal !== undefined && !this.#retryRefusal) {
-      return Promise.reject(new UnauthorizedError(`"${this.id}" refused this client's credentials: ${this.#refusal}`));
-    }
-    return this.invokeOn(this.#server, name, args, options, true) as Promise<void>;
+    return this.#afterRefusal(() => this.invokeOn(this.#server, name, args, options, true)) as Promise<void>;
   }
 
   /**
@@ -373,6 +376,15 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
       this.#refusal = reason;
       this.#retryRefusal = this.#auth.refreshable === true;
       this.rejectAllCalls(connection, (name) => new UnauthorizedError(`"${this.id}" refused "${name}": ${reason}`));
+      return;
+    }
+    if (message.id === 0 && reason === EXPIRED) {
+      // Our proof (a token) ran out: fetch fresh credentials now; calls wait for the answer.
+      if (connection.authenticated) {
+        this.untrack(connection, 'expired');
+        connection.authenticated = false;
+        this.#authenticate(connection);
+      }
       return;
     }
     if (message.id === 0 && reason === REPLACED) {

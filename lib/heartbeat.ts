@@ -96,7 +96,9 @@ export function resolveHeartbeat(option: HeartbeatOptions | false | undefined):
   if (option === false) return undefined;
   const intervalMs = option?.intervalMs ?? HEARTBEAT_DEFAULTS.intervalMs;
   const timeoutMs = option?.timeoutMs ?? HEARTBEAT_DEFAULTS.timeoutMs;
-  if (!(intervalMs > 0) || !(timeoutMs > 0)) throw new TypeError('heartbeat.intervalMs and heartbeat.timeoutMs must be positive');
+  if (!(intervalMs > 0) || !(timeoutMs > 0) || !(timeoutMs <= 2 ** 31 - 1)) {
+    throw new TypeError('heartbeat.intervalMs and heartbeat.timeoutMs must be positive, at most 2147483647');
+  }
   if (timeoutMs <= intervalMs) throw new TypeError('heartbeat.timeoutMs must be longer than heartbeat.intervalMs');
   const chosen = option?.backend ?? 'memory';
   let backend: HeartbeatBackend;

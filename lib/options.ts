@@ -107,9 +107,14 @@ export interface CallOptions {
   errorTable?: ErrorTable;
 }
 
-/** Reads a positive number option, or its default; throws a TypeError naming it otherwise. */
+/** The largest value a time or size option takes: what setTimeout accepts (about 24.8 days). */
+export const MAX_OPTION_VALUE = 2 ** 31 - 1;
+
+/** Reads a positive number option (at most {@link MAX_OPTION_VALUE}), or its default; throws a TypeError naming it otherwise. */
 export function positive(value: unknown, name: string, fallback: number): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !(value > 0)) throw new TypeError(`options.${name} must be a positive number`);
+  if (typeof value !== 'number' || !(value > 0) || !(value <= MAX_OPTION_VALUE)) {
+    throw new TypeError(`options.${name} must be a positive number, at most ${MAX_OPTION_VALUE}`);
+  }
   return value;
 }

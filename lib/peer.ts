@@ -55,6 +55,11 @@ export interface Connection {
   framing: Framing;
   /** Transport connected (ROUTER_NOTIFY). */
   up: boolean;
+  /**
+   * Bumped each time the transport comes up: an answer is only sent on the same connection, in
+   * the same epoch, as the work it answers (a routing id can be reused by somebody else).
+   */
+  epoch: number;
   /** Who is at the other end: a verified identity on a server, the server's id on a client. */
   identity: string | undefined;
   authenticated: boolean;
@@ -64,6 +69,10 @@ export interface Connection {
   failedLogins?: number;
   /** Server: the delayed answer of a throttled HELLO. */
   throttle?: NodeJS.Timeout | undefined;
+  /** Server: a HELLO of this connection is being checked (one at a time). */
+  verifying?: boolean;
+  /** Server: fires when the peer's proof expires. */
+  expiry?: NodeJS.Timeout | undefined;
   /** Server: the topic prefixes this client subscribed to. */
   topics?: Set<string>;
   /** What the outbox tells about a failed answer on this connection (made once, not per message). */
@@ -122,7 +131,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     this.registry = options.registry ?? createLocalRegistry(id);
     this.#timeoutMs = positive(options.timeoutMs, 'timeoutMs', DEFAULTS.timeoutMs);
     this.#maxMessageBytes = positive(options.maxMessageBytes, 'maxMessageBytes', DEFAULTS.maxMessageBytes);
-    this.#drainTimeoutMs = options.drainTimeoutMs ?? DEFAULTS.drainTimeoutMs;
+    this.#drainTimeoutMs = options.drainTimeoutMs === 0 ? 0 : positive(options.drainTimeoutMs, 'drainTimeoutMs', DEFAULTS.drainTimeoutMs);
     this.#pending = new PendingCalls(positive(options.maxPendingCalls, 'maxPendingCalls', DEFAULTS.maxPendingCalls), this.#pendingOwner);
     this.#excludeLog = options.excludeLogExceptions ?? [];
     this.#heartbeat = resolveHeartbeat(options.heartbeat);
@@ -156,6 +165,16 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       this.socket.heartbeatInterval = this.#heartbeat.intervalMs;
       this.socket.heartbeatTimeout = this.#heartbeat.timeoutMs;
       this.socket.heartbeatTimeToLive = this.#heartbeat.timeoutMs;
+    }
+  }
+
+  /** Emits to the listeners; one that throws is logged, never let out into the engine. */
+  override emit<T extends EventEmitter.EventNames<Events>>(event: T, ...args: EventEmitter.EventArgs<Events, T>): boolean {
+    try {
+      return super.emit(event, ...args);
+    } catch (error) {
+      this.logger.error(`a "${String(event)}" listener threw`, { peer: this.id, error: error instanceof Error ? error.stack : String(error) });
+      return true;
     }
   }
 
@@ -257,7 +276,12 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     if (this.#pending.full) {
       return Promise.reject(new RpcError(`too many calls in flight (maxPendingCalls = ${this.#pending.limit}); "${name}" was not sent`));
     }
-    const timeoutMs = positive(options.timeoutMs, 'timeoutMs', this.#timeoutMs);
+    let timeoutMs: number;
+    try {
+      timeoutMs = positive(options.timeoutMs, 'timeoutMs', this.#timeoutMs);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const id = this.#ids.next();
     const kwargs = options.kwargs && Object.keys(options.kwargs).length > 0 ? options.kwargs : undefined;
     const errorTable = options.errorTable ? { ...this.options.errorTable, ...options.errorTable } : this.options.errorTable;
@@ -445,6 +469,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
   /** Records that the transport to `connection` is up (from ROUTER_NOTIFY, or a probe that got through). */
   protected markUp(connection: Connection): void {
     connection.up = true;
+    connection.epoch++;
     this.onTransportUp(connection);
   }
 
@@ -464,6 +489,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       routingId,
       framing: 'v1',
       up,
+      epoch: 0,
       identity: undefined,
       authenticated: false,
     };
@@ -616,14 +642,30 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
 
   /** The answer of a normal call: OK or ERROR, once, in the framing the call came in. */
   #responder(connection: Connection, framing: Framing, id: MessageId, name: string): Responder {
-    return new CallResponder(this.#answers, connection, framing, id, name);
+    return new CallResponder(this.#answers, connection, connection.epoch, framing, id, name);
   }
 
   /** What every CallResponder of this peer calls: one pair of functions, not two closures per call. */
   readonly #answers: Answers = {
-    ok: (r, value) => this.#workDone(r.connection, r.framing, r.id, r.name, value),
-    fail: (r, error) => this.#workFailed(r.connection, r.framing, r.id, r.name, error),
+    ok: (r, value) => {
+      if (this.#stillThere(r)) this.#workDone(r.connection, r.framing, r.id, r.name, value);
+    },
+    fail: (r, error) => {
+      if (this.#stillThere(r)) this.#workFailed(r.connection, r.framing, r.id, r.name, error);
+      else this.#logFailure(r.connection, r.name, error);
+    },
   };
+
+  /**
+   * Whether the connection that asked is the one that would receive the answer: not gone, not
+   * replaced by a new connection that took its routing id, not reconnected since (a new server).
+   */
+  #stillThere(r: CallResponder): boolean {
+    const { connection } = r;
+    if (connection.up && connection.epoch === r.epoch && this.connections.get(connection.key) === connection) return true;
+    this.logger.debug('answer dropped: the connection that asked is gone', { ...this.context(connection), name: r.name });
+    return false;
+  }
 
   /** One-way work answers nobody: a failure is logged, a result dropped. */
   #oneWayResponder(connection: Connection, name: string): Responder {
@@ -708,10 +750,14 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     this.#send(connection, frames);
   }
 
-  #workFailed(connection: Connection, framing: Framing, id: MessageId, name: string, error: unknown): void {
+  #logFailure(connection: Connection, name: string, error: unknown): void {
     if (this.options.logExceptions && !this.#excludeLog.some((Class) => error instanceof Class)) {
       this.logger.error(`handler "${name}" threw`, { ...this.context(connection), name, error: error instanceof Error ? error.stack : String(error) });
     }
+  }
+
+  #workFailed(connection: Connection, framing: Framing, id: MessageId, name: string, error: unknown): void {
+    this.#logFailure(connection, name, error);
     if (this.state === 'stopped') return;
     this.#sendError(connection, framing, id, error);
   }
@@ -849,6 +895,7 @@ class CallResponder implements Responder {
   constructor(
     readonly answers: Answers,
     readonly connection: Connection,
+    readonly epoch: number,
     readonly framing: Framing,
     readonly id: MessageId,
     readonly name: string,

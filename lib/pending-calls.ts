@@ -85,6 +85,7 @@ export class PendingCall implements OutgoingHooks {
 function noop(): void {}
 
 interface Lane {
+  readonly timeoutMs: number;
   calls: PendingCall[];
   head: number;
 }
@@ -112,7 +113,7 @@ export class PendingCalls {
     this.#calls.set(call.id, call);
     let lane = this.#lanes.get(call.timeoutMs);
     if (!lane) {
-      lane = { calls: [], head: 0 };
+      lane = { timeoutMs: call.timeoutMs, calls: [], head: 0 };
       this.#lanes.set(call.timeoutMs, lane);
     }
     lane.calls.push(call);
@@ -160,8 +161,7 @@ export class PendingCalls {
     const { calls } = lane;
     while (lane.head < calls.length && calls[lane.head]!.settled) lane.head++;
     if (lane.head === calls.length) {
-      calls.length = 0;
-      lane.head = 0;
+      this.#lanes.delete(lane.timeoutMs); // an empty lane goes: timeouts may be all different
     } else if (lane.head > 1024 && lane.head * 2 > calls.length) {
       calls.splice(0, lane.head);
       lane.head = 0;
@@ -178,10 +178,7 @@ export class PendingCalls {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerAt = Infinity;
-    for (const lane of this.#lanes.values()) {
-      lane.calls.length = 0;
-      lane.head = 0;
-    }
+    this.#lanes.clear();
   }
 
   #expire(): void {

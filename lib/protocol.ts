@@ -58,6 +58,9 @@ const msgpackBodies = new Set<number>([MessageType.WORK, MessageType.OK, Message
 /** The body of the UNAUTHORIZED (id 0) a server sends a connection whose identity a newer one took. */
 export const REPLACED = 'replaced';
 
+/** The body of the UNAUTHORIZED (id 0) a server sends a connection whose proof (a token) expired. */
+export const EXPIRED = 'expired';
+
 /** The word a zeropeer server puts in its AUTHENTICATED body to say it reads compact framing. */
 export const COMPACT_CAPABILITY = 'zeropeer/1 compact';
 
@@ -98,7 +101,8 @@ export type Inbound =
  */
 export class MessageIds {
   readonly #prefix = zeropeerPrefix();
-  #next = 0;
+  /** Starts anywhere, so that two runs of a peer (a restarted server) do not reuse the same ids. */
+  #next = randomBytes(4).readUInt32BE(0);
 
   next(): number {
     this.#next = (this.#next + 1) >>> 0;

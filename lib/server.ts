@@ -14,6 +14,10 @@ import type { FunctionInfo } from './registry.js';
 import type { Work } from './work.js';
 
 const MAX_THROTTLE_MS = 10_000;
+/** The longest delay setTimeout takes. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Topics one connection may subscribe to: each costs memory and a comparison in every publish. */
+export const MAX_TOPICS_PER_CONNECTION = 1024;
 /** sendTo proxies kept for reuse; past that many identities the cache starts over. */
 const MAX_CACHED_PROXIES = 4096;
 
@@ -36,7 +40,7 @@ function safePredicate(predicate: Predicate, identity: string): boolean {
     return false;
   }
 }
-import { MessageType, REPLACED, isZeropeerId, type Message } from './protocol.js';
+import { EXPIRED, MessageType, REPLACED, isZeropeerId, type Message } from './protocol.js';
 
 /** Why a peer left the table. */
 export type GoneReason = 'timeout' | 'disconnect' | 'stopped' | 'replaced' | 'expired';
@@ -147,7 +151,12 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
 
   /** Identities currently connected and authenticated. */
   connectedPeers(): string[] {
-    return [...this.#identities.keys()];
+    const now = Date.now();
+    const peers: string[] = [];
+    for (const [identity, connection] of this.#identities) {
+      if (connection.expiresAt === undefined || now < connection.expiresAt) peers.push(identity);
+    }
+    return peers;
   }
 
   /**
@@ -189,6 +198,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       const sends: Promise<unknown>[] = [];
       for (const connection of this.#identities.values()) {
         if (!connection.up || !connection.topics || !matchesTopic(connection.topics, topic)) continue;
+        if (connection.expiresAt !== undefined && Date.now() >= connection.expiresAt) continue;
         sends.push(this.invokeOn(connection, name, args, options, true));
       }
       const outcomes = await Promise.allSettled(sends);
@@ -206,7 +216,11 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       ...super.builtins(),
       '_zeropeer.subscribe': (connection, work) => {
         const topic = topicArgument(work);
-        (connection.topics ??= new Set()).add(topic);
+        const topics = (connection.topics ??= new Set());
+        if (!topics.has(topic) && topics.size >= MAX_TOPICS_PER_CONNECTION) {
+          throw new RpcError(`at most ${MAX_TOPICS_PER_CONNECTION} subscriptions per connection`);
+        }
+        topics.add(topic);
         work.responder.ok(undefined);
       },
       '_zeropeer.unsubscribe': (connection, work) => {
@@ -301,6 +315,8 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   #forget(connection: Connection, reason: GoneReason): void {
     const identity = connection.identity;
     this.rejectAllCalls(connection, (name) => new PeerNotConnectedError(`client "${identity}" went away (${reason}) before "${name}" settled`));
+    clearTimeout(connection.expiry);
+    connection.expiry = undefined;
     if (identity === undefined || !connection.authenticated) return;
     this.untrack(connection, reason);
     connection.authenticated = false;
@@ -334,15 +350,25 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       this.answerHello(connection, message, false, 'a HELLO body must be [login, password]');
       return;
     }
+    if (this.state !== 'started') return;
     const login = body[0];
     const failures = connection.failedLogins ?? 0;
     if (failures >= this.#maxFailedLogins) {
       this.#throttle(connection, message, failures);
       return;
     }
+    if (connection.verifying) {
+      // One check at a time per connection: a burst of HELLOs must not outrun the failure count
+      // (nor take every slot of the verifier). The extra one counts as a failure.
+      connection.failedLogins = failures + 1;
+      this.logger.warn('HELLO while another is being checked: refused', { ...this.context(connection), login });
+      this.answerHello(connection, message, false, 'authentication already in progress');
+      return;
+    }
     // A zeropeer client's HELLO id says it reads compact framing; a pseud client is spoken to in v1.
     const framing = message.framing === 'compact' || isZeropeerId(message.id) ? 'compact' : 'v1';
     const refuse = (error: unknown): void => {
+      connection.verifying = false;
       connection.failedLogins = (connection.failedLogins ?? 0) + 1;
       // The reason stays in our log; the peer only learns that it was refused.
       this.logger.warn('authentication refused', {
@@ -354,6 +380,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       if (connection.up && this.state === 'started') this.answerHello(connection, message, false, 'authentication failed');
     };
     const accept = (result: Authentication | string): void => {
+      connection.verifying = false;
       const { identity, expiresAt } = typeof result === 'string' ? { identity: result, expiresAt: undefined } : (result ?? {});
       if (typeof identity !== 'string' || identity.length === 0) {
         refuse(new TypeError('the security plugin returned no identity'));
@@ -365,6 +392,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       this.#admit(connection, identity);
       connection.framing = framing;
       this.answerHello(connection, message, true);
+      this.#watchExpiry(connection);
     };
     let result: Authentication | string | Promise<Authentication | string>;
     try {
@@ -375,10 +403,34 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     }
     // A synchronous answer (noop, trusted_peer) is applied at once, before any work that follows the HELLO.
     if (typeof (result as PromiseLike<unknown>)?.then === 'function') {
+      connection.verifying = true;
       (result as PromiseLike<Authentication | string>).then(accept, refuse);
     } else {
       accept(result as Authentication | string);
     }
+  }
+
+  /**
+   * A proof with an end (a token's `exp`): at that moment the peer leaves the table ('expired'),
+   * and a zeropeer client is told, so that it authenticates again with a fresh token at once
+   * rather than at its next call.
+   */
+  #watchExpiry(connection: Connection): void {
+    clearTimeout(connection.expiry);
+    connection.expiry = undefined;
+    if (connection.expiresAt === undefined) return;
+    const delay = Math.min(Math.max(0, connection.expiresAt - Date.now()), MAX_TIMER_MS);
+    connection.expiry = setTimeout(() => {
+      connection.expiry = undefined;
+      if (!connection.authenticated || connection.expiresAt === undefined) return;
+      if (Date.now() < connection.expiresAt) {
+        this.#watchExpiry(connection); // a very distant exp: the timer could not reach it at once
+        return;
+      }
+      this.#forget(connection, 'expired');
+      if (connection.framing === 'compact' && connection.up) this.sendMessage(connection, 'compact', MessageType.UNAUTHORIZED, 0, EXPIRED);
+    }, delay);
+    connection.expiry.unref();
   }
 
   /**
@@ -441,7 +493,10 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   }
 
   protected override async onStop(): Promise<void> {
-    for (const connection of this.connections.values()) clearTimeout(connection.throttle);
+    for (const connection of this.connections.values()) {
+      clearTimeout(connection.throttle);
+      clearTimeout(connection.expiry);
+    }
     for (const connection of this.#identities.values()) this.#forget(connection, 'stopped');
     await this.#auth.close?.();
     this.#unrestrict?.();
