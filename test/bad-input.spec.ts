@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
 import { COMPACT_CAPABILITY, Client, ProtocolError, type Server } from '../lib/index.js';
-import { RawPeer, RawServer, cleanup, once, recordingLogger, startClient, startServer, until, uuidBytes, type LogEntry } from './helpers.js';
+import { cleanup, once, RawPeer, RawServer, recordingLogger, startClient, startServer, track, until, uuidBytes, type LogEntry } from './helpers.js';
 
 const T = { OK: 0x01, HELLO: 0x02, WORK: 0x03, AUTHENTICATED: 0x04, HEARTBEAT: 0x06, ERROR: 0x10, UNAUTHORIZED: 0x11 } as const;
 
@@ -372,23 +372,16 @@ describe('bad input: the server survives peers that misbehave', () => {
 });
 
 describe('bad input: a client survives a server that answers with garbage', () => {
-  const mine: Array<{ close(): void } | { stop(): Promise<void> }> = [];
-  afterEach(async () => {
-    for (const thing of mine.splice(0).reverse()) {
-      if ('stop' in thing) await thing.stop();
-      else thing.close();
-    }
-    await cleanup();
-  });
+  afterEach(cleanup);
 
   /** A zeropeer Client connected to a RawServer, its HELLO answered AUTHENTICATED with `capabilities`. */
   async function connectedClient(capabilities: string): Promise<{ client: Client; server: RawServer; logger: RecordingLogger; routingId: Buffer }> {
     const server = new RawServer();
-    mine.push(server);
+    track(server);
     const endpoint = await server.bind();
     const logger = recordingLogger();
     const client = new Client('service', { logger, timeoutMs: 8000, drainTimeoutMs: 50 });
-    mine.push(client);
+    track(client);
     const connected = once(client, 'connected', 5000);
     client.connect(endpoint);
     await client.start();

@@ -55,6 +55,12 @@ export async function cleanup(): Promise<void> {
   await Promise.all(all.map(async (thing) => ('stop' in thing ? thing.stop() : thing.close())));
 }
 
+/** Registers a peer or socket made by hand, so that cleanup() stops or closes it. */
+export function track<T extends { stop(): Promise<void> } | { close(): void }>(thing: T): T {
+  live.push(thing);
+  return thing;
+}
+
 /** A started server bound on `transport`, stopped at cleanup. */
 export async function startServer(options: PeerOptions = {}, transport: Transport = 'tcp', id = 'service'): Promise<Server> {
   const server = new Server(id, { logger: recordingLogger(), drainTimeoutMs: 50, ...options });

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
 import { Client, RemoteError, type Server } from '../lib/index.js';
-import { RawPeer, RawServer, cleanup, once, recordingLogger, startServer, uuidBytes } from './helpers.js';
+import { cleanup, once, RawPeer, RawServer, recordingLogger, startServer, track, uuidBytes } from './helpers.js';
 
 const T = { OK: 0x01, HELLO: 0x02, WORK: 0x03, AUTHENTICATED: 0x04, HEARTBEAT: 0x06, ERROR: 0x10, UNAUTHORIZED: 0x11 } as const;
 
@@ -145,22 +145,15 @@ describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () =>
 });
 
 describe('pseud v1 interop: a zeropeer Client against a raw pseud noop server', () => {
-  const mine: Array<{ close(): void } | { stop(): Promise<void> }> = [];
-  afterEach(async () => {
-    for (const thing of mine.splice(0).reverse()) {
-      if ('stop' in thing) await thing.stop();
-      else thing.close();
-    }
-    await cleanup();
-  });
+  afterEach(cleanup);
 
   async function clientOfPseud(): Promise<{ client: Client; server: RawServer; logger: ReturnType<typeof recordingLogger> }> {
     const server = new RawServer();
-    mine.push(server);
+    track(server);
     const endpoint = await server.bind();
     const logger = recordingLogger();
     const client = new Client('service', { logger, helloTimeoutMs: 100, timeoutMs: 8000, drainTimeoutMs: 50 });
-    mine.push(client);
+    track(client);
     const connected = once(client, 'connected', 5000);
     client.connect(endpoint);
     await client.start();

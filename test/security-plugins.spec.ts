@@ -16,22 +16,13 @@ import {
   type PeerOptions,
   type SecurityPlugin,
 } from '../lib/index.js';
-import { RawPeer, cleanup, once, recordingLogger, startClient, startServer, until, uuidBytes } from './helpers.js';
+import { cleanup, once, RawPeer, recordingLogger, startClient, startServer, track, until, uuidBytes } from './helpers.js';
 
 const T = { HELLO: 0x02, WORK: 0x03, AUTHENTICATED: 0x04, UNAUTHORIZED: 0x11 } as const;
 
 /** Peers a test constructs by hand (ones that never get 'connected'), stopped after each test. */
-const handMade: Array<{ stop(): Promise<void> }> = [];
 
-function track<P extends { stop(): Promise<void> }>(peer: P): P {
-  handMade.push(peer);
-  return peer;
-}
-
-afterEach(async () => {
-  await Promise.all(handMade.splice(0).map((peer) => peer.stop()));
-  await cleanup();
-});
+afterEach(cleanup);
 
 /** A started server with `whoami` (returns the caller's identity) registered. */
 async function identityServer(options: PeerOptions): Promise<Server> {

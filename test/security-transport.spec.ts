@@ -29,6 +29,7 @@ import {
   recordingLogger,
   startClient,
   startServer,
+  track,
   until,
   uuidBytes,
   type Transport,
@@ -42,12 +43,6 @@ const HELLO = 0x02;
 const UNAUTHORIZED = 0x11;
 
 /** Peers this file builds by hand (not through startServer/startClient), stopped after each test. */
-const mine: Array<{ stop(): Promise<void> }> = [];
-
-function track<T extends { stop(): Promise<void> }>(peer: T): T {
-  mine.push(peer);
-  return peer;
-}
 
 /** A started client that is not awaited to be connected (its connection may never come up). */
 async function looseClient(server: Server, options: ClientOptions): Promise<Client> {
@@ -103,10 +98,7 @@ function warnings(logger: ReturnType<typeof recordingLogger>): string[] {
 }
 
 describe('security and transport', () => {
-  afterEach(async () => {
-    await Promise.all(mine.splice(0).map((peer) => peer.stop()));
-    await cleanup();
-  });
+  afterEach(cleanup);
 
   // ---------------------------------------------------------------------------------------------
   describe('CURVE', () => {
