@@ -52,24 +52,33 @@ function startResponder(): Promise<Responder> {
   return startEchoResponder(new zmq.Router({ sendTimeout: 0, linger: 0 }));
 }
 
-async function startCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
-  const dealer = new zmq.Dealer({ sendTimeout: 0, linger: 0 });
-  dealer.connect(rendezvous!.endpoint!);
-  const pending = new Map<number, { resolve: (value: string) => void; reject: (error: Error) => void }>();
+/**
+ * A caller on a connected socket: requests carry an id, answers settle the request of that id.
+ * `frame` wraps a packed request in the frames the socket needs; `body` finds the packed answer.
+ */
+function startRawCaller(
+  socket: zmq.Router | zmq.Dealer,
+  frame: (packet: Buffer) => Buffer | Buffer[],
+  body: (frames: Buffer[]) => Buffer | undefined,
+  label: string,
+): Caller {
+  const pending = new Map<number, (value: string) => void>();
   let nextId = 1;
   const loop = (async () => {
-    while (!dealer.closed) {
+    while (!socket.closed) {
       let frames: Buffer[];
       try {
-        frames = await dealer.receive();
+        frames = await socket.receive();
       } catch {
-        return;
+        return; // closed
       }
-      const [id, result] = unpackr.unpack(frames[0]!) as [number, string];
-      const waiter = pending.get(id);
-      if (waiter) {
+      const packet = body(frames);
+      if (!packet) continue;
+      const [id, result] = unpackr.unpack(packet) as [number, string];
+      const resolve = pending.get(id);
+      if (resolve) {
         pending.delete(id);
-        waiter.resolve(result);
+        resolve(result);
       }
     }
   })();
@@ -77,8 +86,8 @@ async function startCaller(rendezvous: Rendezvous | undefined): Promise<Caller> 
     new Promise<string>((resolve, reject) => {
       const id = nextId++;
       if (nextId > 0x7fffffff) nextId = 1;
-      pending.set(id, { resolve, reject });
-      sendFrames(dealer, packr.pack([id, payload]), (error) => {
+      pending.set(id, resolve);
+      sendFrames(socket, frame(packr.pack([id, payload])), (error) => {
         pending.delete(id);
         reject(error);
       });
@@ -88,14 +97,20 @@ async function startCaller(rendezvous: Rendezvous | undefined): Promise<Caller> 
   return {
     call,
     async ready(timeoutMs) {
-      await retryUntil(async () => expectUpper('ready?', await withDeadline('ready?', 200)), timeoutMs, 'raw zeromq');
+      await retryUntil(async () => expectUpper('ready?', await withDeadline('ready?', 200)), timeoutMs, label);
       pending.clear(); // answers to attempts that timed out are dropped by id anyway
     },
     async close() {
-      dealer.close();
+      socket.close();
       await loop;
     },
   };
+}
+
+async function startCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
+  const dealer = new zmq.Dealer({ sendTimeout: 0, linger: 0 });
+  dealer.connect(rendezvous!.endpoint!);
+  return startRawCaller(dealer, (packet) => packet, (frames) => frames[0], 'raw zeromq');
 }
 
 export const rawZeromq: NodeSystem = { binder: 'responder', startResponder, startCaller };
@@ -116,48 +131,7 @@ function startRouterResponder(): Promise<Responder> {
 async function startRouterCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
   const router = new zmq.Router(routerOptions);
   router.connect(rendezvous!.endpoint!);
-  const pending = new Map<number, (value: string) => void>();
-  let nextId = 1;
-  const loop = (async () => {
-    while (!router.closed) {
-      let frames: Buffer[];
-      try {
-        frames = await router.receive();
-      } catch {
-        return;
-      }
-      if (!frames[1]) continue;
-      const [id, result] = unpackr.unpack(frames[1]) as [number, string];
-      const resolve = pending.get(id);
-      if (resolve) {
-        pending.delete(id);
-        resolve(result);
-      }
-    }
-  })();
-  const call = (payload: string): Promise<string> =>
-    new Promise<string>((resolve, reject) => {
-      const id = nextId++;
-      if (nextId > 0x7fffffff) nextId = 1;
-      pending.set(id, resolve);
-      sendFrames(router, [SERVER_ID, packr.pack([id, payload])], (error) => {
-        pending.delete(id);
-        reject(error);
-      });
-    });
-  const withDeadline = (payload: string, ms: number): Promise<string> =>
-    Promise.race([call(payload), new Promise<string>((_, reject) => setTimeout(() => reject(new Error('no answer')), ms).unref())]);
-  return {
-    call,
-    async ready(timeoutMs) {
-      await retryUntil(async () => expectUpper('ready?', await withDeadline('ready?', 200)), timeoutMs, 'raw zeromq ROUTER<->ROUTER');
-      pending.clear();
-    },
-    async close() {
-      router.close();
-      await loop;
-    },
-  };
+  return startRawCaller(router, (packet) => [SERVER_ID, packet], (frames) => frames[1], 'raw zeromq ROUTER<->ROUTER');
 }
 
 export const rawRouterRouter: NodeSystem = { binder: 'responder', startResponder: startRouterResponder, startCaller: startRouterCaller };
