@@ -26,6 +26,19 @@ async function bindServer(server: Server): Promise<string> {
 }
 
 /** client -> server, trusted_peer. */
+/** A started client of the bench server, calling `upper`. */
+async function clientCaller(client: Client, rendezvous: Rendezvous | undefined, readyTimeoutMs: number, label: string): Promise<Caller> {
+  client.connect(rendezvous!.endpoint!);
+  await client.start();
+  return {
+    call: (s: string) => client.call.upper(s),
+    async ready(timeoutMs) {
+      await retryUntil(async () => expectUpper('ready?', await client.callWith({ timeoutMs: readyTimeoutMs }).upper('ready?')), timeoutMs, label);
+    },
+    close: closer(client),
+  };
+}
+
 export const zeropeerClientToServer: NodeSystem = {
   binder: 'responder',
   async startResponder(): Promise<Responder> {
@@ -37,15 +50,7 @@ export const zeropeerClientToServer: NodeSystem = {
   },
   async startCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
     const client = new Client(SERVICE, { ...common, security: 'trusted_peer', userId: CALLER_ID });
-    client.connect(rendezvous!.endpoint!);
-    await client.start();
-    return {
-      call: (s: string) => client.call.upper(s),
-      async ready(timeoutMs) {
-        await retryUntil(async () => expectUpper('ready?', await client.callWith({ timeoutMs: 500 }).upper('ready?')), timeoutMs, 'zeropeer');
-      },
-      close: closer(client),
-    };
+    return clientCaller(client, rendezvous, 500, 'zeropeer');
   },
 };
 
@@ -102,14 +107,6 @@ export const zeropeerPlainCurve: NodeSystem = {
       password: 'bench-password',
       curve: { ...curveKeyPair(), serverPublicKey: rendezvous!.serverPublicKey! },
     });
-    client.connect(rendezvous!.endpoint!);
-    await client.start();
-    return {
-      call: (s: string) => client.call.upper(s),
-      async ready(timeoutMs) {
-        await retryUntil(async () => expectUpper('ready?', await client.callWith({ timeoutMs: 1000 }).upper('ready?')), timeoutMs, 'zeropeer plain+CURVE');
-      },
-      close: closer(client),
-    };
+    return clientCaller(client, rendezvous, 1000, 'zeropeer plain+CURVE');
   },
 };
