@@ -53,6 +53,8 @@ export interface Connection {
   readonly routingId: Buffer;
   /** Framing to use when this side starts a message on the connection. */
   framing: Framing;
+  /** The routing id as logs and reply channels show it (text, or `0x` and hex). */
+  readonly address: string;
   /** Transport connected (ROUTER_NOTIFY). */
   up: boolean;
   /**
@@ -487,6 +489,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     const connection: Connection = {
       key: routingId.toString('latin1'),
       routingId,
+      address: describeRoutingId(routingId),
       framing: 'v1',
       up,
       epoch: 0,
@@ -610,7 +613,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       responder.fail(new ServiceClosedError(`peer "${this.id}" is stopping`));
       return;
     }
-    const work: Work = { name, args, kwargs: kwargs ?? undefined, identity, address: describeRoutingId(connection.routingId), responder };
+    const work: Work = { name, args, kwargs: kwargs ?? undefined, identity, address: connection.address, responder };
     if (name.startsWith(RESERVED_PREFIX)) {
       this.#runBuiltin(connection, work);
       return;
@@ -692,8 +695,11 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     };
   }
 
+  #builtins: Record<string, (connection: Connection, work: Work) => void> | undefined;
+
   #runBuiltin(connection: Connection, work: Work): void {
-    const builtin = Object.hasOwn(this.builtins(), work.name) ? this.builtins()[work.name] : undefined;
+    this.#builtins ??= this.builtins();
+    const builtin = Object.hasOwn(this.#builtins, work.name) ? this.#builtins[work.name] : undefined;
     if (!builtin) {
       work.responder.fail(new ServiceNotFoundError(`no function "${work.name}" is available`));
       return;
@@ -764,7 +770,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
 
   /** Log context for a connection: never credentials. */
   protected context(connection: Connection): LogContext {
-    return { peer: this.id, routingId: describeRoutingId(connection.routingId), identity: connection.identity };
+    return { peer: this.id, routingId: connection.address, identity: connection.identity };
   }
 
   // ---- heartbeats --------------------------------------------------------------------------

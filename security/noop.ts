@@ -4,12 +4,12 @@
  * client), its routing id: as text when it is printable (a routing id the peer chose), else as
  * `0x` and hex. Nothing here is verified: use it only where every peer is trusted.
  */
-import { isPrintable } from '../lib/logger.js';
+import { describeRoutingId } from '../lib/logger.js';
 import type { ConnectionInfo, SecurityPlugin } from './plugin.js';
 
 /** The identity noop gives a connection by its routing id. */
 export function routingIdIdentity({ routingId }: ConnectionInfo): string {
-  return isPrintable(routingId) ? routingId.toString('utf8') : `0x${routingId.toString('hex')}`;
+  return describeRoutingId(routingId);
 }
 
 export const noopSecurity: SecurityPlugin = {
