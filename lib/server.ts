@@ -14,6 +14,8 @@ import type { FunctionInfo } from './registry.js';
 import type { Work } from './work.js';
 
 const MAX_THROTTLE_MS = 10_000;
+/** When a new connection's route is checked a second time, in ms. */
+const RECHECK_MS = 250;
 /** The longest delay setTimeout takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Topics one connection may subscribe to: each costs memory and a comparison in every publish. */
@@ -291,6 +293,14 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   protected onTransportUp(connection: Connection): void {
     // A peer can send the empty message ROUTER_NOTIFY uses, and so make its real disconnect read
     // as a connect. Knock: if no route answers, that "connect" was a departure; forget the record.
+    // libzmq may still hold the departed pipe for a moment, so knock once more a little later.
+    this.#knock(connection);
+    const again = setTimeout(() => this.#knock(connection), RECHECK_MS);
+    again.unref();
+  }
+
+  #knock(connection: Connection): void {
+    if (this.connections.get(connection.key) !== connection || !connection.up || this.state !== 'started') return;
     this.probe(connection).catch(() => {
       if (this.connections.get(connection.key) === connection && connection.up) {
         connection.up = false;
