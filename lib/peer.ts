@@ -57,6 +57,8 @@ export interface Connection {
   readonly address: string;
   /** Transport connected (ROUTER_NOTIFY). */
   up: boolean;
+  /** A message came on this connection (it is a live peer, not a misread departure). */
+  heard?: boolean;
   /**
    * Bumped each time the transport comes up: an answer is only sent on the same connection, in
    * the same epoch, as the work it answers (a routing id can be reused by somebody else).
@@ -530,6 +532,7 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
       this.logger.warn('message from an unknown peer dropped', { peer: this.id, routingId: describeRoutingId(message.routingId), type: typeName(message.type) });
       return;
     }
+    connection.heard = true;
     switch (message.type) {
       case MessageType.WORK:
         this.#onWork(connection, message);

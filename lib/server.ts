@@ -293,9 +293,12 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   protected onTransportUp(connection: Connection): void {
     // A peer can send the empty message ROUTER_NOTIFY uses, and so make its real disconnect read
     // as a connect. Knock: if no route answers, that "connect" was a departure; forget the record.
-    // libzmq may still hold the departed pipe for a moment, so knock once more a little later.
+    // libzmq may still hold the departed pipe for a moment, so knock once more a little later,
+    // unless the connection has spoken by then (then it is a real one).
     this.#knock(connection);
-    const again = setTimeout(() => this.#knock(connection), RECHECK_MS);
+    const again = setTimeout(() => {
+      if (!connection.heard) this.#knock(connection);
+    }, RECHECK_MS);
     again.unref();
   }
 
