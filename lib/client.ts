@@ -2,6 +2,7 @@
  * The client peer: connects to one server, proves who it is, calls the server's functions and
  * runs the work the server pushes to it.
  */
+import { randomBytes } from 'node:crypto';
 import type { ClientSecurity } from '../security/plugin.js';
 import { ServiceClosedError, UnauthorizedError } from './errors.js';
 import type { PendingCall } from './pending-calls.js';
@@ -23,7 +24,7 @@ export interface ClientEvents {
 
 /** Client options: the common ones, plus this client's own routing id if it wants a fixed one. */
 export interface ClientOptions extends PeerOptions {
-  /** A routing id for this client's socket (1-255 bytes). Default: libzmq picks one. */
+  /** A routing id for this client's socket (1-255 bytes). Default: `zp-` and 16 random characters. */
   routingId?: string;
 }
 
@@ -70,7 +71,9 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
 
   /** @param serverId the routing identity of the server to talk to. */
   constructor(serverId: string, options: ClientOptions = {}) {
-    super(serverId, options, options.routingId ? { routingId: options.routingId } : {});
+    // A routing id of our own: a server never has to generate one for us (libzmq 4.3.5 aborts when a
+    // generated id collides with one a hostile peer claimed; see README, security).
+    super(serverId, options, { routingId: options.routingId ?? `zp-${randomBytes(12).toString('base64url')}` });
     try {
       this.#auth = this.security.client(this.securitySettings);
       this.#helloTimeoutMs = positive(options.helloTimeoutMs, 'helloTimeoutMs', DEFAULTS.helloTimeoutMs);

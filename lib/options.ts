@@ -30,6 +30,12 @@ export const DEFAULTS = {
   maxFailedLogins: 5,
   /** First delay of a throttled HELLO's refusal, in ms; doubles with each further failure, up to 10 s. */
   failedLoginDelayMs: 250,
+  /** TCP keepalive: idle seconds before the kernel probes a silent connection. */
+  tcpKeepaliveIdleSec: 30,
+  /** TCP keepalive: seconds between probes. */
+  tcpKeepaliveIntervalSec: 10,
+  /** TCP keepalive: unanswered probes before the kernel closes the connection. */
+  tcpKeepaliveCount: 3,
 } as const;
 
 /** CURVE keys, Z85-encoded (see `curveKeyPair()`). */

@@ -164,12 +164,13 @@ export abstract class Peer<Events extends EventEmitter.ValidEventTypes = PeerEve
     (this.socket as unknown as { setInt32Option(option: number, value: number): void })
       .setInt32Option(ROUTER_NOTIFY, NOTIFY_CONNECT_AND_DISCONNECT);
     this.#outbox = new Outbox(this.socket, positive(options.maxSendQueue, 'maxSendQueue', DEFAULTS.maxSendQueue));
-    if (this.#heartbeat) {
-      // ZMTP heartbeats: the transport closes a dead TCP connection itself (and ROUTER_NOTIFY says so).
-      this.socket.heartbeatInterval = this.#heartbeat.intervalMs;
-      this.socket.heartbeatTimeout = this.#heartbeat.timeoutMs;
-      this.socket.heartbeatTimeToLive = this.#heartbeat.timeoutMs;
-    }
+    // No ZMTP heartbeats: libzmq's heartbeat timer can abort the process when the JavaScript thread
+    // stalls while a peer resets its connection (libzmq #3937, #4229). zeropeer's own heartbeats
+    // cover liveness; kernel TCP keepalive covers peers that never send ours.
+    this.socket.tcpKeepalive = 1;
+    this.socket.tcpKeepaliveIdle = DEFAULTS.tcpKeepaliveIdleSec;
+    this.socket.tcpKeepaliveInterval = DEFAULTS.tcpKeepaliveIntervalSec;
+    this.socket.tcpKeepaliveCount = DEFAULTS.tcpKeepaliveCount;
   }
 
   /** Emits to the listeners; one that throws is logged, never let out into the engine. */

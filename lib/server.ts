@@ -23,6 +23,14 @@ export const MAX_TOPICS_PER_CONNECTION = 1024;
 /** sendTo proxies kept for reuse; past that many identities the cache starts over. */
 const MAX_CACHED_PROXIES = 4096;
 
+/** Whether a tcp endpoint listens beyond this machine (anything but 127.0.0.0/8 and ::1). */
+export function isOpenNetwork(endpoint: string): boolean {
+  const match = /^tcp:\/\/(?:\[([^\]]+)\]|([^:]+)):/.exec(endpoint);
+  if (!match) return false; // ipc, inproc: local by nature
+  const host = match[1] ?? match[2]!;
+  return !(host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host));
+}
+
 /** ZeroMQ's rule: a subscription matches every topic it is a prefix of. */
 function matchesTopic(subscriptions: ReadonlySet<string>, topic: string): boolean {
   for (const prefix of subscriptions) if (topic.startsWith(prefix)) return true;
@@ -137,6 +145,10 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     await this.socket.bind(endpoint);
     this.#endpoints.push(this.socket.lastEndpoint ?? endpoint);
     this.warnIfClearText(endpoint);
+    if (!allowed && isOpenNetwork(endpoint)) {
+      this.logger.warn('bound on a network address without curve.allowedClientKeys: any host that reaches it can connect, ' +
+        'and libzmq 4.3.5 can be crashed by a peer that claims routing ids (see README, security)', { peer: this.id, endpoint });
+    }
   }
 
   /** The endpoint bound last, with the real port when port 0 was asked for. */
