@@ -3,14 +3,15 @@
  * runs the work the server pushes to it.
  */
 import { randomBytes } from 'node:crypto';
-import type { ClientSecurity } from '../security/plugin.js';
-import { ServiceClosedError, UnauthorizedError } from './errors.js';
-import type { PendingCall } from './pending-calls.js';
-import { DEFAULTS, positive, type CallOptions, type PeerOptions } from './options.js';
-import { Peer, type Connection } from './peer.js';
-import { COMPACT_CAPABILITY, EXPIRED, REPLACED, type Message } from './protocol.js';
+import { ClientHandshake } from './auth/client-handshake.js';
+import type { Connection } from './engine/connection.js';
+import { Session } from './engine/session.js';
+import { DEFAULTS, checkClientOptions, positive, type CallOptions, type ClientOptions } from './options.js';
+import { Peer } from './peer.js';
 import { createCallProxy, type CallProxy, type NotifyProxy } from './proxy.js';
 import type { FunctionInfo } from './registry.js';
+import { checkPeerId, sessionConfig } from './session-config.js';
+import { resolveSecurityPlugin } from '../security/index.js';
 
 export interface ClientEvents {
   /** The connection to the server is up and this client may send work (authenticated, if the plugin asks). */
@@ -20,12 +21,6 @@ export interface ClientEvents {
   /** The connection came back after a drop, and this client authenticated again. */
   reconnected: () => void;
   error: (error: Error) => void;
-}
-
-/** Client options: the common ones, plus this client's own routing id if it wants a fixed one. */
-export interface ClientOptions extends PeerOptions {
-  /** A routing id for this client's socket (1-255 bytes). Default: `zp-` and 16 random characters. */
-  routingId?: string;
 }
 
 /**
@@ -40,7 +35,7 @@ export interface ClientOptions extends PeerOptions {
  *
  * @typeParam ServerApi the functions the server registers, for a typed `call` proxy.
  */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- an untyped client calls anything
 export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Calls the server: `client.call.string.lower('ABC')`. */
   readonly call: CallProxy<ServerApi>;
@@ -48,61 +43,93 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   readonly notify: NotifyProxy<ServerApi>;
   /** Topics this client subscribed to; sent again after every reconnection. */
   readonly #topics = new Set<string>();
-  readonly #auth: ClientSecurity;
   readonly #server: Connection;
-  readonly #helloTimeoutMs: number;
-  #helloTimer: NodeJS.Timeout | undefined;
+  readonly #handshake: ClientHandshake;
+  readonly #warnIfClearText: string | undefined;
   #probeTimer: NodeJS.Timeout | undefined;
   /** Connected to an inproc endpoint, which has no ROUTER_NOTIFY. */
   #probing = false;
-  #wasReady = false;
-  /** The next time this client becomes ready, it says so ('connected' / 'reconnected'). */
-  #announce = false;
-  /** Bumped at every (re)connection and re-authentication, so that a stale one is dropped. */
-  #generation = 0;
-  /** Id of the HELLO awaiting an answer. */
-  #helloId: number | undefined;
-  /** Why the server refused our credentials (or CURVE key); calls fail at once while set. */
-  #refusal: string | undefined;
-  /** Whether the next call may try again with fresh credentials after a refusal. */
-  #retryRefusal = false;
-  /** The last reason the connection could not be made, for the TimeoutError of calls that waited. */
-  #transportError: string | undefined;
 
-  /** @param serverId the routing identity of the server to talk to. */
+  /** @param serverId the routing identity of the server to talk to (the `id` it was made with). */
   constructor(serverId: string, options: ClientOptions = {}) {
-    // A routing id of our own: a server never has to generate one for us (libzmq 4.3.5 aborts when a
-    // generated id collides with one a hostile peer claimed; see README, security).
-    super(serverId, options, { routingId: options.routingId ?? `zp-${randomBytes(12).toString('base64url')}` });
-    try {
-      this.#auth = this.security.client(this.securitySettings);
-      this.#helloTimeoutMs = positive(options.helloTimeoutMs, 'helloTimeoutMs', DEFAULTS.helloTimeoutMs);
+    checkClientOptions(options);
+    checkPeerId(serverId);
+    // A routing id of our own: a server never has to generate one for us (libzmq 4.3.5 aborts when
+    // a generated id collides with one a hostile peer claimed; see README, security).
+    const config = sessionConfig(serverId, options.routingId ?? `zp-${randomBytes(12).toString('base64url')}`, options);
+    const security = resolveSecurityPlugin(options.security);
+    const settings = { ...options, ...options.securitySettings };
+    const helloTimeoutMs = positive(options.helloTimeoutMs, 'helloTimeoutMs', DEFAULTS.helloTimeoutMs);
+    let self: Client<ServerApi> | undefined;
+    let made: { handshake: ClientHandshake; server: Connection } | undefined;
+    const session = new Session(config, (engine) => {
+      const auth = security.client(settings);
+      const server = engine.connections.add(Buffer.from(serverId), false);
+      server.identity = serverId;
+      const handshake = new ClientHandshake(engine, server, auth, { helloTimeoutMs }, {
+        ready: (announce) => self?.onReady(announce),
+        disconnected: () => self?.emit('disconnected'),
+      });
       if (options.curve) {
         const { publicKey, secretKey, serverPublicKey } = options.curve;
         if (!serverPublicKey) throw new TypeError('options.curve.serverPublicKey is required on a client');
-        this.socket.curveServerKey = serverPublicKey;
-        this.socket.curvePublicKey = publicKey;
-        this.socket.curveSecretKey = secretKey;
-        this.#watchHandshakes();
+        engine.socket.curveClient(publicKey, secretKey, serverPublicKey, {
+          refused: (reason) => handshake.curveRefused(reason),
+          failed: (reason) => handshake.curveFailed(reason),
+        });
       }
-    } catch (error) {
-      this.socket.close(); // a refused construction leaves nothing open
-      throw error;
-    }
-    this.#server = this.addConnection(Buffer.from(serverId), false);
-    this.#server.identity = serverId;
+      made = { handshake, server };
+      return {
+        connectionFor: (routingId) => (routingId.equals(server.routingId) ? server : undefined),
+        ready: (connection) => connection.up && connection.authenticated,
+        workIdentity: (connection) => (connection === server ? serverId : undefined),
+        up: () => handshake.up(),
+        lost: (_connection, reason) => handshake.lost(reason),
+        unreachable: (_connection, call) => handshake.unreachable(call),
+        handshake: (_connection, message) => handshake.handshake(message),
+        describeWait: () => handshake.describeWait(),
+        builtins: {},
+        forward: () => false,
+        stop: async () => {
+          handshake.stop();
+          if (self) clearTimeout(self.#probeTimer);
+        },
+      };
+    });
+    super(session);
+    self = this;
+    this.#handshake = made!.handshake;
+    this.#server = made!.server;
+    this.#warnIfClearText = security.secretCredentials === true && !options.curve ? security.name : undefined;
     this.call = createCallProxy<ServerApi>((name, args) => this.invoke(name, args));
     this.notify = createCallProxy<ServerApi, NotifyProxy<ServerApi>>((name, args) => this.invokeOneWay(name, args));
   }
 
+  /** @internal the handshake made this client ready. */
+  protected onReady(announce: 'connected' | 'reconnected' | undefined): void {
+    // A (re)started server knows nothing of our subscriptions: tell it again.
+    for (const topic of this.#topics) {
+      this.invoke('_zeropeer.subscribe', [topic]).catch((error: Error) =>
+        this.logger.warn('could not subscribe again', { ...this.session.context(this.#server), topic, error: error.message }));
+    }
+    if (announce) this.emit(announce);
+  }
+
   /** Connects to the server's endpoint (tcp, ipc or inproc). Calls made before the connection is up wait for it. */
   connect(endpoint: string): void {
-    this.socket.connect(endpoint);
-    this.warnIfClearText(endpoint);
+    this.session.socket.connect(endpoint);
+    if (this.#warnIfClearText && endpoint.startsWith('tcp://')) {
+      this.logger.warn(`security "${this.#warnIfClearText}" over tcp without CURVE: credentials travel in clear; set options.curve`, { peer: this.id, endpoint });
+    }
     if (endpoint.startsWith('inproc://')) {
       this.#probing = true;
-      if (this.state === 'started') this.#probe();
+      if (this.session.started) this.#probe();
     }
+  }
+
+  override async start(): Promise<void> {
+    await super.start();
+    if (this.#probing) this.#probe();
   }
 
   /**
@@ -110,12 +137,13 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
    * server has bound), with a growing pause, for as long as this client runs.
    */
   #probe(delayMs = 1): void {
-    if (this.#probeTimer || this.#server.up || this.state !== 'started') return;
-    this.probe(this.#server).then(
+    if (this.#probeTimer || this.#server.up || !this.session.started) return;
+    this.session.probe(this.#server).then(
       () => {
-        if (!this.#server.up && this.state === 'started') this.markUp(this.#server);
+        if (!this.#server.up && this.session.started) this.session.markUp(this.#server);
       },
       () => {
+        if (!this.session.started) return;
         this.#probeTimer = setTimeout(() => {
           this.#probeTimer = undefined;
           this.#probe(Math.min(delayMs * 2, 100));
@@ -124,64 +152,19 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     );
   }
 
-  protected override async onStart(): Promise<void> {
-    if (this.#probing) this.#probe();
-  }
-
   /** Stops connecting to an endpoint. */
   disconnect(endpoint: string): void {
-    this.socket.disconnect(endpoint);
+    this.session.socket.disconnect(endpoint);
   }
 
   /** Whether the server is connected and this client may send work now. */
   get connected(): boolean {
-    return this.isReady(this.#server);
-  }
-
-  /**
-   * A CURVE handshake that fails is otherwise silent: the connection just never comes up. A key the
-   * server's allow-list refuses fails the calls waiting at once; any other failure (most often a
-   * wrong serverPublicKey) is named in the TimeoutError of the calls it held up.
-   */
-  #watchHandshakes(): void {
-    const events = this.socket.events;
-    events.on('handshake:error:auth', ({ error }) => {
-      const reason = `CURVE: the server refused this client's key (${error.status ?? error.message})`;
-      this.#transportError = reason;
-      if (this.#server.up) return;
-      this.#refusal = reason;
-      this.rejectAllCalls(this.#server, (name) => new UnauthorizedError(`"${name}" not sent: ${reason}`));
-    });
-    const failed = ({ error }: { error: Error }): void => {
-      this.#transportError = `CURVE handshake failed (${error.message}): is curve.serverPublicKey right?`;
-    };
-    events.on('handshake:error:protocol', failed);
-    events.on('handshake:error:other', failed);
-  }
-
-  protected override describeWait(): string | undefined {
-    return this.#transportError;
+    return this.#server.up && this.#handshake.ready;
   }
 
   /** Calls `name` on the server with positional `args`; the explicit form of `client.call`. */
   invoke(name: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
-    return this.#afterRefusal(() => this.invokeOn(this.#server, name, args, options));
-  }
-
-  /**
-   * Makes a call, minding an earlier refusal of our credentials: fails it at once, unless the
-   * credentials can change (a token function), in which case fresh ones are asked for and the
-   * call waits for the answer.
-   */
-  #afterRefusal(call: () => Promise<unknown>): Promise<unknown> {
-    if (this.#refusal === undefined) return call();
-    if (!this.#retryRefusal || !this.#server.up) {
-      return Promise.reject(new UnauthorizedError(`"${this.id}" refused this client's credentials: ${this.#refusal}`));
-    }
-    this.#refusal = undefined;
-    const pending = call();
-    this.#authenticate(this.#server);
-    return pending;
+    return this.#handshake.afterRefusal(() => this.session.caller.invoke(this.#server, name, args, options));
   }
 
   /**
@@ -189,7 +172,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
    * bounded by the deadline, for the connection); the server sends no answer.
    */
   invokeOneWay(name: string, args: unknown[] = [], options: CallOptions = {}): Promise<void> {
-    return this.#afterRefusal(() => this.invokeOn(this.#server, name, args, options, true)) as Promise<void>;
+    return this.#handshake.afterRefusal(() => this.session.caller.invoke(this.#server, name, args, options, true)) as Promise<void>;
   }
 
   /**
@@ -228,195 +211,8 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     return this.invoke('_zeropeer.shutdown', [], options) as Promise<void>;
   }
 
-  /** A `call` proxy whose calls use these options: `client.callWith({ timeoutMs: 100 }).slow()`. */
+  /** A `call` proxy whose calls use these options: `client.callWith({ timeoutMs: 100, metadata }).slow()`. */
   callWith(options: CallOptions): CallProxy<ServerApi> {
     return createCallProxy<ServerApi>((name, args) => this.invoke(name, args, options));
-  }
-
-  protected isReady(connection: Connection): boolean {
-    return connection.up && connection.authenticated;
-  }
-
-  protected connectionFor(routingId: Buffer): Connection | undefined {
-    return routingId.equals(this.#server.routingId) ? this.#server : undefined;
-  }
-
-  protected onTransportUp(connection: Connection): void {
-    connection.framing = 'v1'; // until this server says it reads compact
-    connection.authenticated = false;
-    this.#refusal = undefined;
-    this.#transportError = undefined;
-    this.#announce = true;
-    this.#authenticate(connection);
-  }
-
-  /** Sends HELLO with fresh credentials; calls wait until the server answers. */
-  #authenticate(connection: Connection): void {
-    const generation = ++this.#generation;
-    const send = ([login, password]: [string, string]): void => {
-      if (generation !== this.#generation || !connection.up || this.state !== 'started') return;
-      this.#helloId = this.sendHello(connection, login, password);
-      if (!this.#auth.requiresAuthentication) this.#armHelloFallback(connection, generation);
-    };
-    let credentials: [string, string] | Promise<[string, string]>;
-    try {
-      credentials = this.#auth.credentials();
-    } catch (error) {
-      this.#credentialsFailed(error);
-      return;
-    }
-    if (Array.isArray(credentials)) send(credentials);
-    else Promise.resolve(credentials).then(send, (error: unknown) => this.#credentialsFailed(error));
-  }
-
-  /** pseud's noop server never answers HELLO: after a while, talk to it in plain v1. */
-  #armHelloFallback(connection: Connection, generation: number): void {
-    clearTimeout(this.#helloTimer);
-    this.#helloTimer = setTimeout(() => {
-      this.#helloTimer = undefined;
-      if (generation !== this.#generation || connection.authenticated || !connection.up) return;
-      this.logger.warn(`no answer to HELLO within ${this.#helloTimeoutMs} ms: assuming a pseud v1 server without authentication`, this.context(connection));
-      connection.authenticated = true;
-      this.#becameReady(connection);
-    }, this.#helloTimeoutMs);
-  }
-
-  #credentialsFailed(error: unknown): void {
-    const reason = `no credentials: ${(error as Error)?.message}`;
-    this.logger.error('could not get credentials', { peer: this.id, error: (error as Error)?.message });
-    this.#refusal = reason;
-    this.#retryRefusal = true; // the next call asks again
-    this.rejectAllCalls(this.#server, (name) => new UnauthorizedError(`"${name}" not sent: ${reason}`));
-  }
-
-  #becameReady(connection: Connection): void {
-    this.track(connection);
-    this.flushWaitingCalls(connection);
-    // A (re)started server knows nothing of our subscriptions: tell it again.
-    for (const topic of this.#topics) {
-      this.invoke('_zeropeer.subscribe', [topic]).catch((error: Error) =>
-        this.logger.warn('could not subscribe again', { ...this.context(connection), topic, error: error.message }));
-    }
-    if (!this.#announce) return; // a re-authentication on a live connection is not news
-    this.#announce = false;
-    if (this.#wasReady) {
-      this.emit('reconnected');
-    } else {
-      this.#wasReady = true;
-      this.emit('connected');
-    }
-  }
-
-  protected onTransportDown(connection: Connection): void {
-    const wasReady = connection.authenticated; // `up` is already false here
-    this.untrack(connection, 'disconnect');
-    clearTimeout(this.#helloTimer);
-    connection.authenticated = false;
-    connection.framing = 'v1';
-    this.#generation++;
-    this.dropQueued(connection);
-    this.rejectSentCalls(connection, (name) => new ServiceClosedError(`connection to "${this.id}" lost before "${name}" settled`));
-    if (wasReady) this.emit('disconnected');
-  }
-
-  protected heartbeatTargets(): Iterable<Connection> {
-    return this.isReady(this.#server) ? [this.#server] : [];
-  }
-
-  protected goodbyeTargets(): Iterable<Connection> {
-    return [this.#server];
-  }
-
-  /**
-   * The server went quiet (hung, or a network that drops packets without closing the connection):
-   * the calls sent to it fail now, and HELLO goes out again; when the server answers, calls flow
-   * again and 'reconnected' is emitted.
-   */
-  protected onSilent(connection: Connection): void {
-    this.#lost(connection, 'silent');
-    if (connection.up && this.#refusal === undefined) this.#authenticate(connection);
-  }
-
-  /** The server is stopping: fail what was sent to it; a restarted server is met with a new HELLO. */
-  protected onGoodbye(connection: Connection): void {
-    this.#lost(connection, 'stopped');
-  }
-
-  #lost(connection: Connection, reason: string): void {
-    if (!connection.authenticated) return;
-    this.untrack(connection, reason);
-    connection.authenticated = false;
-    this.#announce = true;
-    this.rejectSentCalls(connection, (name) => new ServiceClosedError(`"${this.id}" ${reason === 'stopped' ? 'stopped' : 'went silent'} before "${name}" settled`));
-    this.emit('disconnected');
-  }
-
-  protected onUnreachable(_connection: Connection, call: PendingCall): void {
-    // Not routable (any more): the call waits for the connection, bounded by its deadline.
-    call.sent = false;
-  }
-
-  protected onHello(connection: Connection): void {
-    this.logger.warn('HELLO from the server ignored', this.context(connection));
-  }
-
-  protected onAuthenticated(connection: Connection, message: Message): void {
-    if (connection.authenticated || message.id !== this.#helloId) return;
-    this.#helloId = undefined;
-    clearTimeout(this.#helloTimer);
-    connection.authenticated = true;
-    if (typeof message.body === 'string' && message.body.includes(COMPACT_CAPABILITY)) connection.framing = 'compact';
-    this.#becameReady(connection);
-  }
-
-  protected onUnauthorized(connection: Connection, message: Message): void {
-    const reason = typeof message.body === 'string' && message.body ? message.body : 'unauthorized';
-    if (message.id === this.#helloId) {
-      // Our credentials were refused: every call waiting for this server fails now, not at its deadline.
-      this.logger.warn('the server refused our credentials', { ...this.context(connection), reason });
-      clearTimeout(this.#helloTimer);
-      this.#helloId = undefined;
-      this.#refusal = reason;
-      this.#retryRefusal = this.#auth.refreshable === true;
-      this.rejectAllCalls(connection, (name) => new UnauthorizedError(`"${this.id}" refused "${name}": ${reason}`));
-      return;
-    }
-    if (message.id === 0 && reason === EXPIRED) {
-      // Our proof (a token) ran out: fetch fresh credentials now; calls wait for the answer.
-      if (connection.authenticated) {
-        this.untrack(connection, 'expired');
-        connection.authenticated = false;
-        this.#authenticate(connection);
-      }
-      return;
-    }
-    if (message.id === 0 && reason === REPLACED) {
-      // Another connection proved our identity since: it is the one the server talks to now.
-      this.logger.warn('replaced by a newer connection with the same identity', this.context(connection));
-      this.#lost(connection, 'replaced');
-      this.#refusal = 'replaced by a newer connection with the same identity';
-      this.#retryRefusal = false;
-      this.rejectAllCalls(connection, (name) => new UnauthorizedError(`"${name}" not sent: ${this.#refusal}`));
-      return;
-    }
-    if (!this.requeueUnauthorized(connection, message.id, reason)) {
-      this.logger.debug('UNAUTHORIZED for no pending call', this.context(connection));
-      return;
-    }
-    // The server stopped accepting our work (an expired token): prove who we are again, with
-    // fresh credentials, and the call goes out again once that is done.
-    if (connection.authenticated) {
-      connection.authenticated = false;
-      this.#authenticate(connection);
-    }
-  }
-
-  protected workIdentity(connection: Connection): string | undefined {
-    return connection === this.#server ? this.id : undefined;
-  }
-
-  protected override async onStop(): Promise<void> {
-    clearTimeout(this.#helloTimer);
-    clearTimeout(this.#probeTimer);
   }
 }

@@ -4,11 +4,21 @@
  * @example
  * import { Server, Client } from 'zeropeer';
  */
-import '../security/index.js';
-
-export { Server, type ServerEvents, type ServerCallOptions, type ServerOptions, type GoneReason } from './server.js';
-export { Client, type ClientEvents, type ClientOptions } from './client.js';
-export { DEFAULTS, type PeerOptions, type CallOptions, type CurveOptions } from './options.js';
+export { Server, type ServerEvents, type ServerCallOptions, type GoneReason } from './server.js';
+export { Client, type ClientEvents } from './client.js';
+export type { PeerStats } from './peer.js';
+export {
+  DEFAULTS,
+  type CommonOptions,
+  type ServerOptions,
+  type ClientOptions,
+  type PeerOptions,
+  type CallOptions,
+  type CurveOptions,
+  type ServerCurveOptions,
+  type ClientCurveOptions,
+} from './options.js';
+export type { InterceptedCall, CallStep, Interceptor, InterceptorOptions, InterceptorUse } from './engine/interceptors.js';
 export {
   registerHeartbeatBackend,
   MemoryHeartbeatBackend,
@@ -31,7 +41,7 @@ export {
   type FunctionInfo,
 } from './registry.js';
 export { rpcMethod } from './service.js';
-export { ReplyChannel, type ReplyOptions } from './work.js';
+export { ReplyChannel, type ReplyOptions, type CallContext } from './engine/work.js';
 export {
   RpcError,
   ServiceNotFoundError,
@@ -46,11 +56,14 @@ export {
   EncodingError,
   MessageTooLargeError,
   RegistrationError,
+  type ErrorCode,
   type ErrorTable,
   type ErrorClass,
 } from './errors.js';
-export { registerTranslator, type Translator } from './codec.js';
-export { MessageType, PROTOCOL_VERSION, COMPACT_CAPABILITY, type Framing } from './protocol.js';
+export { MsgpackCodec, type Codec, type Dialect, type Translator, type MsgpackCodecOptions } from './wire/codec.js';
+export { DEFAULT_MSGPACK_LIMITS, type MessagePackLimits } from './wire/msgpack-guard.js';
+export { MessageType, COMPACT_CAPABILITY, MESSAGES, type Framing, type MessageSpec } from './wire/messages.js';
+export { PROTOCOL_VERSION } from './wire/framing.js';
 export type { RemoteApi, CallProxy, AnyCallProxy, FixedResultApi, NotifyApi, NotifyProxy, PublishApi, PublishProxy } from './proxy.js';
 export { registerPredicate, unregisterPredicate, type Predicate } from './predicates.js';
 export { consoleLogger, silentLogger, type Logger, type LogContext } from './logger.js';
@@ -60,6 +73,10 @@ export {
   plainSecurity,
   trustedPeerSecurity,
   jwtSecurity,
+  noop,
+  plain,
+  trustedPeer,
+  jwt,
   hashPassword,
   type VerifyPassword,
   type JwtSettings,

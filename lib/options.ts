@@ -1,14 +1,19 @@
 /**
- * The options of peers and calls, and their named defaults.
+ * The options of peers, typed by role, and the one place that checks them: named defaults, number
+ * ranges, and unknown keys (a misspelled option is an error at construction, never ignored).
  */
 import type * as zmq from 'zeromq';
-import type { Translator } from './codec.js';
 import type { ErrorClass, ErrorTable } from './errors.js';
+import type { InterceptorOptions } from './engine/interceptors.js';
 import type { HeartbeatOptions } from './heartbeat.js';
 import type { Logger } from './logger.js';
 import type { Predicate } from './predicates.js';
 import type { Registry } from './registry.js';
+import type { Codec, Translator } from './wire/codec.js';
 import type { SecurityPlugin } from '../security/plugin.js';
+import type { Client } from './client.js';
+
+export type { CallOptions } from './engine/caller.js';
 
 /** Named limits and defaults. Each is an option of the same name. */
 export const DEFAULTS = {
@@ -30,28 +35,30 @@ export const DEFAULTS = {
   maxFailedLogins: 5,
   /** First delay of a throttled HELLO's refusal, in ms; doubles with each further failure, up to 10 s. */
   failedLoginDelayMs: 250,
-  /** TCP keepalive: idle seconds before the kernel probes a silent connection. */
-  tcpKeepaliveIdleSec: 30,
-  /** TCP keepalive: seconds between probes. */
-  tcpKeepaliveIntervalSec: 10,
-  /** TCP keepalive: unanswered probes before the kernel closes the connection. */
-  tcpKeepaliveCount: 3,
 } as const;
 
-/** CURVE keys, Z85-encoded (see `curveKeyPair()`). */
-export interface CurveOptions {
+/** CURVE keys of a server, Z85-encoded (see `curveKeyPair()`). */
+export interface ServerCurveOptions {
   publicKey: string;
   secretKey: string;
-  /** The server's public key: required on a client. */
-  serverPublicKey?: string;
-  /** Server: the only client public keys allowed to connect (checked by a ZAP handler). Default: any key. */
+  /** The only client public keys allowed to connect (checked by a ZAP handler). Default: any key. */
   allowedClientKeys?: string[];
 }
 
+/** CURVE keys of a client, Z85-encoded. */
+export interface ClientCurveOptions {
+  publicKey: string;
+  secretKey: string;
+  /** The server's public key (required: checked at construction). */
+  serverPublicKey?: string;
+}
+
+/** CURVE keys as either role takes them. */
+export type CurveOptions = ServerCurveOptions & Partial<ClientCurveOptions>;
 
 /** Options common to Server and Client. */
-export interface PeerOptions {
-  /** A registered plugin name (`'noop'`, the default) or a plugin object. */
+export interface CommonOptions {
+  /** A registered plugin name (`'noop'`, the default) or a plugin object (see `plain()`, `jwt()`...). */
   security?: string | SecurityPlugin;
   /** Default deadline of a call, in ms. Default 5000. */
   timeoutMs?: number;
@@ -61,7 +68,6 @@ export interface PeerOptions {
   registry?: Registry;
   /** Domain -> predicate on the caller's identity; see registerPredicate for process-wide ones. */
   predicates?: Readonly<Record<string, Predicate>>;
-  curve?: CurveOptions;
   /** Largest message accepted or sent, in bytes. Default 16 MiB. */
   maxMessageBytes?: number;
   /** Most calls in flight at once. Default 100,000. */
@@ -72,45 +78,106 @@ export interface PeerOptions {
   maxSendQueue?: number;
   /** ZeroMQ's own per-peer send queue, in messages (ZMQ_SNDHWM). Default 1000. */
   sendHighWaterMark?: number;
-  /** Client: how long to wait for the answer to HELLO before assuming a pseud server without authentication (noop only). Default 1000. */
-  helloTimeoutMs?: number;
-  /** Server: failed HELLOs per connection before it is throttled. Default 5. */
-  maxFailedLogins?: number;
-  /** Server: first delay of a throttled refusal, in ms (doubles per failure, at most 10 s). Default 250. */
-  failedLoginDelayMs?: number;
   /** Remote error class name -> local class, for errors the other side's handlers throw. */
   errorTable?: ErrorTable;
   /** Log errors thrown by this peer's handlers (aiozmq's `log_exceptions`). Default false. */
   logExceptions?: boolean;
   /** Classes not to log when `logExceptions` is on. */
   excludeLogExceptions?: ErrorClass[];
-  /** Send the handler's stack with an ERROR. Default true; turn off to reveal less to callers. */
+  /** Send the handler's stack with an ERROR. Default false: server file paths stay on the server. */
   sendStacks?: boolean;
-  /** Translators for classes of yours (process-wide, see registerTranslator). */
-  translators?: Translator<never>[];
+  /** The serializer. Default: a MsgpackCodec with `translators`. */
+  codec?: Codec;
+  /** Translators for classes of yours, for this peer's default codec. */
+  translators?: Translator<never, never>[];
   logger?: Logger;
   /** A zeromq context of your own (the ZAP handler of a CURVE allow-list lives in it). */
   context?: zmq.Context;
   /** Settings for a security plugin of your own; it reads them beside the ones below. */
   securitySettings?: Readonly<Record<string, unknown>>;
-  /** Client credentials and server plugin settings are read by the security plugin. */
+  /** Interceptors per direction, outermost first (see `peer.use`). */
+  interceptors?: InterceptorOptions;
+}
+
+/** A server's options. */
+export interface ServerOptions extends CommonOptions {
+  curve?: ServerCurveOptions;
+  /** plain: user id -> argon2 hash, or a `verify(userId, password)` function. */
+  users?: unknown;
+  /** jwt: `{ secret | publicKey | jwks, algorithms, issuer?, audience?, clockToleranceSec? }`. */
+  jwt?: unknown;
+  /** Failed HELLOs per connection before it is throttled. Default 5. */
+  maxFailedLogins?: number;
+  /** First delay of a throttled refusal, in ms (doubles per failure, at most 10 s). Default 250. */
+  failedLoginDelayMs?: number;
+  /**
+   * Let clients ask this server to stop (PyMargo's remote shutdown): `true` for any authenticated
+   * client, or a predicate on the caller's identity. Default false.
+   */
+  remoteShutdown?: boolean | Predicate;
+  /**
+   * Where calls go that no registration here serves (pseud's proxy_to): a Client connected to an
+   * upstream server, which must list this server's identity in `trustedProxies`.
+   */
+  proxyTo?: Client;
+  /** Identities of proxies whose calls run as the caller they relay for. Default: none. */
+  trustedProxies?: string[];
+}
+
+/** A client's options. */
+export interface ClientOptions extends CommonOptions {
+  curve?: ClientCurveOptions;
+  /** A routing id for this client's socket (1-255 bytes). Default: `zp-` and 16 random characters. */
+  routingId?: string;
+  /** Credentials: plain and trusted_peer (`userId`, `password`), jwt (`token`). */
   userId?: string;
   password?: string;
   token?: string | (() => string | Promise<string>);
-  users?: unknown;
-  jwt?: unknown;
+  /** How long to wait for the answer to HELLO before assuming a pseud server without authentication (noop only). Default 1000. */
+  helloTimeoutMs?: number;
 }
 
-/** Options of one call. */
-export interface CallOptions {
-  /** Deadline in ms; overrides the peer's `timeoutMs`. */
-  timeoutMs?: number;
-  /** Aborting rejects the call at once with the signal's reason (the remote side may still run it). */
-  signal?: AbortSignal;
-  /** Keyword arguments, for pseud peers whose functions take them. */
-  kwargs?: Record<string, unknown>;
-  /** Extra remote-name -> class mappings for this call. */
-  errorTable?: ErrorTable;
+/** Either role's options (for code that builds both). Prefer ServerOptions and ClientOptions. */
+export type PeerOptions = Omit<ServerOptions & ClientOptions, 'curve'> & { curve?: CurveOptions };
+
+const COMMON_KEYS = [
+  'security', 'timeoutMs', 'heartbeat', 'registry', 'predicates', 'maxMessageBytes', 'maxPendingCalls', 'drainTimeoutMs',
+  'maxSendQueue', 'sendHighWaterMark', 'errorTable', 'logExceptions', 'excludeLogExceptions', 'sendStacks', 'codec',
+  'translators', 'logger', 'context', 'securitySettings', 'interceptors',
+] as const satisfies readonly (keyof CommonOptions)[];
+const SERVER_KEYS = ['curve', 'users', 'jwt', 'maxFailedLogins', 'failedLoginDelayMs', 'remoteShutdown', 'proxyTo', 'trustedProxies'] as const satisfies readonly (keyof ServerOptions)[];
+const CLIENT_KEYS = ['curve', 'routingId', 'userId', 'password', 'token', 'helloTimeoutMs'] as const satisfies readonly (keyof ClientOptions)[];
+
+/** Throws a TypeError naming the first key of `given` that is not in `known`. */
+export function rejectUnknownKeys(given: object, known: readonly string[], where: string): void {
+  for (const key of Object.keys(given)) {
+    if (!known.includes(key)) {
+      const near = known.find((k) => k.toLowerCase() === key.toLowerCase() || editDistance(k, key) <= 2);
+      throw new TypeError(`unknown option "${key}" for ${where}${near ? ` (did you mean "${near}"?)` : ''}`);
+    }
+  }
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let previous = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const current = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
+      previous = current;
+    }
+  }
+  return row[b.length]!;
+}
+
+export function checkServerOptions(options: object): void {
+  rejectUnknownKeys(options, [...COMMON_KEYS, ...SERVER_KEYS], 'Server');
+}
+
+export function checkClientOptions(options: object): void {
+  rejectUnknownKeys(options, [...COMMON_KEYS, ...CLIENT_KEYS], 'Client');
 }
 
 /** The largest value a time or size option takes: what setTimeout accepts (about 24.8 days). */
@@ -123,4 +190,11 @@ export function positive(value: unknown, name: string, fallback: number): number
     throw new TypeError(`options.${name} must be a positive number, at most ${MAX_OPTION_VALUE}`);
   }
   return value;
+}
+
+/** Reads a whole number option, 0 or more. */
+export function wholeNumber(value: unknown, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || (value as number) < 0) throw new TypeError(`options.${name} must be a whole number`);
+  return value as number;
 }

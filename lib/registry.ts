@@ -19,6 +19,8 @@ export interface RegistrationOptions {
   domain?: string;
   /** Pass the caller's authenticated identity (a string) as the first argument. */
   withIdentity?: boolean;
+  /** Pass a CallContext (identity, method, metadata, address, deadline, signal) as the first argument. */
+  withContext?: boolean;
   /** Replace an existing registration of the same name and domain instead of refusing. */
   replace?: boolean;
   /** A one-line description, shown by inspect. */
@@ -42,6 +44,7 @@ export interface Registration {
   readonly domain: string;
   readonly handler: Handler;
   readonly withIdentity: boolean;
+  readonly withContext: boolean;
   readonly description: string | undefined;
   readonly raw: boolean;
   readonly oneWay: boolean;
@@ -194,18 +197,21 @@ export class Registry {
     }
     if (options.raw && options.oneWay) throw new RegistrationError('a registration is raw or one-way, not both');
     const withIdentity = options.withIdentity ?? false;
+    const withContext = options.withContext ?? false;
+    if (withIdentity && withContext) throw new RegistrationError('withContext replaces withIdentity: pass one of them');
     const raw = options.raw ?? false;
     const registration: Registration = {
       name: validateName(name),
       domain: options.domain ?? DEFAULT_DOMAIN,
       handler: fn as Handler,
       withIdentity,
+      withContext,
       description: options.description,
       raw,
       oneWay: options.oneWay ?? false,
       params: options.params,
       returns: options.returns,
-      paramNames: parameterNames(fn as Handler).slice((raw ? 1 : 0) + (withIdentity ? 1 : 0)),
+      paramNames: parameterNames(fn as Handler).slice((raw ? 1 : 0) + (withIdentity || withContext ? 1 : 0)),
     };
     if (typeof registration.domain !== 'string' || registration.domain.length === 0) {
       throw new RegistrationError('domain must be a non-empty string');

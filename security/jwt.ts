@@ -46,9 +46,15 @@ function verificationKey(settings: JwtSettings): VerifyKey {
   return typeof settings.publicKey === 'string' ? createPublicKey(settings.publicKey) : settings.publicKey!;
 }
 
+/** The keys `options.jwt` may have: any other is refused (a misspelled `audience` must not turn the check off). */
+export const JWT_SETTING_KEYS: readonly string[] = ['secret', 'publicKey', 'jwks', 'algorithms', 'issuer', 'audience', 'clockToleranceSec', 'requireExpiry'];
+
 function readSettings(settings: SecuritySettings): JwtSettings {
   const jwt = settings['jwt'] as JwtSettings | undefined;
   if (!jwt || typeof jwt !== 'object') throw new TypeError("security 'jwt' needs options.jwt on the server");
+  for (const key of Object.keys(jwt)) {
+    if (!JWT_SETTING_KEYS.includes(key)) throw new TypeError(`unknown setting "${key}" in options.jwt; known: ${JWT_SETTING_KEYS.join(', ')}`);
+  }
   const { algorithms } = jwt;
   if (!Array.isArray(algorithms) || algorithms.length === 0 || !algorithms.every((a) => typeof a === 'string' && a.length > 0)) {
     throw new TypeError('options.jwt.algorithms must list the accepted algorithms explicitly, e.g. ["HS256"]');

@@ -70,31 +70,43 @@ export interface SecurityPlugin {
 }
 
 const plugins = new Map<string, SecurityPlugin>();
+/** The built-in names: taking one needs `{ replace: true }`, as for any name already registered. */
+const BUILTIN_NAMES: readonly string[] = ['noop', 'plain', 'trusted_peer', 'jwt'];
 
-/** Makes a plugin available by name to every peer of the process (`security: name`). */
+/** Makes a plugin available by name to every peer of the process (`security: name`). Built-in names are taken. */
 export function registerSecurityPlugin(name: string, plugin: SecurityPlugin, options: { replace?: boolean } = {}): void {
   if (typeof name !== 'string' || name.length === 0) throw new TypeError('a security plugin needs a name');
   if (typeof plugin?.server !== 'function' || typeof plugin?.client !== 'function') {
     throw new TypeError(`security plugin "${name}" must have server() and client() factories`);
   }
-  if (plugins.has(name) && !options.replace) {
+  if ((plugins.has(name) || BUILTIN_NAMES.includes(name)) && !options.replace) {
     throw new TypeError(`a security plugin named "${name}" is already registered; pass { replace: true } to replace it`);
   }
   plugins.set(name, plugin);
 }
 
-/** The plugin a `security` option designates: a registered name or a plugin object. */
-export function resolveSecurityPlugin(security: string | SecurityPlugin | undefined): SecurityPlugin {
-  if (security === undefined) security = 'noop';
-  if (typeof security !== 'string') {
-    if (typeof security?.server !== 'function' || typeof security?.client !== 'function') {
-      throw new TypeError('options.security must be a plugin name or an object with server() and client()');
-    }
-    return security;
+/** A plugin registered by name, if any. */
+export function registeredSecurityPlugin(name: string): SecurityPlugin | undefined {
+  return plugins.get(name);
+}
+
+/** The names registered with registerSecurityPlugin. */
+export function registeredSecurityPluginNames(): string[] {
+  return [...plugins.keys()];
+}
+
+/**
+ * A plugin with its settings bound (what the typed factories return): the settings given here
+ * override the peer's, and a key the plugin does not know is refused at once, so that a
+ * misspelled setting never silently turns a check off.
+ */
+export function withSettings(plugin: SecurityPlugin, settings: SecuritySettings, knownKeys: readonly string[]): SecurityPlugin {
+  for (const key of Object.keys(settings ?? {})) {
+    if (!knownKeys.includes(key)) throw new TypeError(`unknown setting "${key}" for security "${plugin.name}"; known: ${knownKeys.join(', ')}`);
   }
-  const plugin = plugins.get(security);
-  if (!plugin) {
-    throw new TypeError(`unknown security plugin "${security}"; registered: ${[...plugins.keys()].join(', ')}`);
-  }
-  return plugin;
+  return {
+    ...plugin,
+    server: (peer) => plugin.server({ ...peer, ...settings }),
+    client: (peer) => plugin.client({ ...peer, ...settings }),
+  };
 }

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
 import { COMPACT_CAPABILITY, Client, ProtocolError, type Server } from '../lib/index.js';
-import { cleanup, once, RawPeer, RawServer, recordingLogger, startClient, startServer, track, until, uuidBytes, type LogEntry } from './helpers.js';
+import { cleanup, connectionRecords, once, RawPeer, RawServer, recordingLogger, startClient, startServer, track, until, uuidBytes, type LogEntry } from './helpers.js';
 
 const T = { OK: 0x01, HELLO: 0x02, WORK: 0x03, AUTHENTICATED: 0x04, HEARTBEAT: 0x06, ERROR: 0x10, UNAUTHORIZED: 0x11 } as const;
 
@@ -340,7 +340,7 @@ describe('bad input: the server survives peers that misbehave', () => {
 
     expect(server.pendingCalls).to.equal(0);
     expect(server.connectedPeers()).to.deep.equal([BAD]);
-    expect((server as unknown as { connections: Map<string, unknown> }).connections.size, 'one connection record').to.equal(1);
+    expect(server.stats().connections, 'one connection record').to.equal(1);
     expect(logger.entries.filter((e) => e.level === 'warn' && e.context?.['routingId'] === BAD).length).to.be.at.least(160);
     await expectClientServed(server);
   });
@@ -351,22 +351,22 @@ describe('bad input: the server survives peers that misbehave', () => {
     // server's probe of the route on every connect must find nobody and drop the record.
     const { server, raw } = await setup();
     await expectRawStillServed(raw);
-    const connections = (server as unknown as { connections: Map<string, unknown> }).connections;
-    expect(connections.has(BAD)).to.equal(true);
+    const connections = connectionRecords(server);
+    expect(connections.byKey(BAD)).not.to.equal(undefined);
     await raw.sendFrames('');
     raw.close();
     // The transport is gone: its record must go too (as it does in the control test below).
-    await until(() => !connections.has(BAD), 3000, 'the connection record of the peer that left is dropped');
+    await until(() => connections.byKey(BAD) === undefined, 3000, 'the connection record of the peer that left is dropped');
     await expectClientServed(server);
   });
 
   it('control: a peer that leaves without misbehaving leaves no connection record', async () => {
     const { server, raw } = await setup();
     await expectRawStillServed(raw);
-    const connections = (server as unknown as { connections: Map<string, unknown> }).connections;
-    expect(connections.has(BAD)).to.equal(true);
+    const connections = connectionRecords(server);
+    expect(connections.byKey(BAD)).not.to.equal(undefined);
     raw.close();
-    await until(() => !connections.has(BAD), 3000, 'the connection record of the peer that left is dropped');
+    await until(() => connections.byKey(BAD) === undefined, 3000, 'the connection record of the peer that left is dropped');
     await expectClientServed(server);
   });
 });

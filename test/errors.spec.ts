@@ -96,7 +96,7 @@ const directions: Direction[] = [
   {
     label: 'client -> server',
     async make({ callee = {}, caller = {} } = {}) {
-      const server = await startServer(callee);
+      const server = await startServer({ sendStacks: true, ...callee });
       registerFailures(server);
       const client = await startClient(server, { userId: 'alice', ...caller });
       return { server, client, call: (name, args, options = {}) => client.invoke(name, args, options) };
@@ -106,7 +106,7 @@ const directions: Direction[] = [
     label: 'server -> client (sendTo)',
     async make({ callee = {}, caller = {} } = {}) {
       const server = await startServer(caller);
-      const client = await startClient(server, { userId: 'alice', ...callee });
+      const client = await startClient(server, { userId: 'alice', sendStacks: true, ...callee });
       registerFailures(client);
       return { server, client, call: (name, args, options = {}) => server.invoke(name, args, { ...options, to: 'alice' }) };
     },
@@ -322,7 +322,7 @@ describe('errors', () => {
     });
 
     it('a zeropeer error thrown by a handler arrives as that class', async () => {
-      const server = await startServer();
+      const server = await startServer({ sendStacks: true });
       server.registerRpc('validate', () => {
         throw new ParameterError('x must be positive');
       });

@@ -36,6 +36,8 @@ const HB = { intervalMs: 100, timeoutMs: 400 } as const;
 /** A deadline no test should ever reach: a call that ends with TimeoutError failed the test. */
 const LONG = 15_000;
 
+import type { RouterSocket } from '../lib/transport/router-socket.js';
+
 const FIXTURE = fileURLToPath(new URL('./fixtures/peer-process.js', import.meta.url));
 
 // ---- child processes ----------------------------------------------------------------------------
@@ -560,12 +562,12 @@ describe('heartbeats and the peer table', function () {
 
     it('never enables ZMTP heartbeats (they can abort libzmq); TCP keepalive is on instead', async () => {
       const on = new Server('zmtp-on', { heartbeat: { intervalMs: 150, timeoutMs: 700 } });
-      const off = new Server('zmtp-off', { heartbeat: false });
+      const off = new Client('zmtp-off', { heartbeat: false });
       try {
-        const socketOf = (peer: Server): zmq.Router => (peer as unknown as { socket: zmq.Router }).socket;
+        const socketOf = (peer: Server | Client): RouterSocket => (peer as unknown as { session: { socket: RouterSocket } }).session.socket;
         for (const peer of [on, off]) {
-          expect(socketOf(peer).heartbeatInterval).to.equal(0);
-          expect(socketOf(peer).tcpKeepalive).to.equal(1);
+          expect(socketOf(peer).settings.heartbeatInterval).to.equal(0);
+          expect(socketOf(peer).settings.tcpKeepalive).to.equal(1);
         }
       } finally {
         await on.stop();

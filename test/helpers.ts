@@ -261,3 +261,14 @@ export function isHeartbeat(frames: Buffer[]): boolean {
 export function uuidBytes(): Buffer {
   return Buffer.from(randomUUID().replace(/-/g, ''), 'hex');
 }
+
+/** A peer's connection records (internal: for tests of leaks and identity binding). */
+export interface ConnectionRecord {
+  routingId: Buffer;
+  identity: string | undefined;
+  authenticated: boolean;
+  up: boolean;
+}
+export function connectionRecords(peer: Server | Client): { byKey(key: string): ConnectionRecord | undefined; values(): Iterable<ConnectionRecord> } {
+  return (peer as unknown as { session: { connections: { byKey(key: string): ConnectionRecord | undefined; values(): Iterable<ConnectionRecord> } } }).session.connections;
+}

@@ -30,7 +30,7 @@ describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () =>
 
   beforeEach(async () => {
     seen.length = 0;
-    server = await startServer();
+    server = await startServer({ sendStacks: true });
     server.registerRpc('string.lower', (s: string) => s.toLowerCase());
     server.registerRpc('record', (...args: unknown[]) => {
       seen.push(args);

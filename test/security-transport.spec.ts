@@ -24,6 +24,7 @@ import {
 import {
   RawPeer,
   cleanup,
+  connectionRecords,
   endpointFor,
   once,
   recordingLogger,
@@ -83,14 +84,13 @@ async function drain(raw: RawPeer, ms = 400): Promise<Buffer[][]> {
 
 /** The server's record of the connection of `identity` (internal table, keyed by routing id). */
 function connectionOf(server: Server, identity: string): { routingId: Buffer; identity: string | undefined } {
-  const connections = (server as unknown as { connections: Map<string, { routingId: Buffer; identity: string | undefined; authenticated: boolean }> }).connections;
-  const found = [...connections.values()].find((c) => c.identity === identity && c.authenticated);
+  const found = [...connectionRecords(server).values()].find((c) => c.identity === identity && c.authenticated);
   if (!found) throw new Error(`no authenticated connection for "${identity}" in the server's table`);
   return found;
 }
 
 function connectionCount(server: Server): number {
-  return (server as unknown as { connections: Map<string, unknown> }).connections.size;
+  return server.stats().connections;
 }
 
 function warnings(logger: ReturnType<typeof recordingLogger>): string[] {

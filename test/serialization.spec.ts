@@ -7,8 +7,9 @@ import { expect } from 'chai';
 import {
   EncodingError,
   MessageTooLargeError,
+  MsgpackCodec,
+  ProtocolError,
   RpcError,
-  registerTranslator,
   type Client,
   type Server,
 } from '../lib/index.js';
@@ -248,10 +249,26 @@ describe('serialization', () => {
     });
   });
 
-  describe('custom classes with registerTranslator', () => {
-    before(() => {
-      registerTranslator(pointTranslator);
-      registerTranslator(readingTranslator);
+  describe('custom classes with translators (per peer)', () => {
+    const translators = [pointTranslator, readingTranslator] as never[];
+    const registerTranslator = (translator: object): void => new MsgpackCodec({ translators }).addTranslator(translator as never);
+
+    beforeEach(async () => {
+      server = await startServer({ translators }, 'tcp', 'translating');
+      server.registerRpc('echo', (x: unknown) => (seenByServer = x));
+      client = await startClient(server, { userId: 'alice', translators });
+      client.registerRpc('echo', (x: unknown) => (seenByClient = x));
+    });
+
+    it('peers of one process do not see each other\'s translators', async () => {
+      const plain = await startClient(server, { userId: 'bob' });
+      // bob's codec has no translator: his Point leaves as a plain object...
+      server.registerRpc('kind', (value: unknown) => (value instanceof Point ? 'Point' : typeof value));
+      expect(await plain.call.kind(new Point(1, 2))).to.equal('object');
+      // ...and a Point the server sends him is refused on receipt, never decoded by somebody else's translator.
+      server.registerRpc('origin', () => new Point(0, 0));
+      const error = await rejection(plain.call.origin());
+      expect(error).to.be.instanceOf(ProtocolError);
     });
 
     it('an instance comes back as an instance of its class, with its fields, both ways', async () => {

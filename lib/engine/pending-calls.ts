@@ -7,9 +7,9 @@
  * they were made, so each distinct timeout is a FIFO lane, and one timer waits for the earliest
  * head of all lanes. Settled calls leave their lane lazily, as the head passes them.
  */
-import type { ErrorTable } from './errors.js';
-import type { OutgoingHooks } from './outbox.js';
-import type { MessageId } from './protocol.js';
+import type { ErrorTable } from '../errors.js';
+import type { OutgoingHooks } from '../transport/outbox.js';
+import type { MessageId } from '../wire/messages.js';
 
 /** What the table asks of its owner (the engine). */
 export interface PendingCallsOwner {
@@ -42,6 +42,7 @@ export class PendingCall implements OutgoingHooks {
     readonly name: string,
     readonly args: unknown[],
     readonly kwargs: Record<string, unknown> | undefined,
+    readonly metadata: Readonly<Record<string, string>> | undefined,
     readonly errorTable: ErrorTable | undefined,
     readonly timeoutMs: number,
     /** One-way: settles (undefined) once handed to the transport; no answer comes. */

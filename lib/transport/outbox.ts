@@ -6,7 +6,11 @@
  * every other peer go on. A queue holds at most `limit` messages besides calls (which maxPendingCalls
  * bounds); past that, a send fails at once.
  */
-import type * as zmq from 'zeromq';
+
+/** What the outbox sends through (the socket). */
+export interface Sender {
+  send(frames: Buffer[]): Promise<void>;
+}
 
 /** What the sender of one message wants to hear. */
 export interface OutgoingHooks {
@@ -39,12 +43,12 @@ export class QueueFullError extends Error {
 }
 
 export class Outbox {
-  readonly #socket: zmq.Router;
+  readonly #socket: Sender;
   readonly #queues = new Map<string, Queue>();
   #closed = false;
 
   /** @param limit most messages waiting per connection (`maxSendQueue`). */
-  constructor(socket: zmq.Router, readonly limit: number) {
+  constructor(socket: Sender, readonly limit: number) {
     this.#socket = socket;
   }
 

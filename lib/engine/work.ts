@@ -2,12 +2,12 @@
  * Running one unit of incoming work: arguments (keyword arguments, identity, validators), the
  * handler (plain, raw with a reply channel, or one-way), and the one answer it gets.
  */
-import { NackError, ParameterError, TimeoutError } from './errors.js';
-import type { Registration } from './registry.js';
+import { NackError, ParameterError, TimeoutError } from '../errors.js';
+import type { Registration } from '../registry.js';
 
 /** Sends the one answer a unit of work gets; later attempts are ignored. */
 export interface Responder {
-  readonly sent: boolean;
+  sent: boolean;
   ok(value: unknown): void;
   fail(error: unknown): void;
 }
@@ -20,8 +20,35 @@ export interface Work {
   readonly identity: string;
   /** Where the call came from, as this side can tell (the routing id). */
   readonly address: string;
+  /** Per-call metadata the caller sent (compact framing). */
+  readonly metadata: Readonly<Record<string, string>> | undefined;
+  /** Aborts when the work is abandoned. */
+  readonly signal: AbortSignal;
   readonly responder: Responder;
 }
+
+/**
+ * What a registration with `withContext: true` gets as its first argument.
+ *
+ * @example
+ * server.registerRpc('whoami', (ctx: CallContext) => ctx.identity, { withContext: true });
+ */
+export interface CallContext {
+  /** The caller's authenticated identity. */
+  readonly identity: string;
+  /** The dotted name called. */
+  readonly method: string;
+  /** Per-call metadata the caller sent (empty from pseud peers). */
+  readonly metadata: Readonly<Record<string, string>>;
+  /** Where the call came from (the connection's routing id). */
+  readonly address: string;
+  /** When the caller stops waiting, epoch ms; undefined when not known. */
+  readonly deadline: number | undefined;
+  /** Aborts when the work is abandoned. */
+  readonly signal: AbortSignal;
+}
+
+const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
 
 /** What the engine lends to a running handler. */
 export interface WorkHooks {
@@ -134,7 +161,11 @@ export function runWork(registration: Registration, work: Work, hooks: WorkHooks
     work.responder.fail(error);
     return;
   }
-  if (registration.withIdentity) args.unshift(work.identity);
+  if (registration.withContext) {
+    args.unshift({ identity: work.identity, method: work.name, metadata: work.metadata ?? NO_METADATA, address: work.address, deadline: undefined, signal: work.signal } satisfies CallContext);
+  } else if (registration.withIdentity) {
+    args.unshift(work.identity);
+  }
 
   if (registration.raw) {
     runRaw(registration, work, args, hooks);

@@ -1,0 +1,254 @@
+/**
+ * The client's side of authentication, as one state machine per server connection:
+ * down -> authenticating (HELLO out, or credentials being fetched) -> ready, with refusals
+ * remembered so that calls fail at once instead of at their deadline.
+ */
+import { ServiceClosedError, UnauthorizedError } from '../errors.js';
+import type { Connection } from '../engine/connection.js';
+import type { PendingCall } from '../engine/pending-calls.js';
+import type { HandshakeMessage, LostReason } from '../engine/role.js';
+import type { Session } from '../engine/session.js';
+import type { ClientSecurity } from '../../security/plugin.js';
+import { COMPACT_CAPABILITY, EXPIRED, MessageType, REPLACED } from '../wire/messages.js';
+
+type State =
+  | { readonly name: 'down' }
+  | { readonly name: 'authenticating'; readonly generation: number; readonly helloId: number | undefined }
+  | { readonly name: 'ready' };
+
+/** Why the server refused us, and whether fresh credentials may change its mind. */
+interface Refusal {
+  readonly reason: string;
+  readonly retry: boolean;
+}
+
+/** What the client facade hears from the handshake. */
+export interface ClientHandshakeEvents {
+  /** Ready: calls flow. `announce` is false for a re-authentication on a live connection. */
+  ready(announce: 'connected' | 'reconnected' | undefined): void;
+  disconnected(): void;
+}
+
+export interface ClientHandshakeSettings {
+  /** How long a noop client waits for an answer to HELLO before it takes the server for pseud, in ms. */
+  readonly helloTimeoutMs: number;
+}
+
+export class ClientHandshake {
+  readonly #session: Session;
+  readonly #auth: ClientSecurity;
+  readonly #settings: ClientHandshakeSettings;
+  readonly #events: ClientHandshakeEvents;
+  readonly #server: Connection;
+  #state: State = { name: 'down' };
+  #refusal: Refusal | undefined;
+  /** The last reason the connection could not be made, for the TimeoutError of calls that waited. */
+  #transportError: string | undefined;
+  /** Bumped at every (re)connection and re-authentication, so that a stale one is dropped. */
+  #generation = 0;
+  #helloTimer: NodeJS.Timeout | undefined;
+  #wasReady = false;
+  /** The next time this client becomes ready, it says so ('connected' / 'reconnected'). */
+  #announce = false;
+
+  constructor(session: Session, server: Connection, auth: ClientSecurity, settings: ClientHandshakeSettings, events: ClientHandshakeEvents) {
+    this.#session = session;
+    this.#server = server;
+    this.#auth = auth;
+    this.#settings = settings;
+    this.#events = events;
+  }
+
+  get ready(): boolean {
+    return this.#state.name === 'ready';
+  }
+
+  describeWait(): string | undefined {
+    return this.#transportError;
+  }
+
+  /** CURVE: the server's ZAP handler refused our key. Calls waiting fail now. */
+  curveRefused(reason: string): void {
+    this.#transportError = reason;
+    if (this.#server.up) return;
+    this.#refusal = { reason, retry: false };
+    this.#session.caller.rejectAll(this.#server, (name) => new UnauthorizedError(`"${name}" not sent: ${reason}`));
+  }
+
+  curveFailed(reason: string): void {
+    this.#transportError = reason;
+  }
+
+  /**
+   * Makes a call, minding an earlier refusal of our credentials: fails it at once, unless the
+   * credentials can change (a token function): then fresh ones are asked for and the call waits.
+   */
+  afterRefusal(call: () => Promise<unknown>): Promise<unknown> {
+    const refusal = this.#refusal;
+    if (refusal === undefined) return call();
+    if (!refusal.retry || !this.#server.up) {
+      return Promise.reject(new UnauthorizedError(`"${this.#session.config.id}" refused this client's credentials: ${refusal.reason}`));
+    }
+    this.#refusal = undefined;
+    const pending = call();
+    this.#authenticate();
+    return pending;
+  }
+
+  up(): void {
+    this.#server.framing = 'v1'; // until this server says it reads compact
+    this.#refusal = undefined;
+    this.#transportError = undefined;
+    this.#announce = true;
+    this.#authenticate();
+  }
+
+  lost(reason: LostReason): void {
+    if (reason === 'down') {
+      const wasReady = this.ready;
+      this.#become({ name: 'down' }, 'disconnect');
+      this.#server.framing = 'v1';
+      this.#session.dropQueued(this.#server);
+      this.#session.caller.rejectSent(this.#server, (name) => new ServiceClosedError(`connection to "${this.#session.config.id}" lost before "${name}" settled`));
+      if (wasReady) this.#events.disconnected();
+      return;
+    }
+    // Silent (hung, or a network that drops packets without closing), or stopping: fail what was
+    // sent; a silent server is asked to authenticate us again, a restarted one meets a new HELLO.
+    this.#lose(reason === 'goodbye' ? 'stopped' : 'silent');
+    if (reason === 'silent' && this.#server.up && this.#refusal === undefined) this.#authenticate();
+  }
+
+  unreachable(call: PendingCall): void {
+    call.sent = false; // not routable (any more): the call waits for the connection, bounded by its deadline
+  }
+
+  handshake(message: HandshakeMessage): void {
+    const logger = this.#session.config.logger;
+    const context = this.#session.context(this.#server);
+    switch (message.type) {
+      case MessageType.HELLO:
+        logger.warn('HELLO from the server ignored', context);
+        return;
+      case MessageType.AUTHENTICATED: {
+        const state = this.#state;
+        if (state.name !== 'authenticating' || state.helloId !== message.id) return;
+        if (message.body.includes(COMPACT_CAPABILITY)) this.#server.framing = 'compact';
+        this.#becomeReady();
+        return;
+      }
+      case MessageType.UNAUTHORIZED:
+        this.#unauthorized(message.id, message.body || 'unauthorized');
+    }
+  }
+
+  #unauthorized(id: unknown, reason: string): void {
+    const state = this.#state;
+    const caller = this.#session.caller;
+    if (state.name === 'authenticating' && id === state.helloId && id !== undefined) {
+      // Our credentials were refused: every call waiting for this server fails now, not at its deadline.
+      this.#session.config.logger.warn('the server refused our credentials', { ...this.#session.context(this.#server), reason });
+      this.#become({ name: 'authenticating', generation: state.generation, helloId: undefined });
+      clearTimeout(this.#helloTimer);
+      this.#refusal = { reason, retry: this.#auth.refreshable === true };
+      caller.rejectAll(this.#server, (name) => new UnauthorizedError(`"${this.#session.config.id}" refused "${name}": ${reason}`));
+      return;
+    }
+    if (id === 0 && reason === EXPIRED) {
+      // Our proof (a token) ran out: fetch fresh credentials now; calls wait for the answer.
+      if (this.ready) this.#authenticate('expired');
+      return;
+    }
+    if (id === 0 && reason === REPLACED) {
+      // Another connection proved our identity since: it is the one the server talks to now.
+      this.#session.config.logger.warn('replaced by a newer connection with the same identity', this.#session.context(this.#server));
+      this.#lose('replaced');
+      this.#refusal = { reason: 'replaced by a newer connection with the same identity', retry: false };
+      caller.rejectAll(this.#server, (name) => new UnauthorizedError(`"${name}" not sent: ${this.#refusal!.reason}`));
+      return;
+    }
+    if (!caller.requeueUnauthorized(this.#server, id as number, reason)) {
+      this.#session.config.logger.debug('UNAUTHORIZED for no pending call', this.#session.context(this.#server));
+      return;
+    }
+    // The server stopped accepting our work (an expired token): prove who we are again, and the
+    // call goes out again once that is done.
+    if (this.ready) this.#authenticate('expired');
+  }
+
+  /** Moves to `next`; leaving `ready` stops heartbeat tracking (for `why`). */
+  #become(next: State, why = 'disconnect'): void {
+    const wasReady = this.#state.name === 'ready';
+    this.#state = next;
+    this.#server.authenticated = next.name === 'ready';
+    if (next.name !== 'authenticating') clearTimeout(this.#helloTimer);
+    if (wasReady && next.name !== 'ready') this.#session.liveness?.untrack(this.#server, why);
+    if (next.name === 'down') this.#generation++;
+  }
+
+  #lose(reason: 'silent' | 'stopped' | 'replaced'): void {
+    if (!this.ready) return;
+    this.#become({ name: 'down' }, reason);
+    this.#announce = true;
+    this.#session.caller.rejectSent(this.#server, (name) =>
+      new ServiceClosedError(`"${this.#session.config.id}" ${reason === 'stopped' ? 'stopped' : 'went silent'} before "${name}" settled`));
+    this.#events.disconnected();
+  }
+
+  /** Sends HELLO with fresh credentials; calls wait until the server answers. */
+  #authenticate(why = 'disconnect'): void {
+    const generation = ++this.#generation;
+    this.#become({ name: 'authenticating', generation, helloId: undefined }, why);
+    const server = this.#server;
+    const send = ([login, password]: [string, string]): void => {
+      if (generation !== this.#generation || !server.up || !this.#session.started) return;
+      const helloId = this.#session.sendHello(server, login, password);
+      this.#state = { name: 'authenticating', generation, helloId };
+      if (!this.#auth.requiresAuthentication) this.#armHelloFallback(generation);
+    };
+    let credentials: [string, string] | Promise<[string, string]>;
+    try {
+      credentials = this.#auth.credentials();
+    } catch (error) {
+      this.#credentialsFailed(error);
+      return;
+    }
+    if (Array.isArray(credentials)) send(credentials);
+    else Promise.resolve(credentials).then(send, (error: unknown) => this.#credentialsFailed(error));
+  }
+
+  /** pseud's noop server never answers HELLO: after a while, talk to it in plain v1. */
+  #armHelloFallback(generation: number): void {
+    clearTimeout(this.#helloTimer);
+    this.#helloTimer = setTimeout(() => {
+      this.#helloTimer = undefined;
+      if (generation !== this.#generation || this.ready || !this.#server.up) return;
+      this.#session.config.logger.warn(`no answer to HELLO within ${this.#settings.helloTimeoutMs} ms: assuming a pseud v1 server without authentication`, this.#session.context(this.#server));
+      this.#becomeReady();
+    }, this.#settings.helloTimeoutMs);
+  }
+
+  #credentialsFailed(error: unknown): void {
+    const reason = `no credentials: ${(error as Error)?.message}`;
+    this.#session.config.logger.error('could not get credentials', { peer: this.#session.config.id, error: (error as Error)?.message });
+    this.#refusal = { reason, retry: true }; // the next call asks again
+    this.#session.caller.rejectAll(this.#server, (name) => new UnauthorizedError(`"${name}" not sent: ${reason}`));
+  }
+
+  #becomeReady(): void {
+    this.#become({ name: 'ready' });
+    this.#session.liveness?.track(this.#server);
+    this.#session.caller.flushWaiting(this.#server);
+    let announce: 'connected' | 'reconnected' | undefined;
+    if (this.#announce) {
+      this.#announce = false; // a re-authentication on a live connection is not news
+      announce = this.#wasReady ? 'reconnected' : 'connected';
+      this.#wasReady = true;
+    }
+    this.#events.ready(announce);
+  }
+
+  stop(): void {
+    clearTimeout(this.#helloTimer);
+  }
+}

@@ -1,0 +1,262 @@
+/**
+ * The server's side of authentication: HELLO checked by the security plugin (one at a time per
+ * connection, throttled after failures), the table of who is connected as whom (one identity, one
+ * connection: the newest proof wins), and proofs that expire.
+ */
+import { PeerNotConnectedError } from '../errors.js';
+import type { Connection } from '../engine/connection.js';
+import type { HandshakeMessage } from '../engine/role.js';
+import type { Session } from '../engine/session.js';
+import type { Authentication, ServerSecurity } from '../../security/plugin.js';
+import { isZeropeerId } from '../wire/message-ids.js';
+import { COMPACT_CAPABILITY, EXPIRED, MessageType, REPLACED, type Framing, type Message } from '../wire/messages.js';
+
+/** Why a peer left the table. */
+export type GoneReason = 'timeout' | 'disconnect' | 'stopped' | 'replaced' | 'expired';
+
+/** The longest throttle delay, in ms. */
+const MAX_THROTTLE_MS = 10_000;
+/** The longest delay setTimeout takes. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Where one connection stands in the login exchange: one state at a time, not loose flags. */
+type Login =
+  | { readonly state: 'open'; readonly failures: number }
+  | { readonly state: 'verifying'; readonly failures: number }
+  | { readonly state: 'throttled'; readonly failures: number; readonly timer: NodeJS.Timeout };
+
+/** An admitted connection's proof: until when it holds, and the timer that ends it. */
+interface Proof {
+  readonly expiresAt: number;
+  readonly expiry: NodeJS.Timeout;
+}
+
+export interface ServerHandshakeSettings {
+  readonly maxFailedLogins: number;
+  readonly failedLoginDelayMs: number;
+}
+
+/** What the server facade hears from the handshake. */
+export interface ServerHandshakeEvents {
+  authenticated(identity: string): void;
+  gone(identity: string, reason: GoneReason): void;
+}
+
+type Hello = Extract<Message, { type: 0x02 }>;
+
+export class ServerHandshake {
+  readonly #session: Session;
+  readonly #auth: ServerSecurity;
+  readonly #settings: ServerHandshakeSettings;
+  readonly #events: ServerHandshakeEvents;
+  readonly #identities = new Map<string, Connection>();
+  readonly #logins = new WeakMap<Connection, Login>();
+  readonly #proofs = new WeakMap<Connection, Proof>();
+
+  constructor(session: Session, auth: ServerSecurity, settings: ServerHandshakeSettings, events: ServerHandshakeEvents) {
+    this.#session = session;
+    this.#auth = auth;
+    this.#settings = settings;
+    this.#events = events;
+  }
+
+  #login(connection: Connection): Login {
+    return this.#logins.get(connection) ?? { state: 'open', failures: 0 };
+  }
+
+  /** The identities connected, authenticated, and whose proof has not expired. */
+  *identities(): IterableIterator<[string, Connection]> {
+    const now = Date.now();
+    for (const entry of this.#identities) if (!this.#expired(entry[1], now)) yield entry;
+  }
+
+  #expired(connection: Connection, now = Date.now()): boolean {
+    const proof = this.#proofs.get(connection);
+    return proof !== undefined && now >= proof.expiresAt;
+  }
+
+  /** The connection of `identity`, or the error a call to it rejects with. */
+  target(identity: unknown, serverId: string): Connection | Error {
+    if (typeof identity !== 'string') return new TypeError('say which client to call: { to: identity }');
+    const connection = this.#identities.get(identity);
+    if (connection && this.#expired(connection)) this.forget(connection, 'expired');
+    return connection?.up && connection.authenticated ? connection : new PeerNotConnectedError(`no client "${identity}" is connected to "${serverId}"`);
+  }
+
+  /** The identity work from `connection` runs as; undefined refuses it. */
+  workIdentity(connection: Connection): string | undefined {
+    if (connection.authenticated) {
+      if (!this.#expired(connection)) return connection.identity;
+      // The proof (a token) ran out: no more work until the peer authenticates again.
+      this.forget(connection, 'expired');
+      return undefined;
+    }
+    const identity = this.#auth.anonymousIdentity({ routingId: connection.routingId });
+    // A peer that works without HELLO (pseud noop) is reachable by the identity it works as.
+    if (identity !== undefined) this.#admit(connection, identity, undefined);
+    return identity;
+  }
+
+  /** The connection closed, fell silent, or said GOODBYE. */
+  lost(connection: Connection, reason: GoneReason): void {
+    if (reason !== 'stopped') {
+      this.#session.connections.delete(connection);
+      this.#session.dropQueued(connection);
+      const login = this.#logins.get(connection);
+      if (login?.state === 'throttled') clearTimeout(login.timer);
+    }
+    this.forget(connection, reason);
+  }
+
+  /** Takes a connection's identity out of the table, failing the calls made to it. */
+  forget(connection: Connection, reason: GoneReason): void {
+    const identity = connection.identity;
+    this.#session.caller.rejectAll(connection, (name) => new PeerNotConnectedError(`client "${identity}" went away (${reason}) before "${name}" settled`));
+    this.#endProof(connection);
+    if (identity === undefined || !connection.authenticated) return;
+    this.#session.liveness?.untrack(connection, reason);
+    connection.authenticated = false;
+    if (this.#identities.get(identity) === connection) {
+      this.#identities.delete(identity);
+      this.#events.gone(identity, reason);
+    }
+  }
+
+  #admit(connection: Connection, identity: string, expiresAt: number | undefined): void {
+    const previous = this.#identities.get(identity);
+    if (previous && previous !== connection) {
+      // One identity, one connection: the newest proof wins, the older connection loses the name,
+      // and a zeropeer client is told so (else it would authenticate again and take it back).
+      this.forget(previous, 'replaced');
+      if (previous.framing === 'compact' && previous.up) this.#session.send(previous, MessageType.UNAUTHORIZED, 0, REPLACED);
+    }
+    if (connection.authenticated && connection.identity !== identity) this.forget(connection, 'replaced');
+    connection.identity = identity;
+    connection.authenticated = true;
+    this.#identities.set(identity, connection);
+    this.#logins.set(connection, { state: 'open', failures: 0 });
+    this.#endProof(connection);
+    if (expiresAt !== undefined) this.#watchExpiry(connection, expiresAt);
+    this.#session.liveness?.track(connection);
+    this.#session.config.logger.debug('peer authenticated', this.#session.context(connection));
+    this.#events.authenticated(identity);
+  }
+
+  /** HELLO from a client; AUTHENTICATED and UNAUTHORIZED from a client are ignored. */
+  handshake(connection: Connection, message: HandshakeMessage): void {
+    if (message.type !== MessageType.HELLO) {
+      this.#session.config.logger.warn(`${message.type === MessageType.AUTHENTICATED ? 'AUTHENTICATED' : 'UNAUTHORIZED'} from a client ignored`, this.#session.context(connection));
+      return;
+    }
+    if (!this.#session.started) return;
+    const { login, password } = message.body;
+    const current = this.#login(connection);
+    const failures = current.failures;
+    if (current.state === 'throttled') return; // one held refusal per connection: a flood costs one timer
+    if (failures >= this.#settings.maxFailedLogins) {
+      this.#throttle(connection, message, failures);
+      return;
+    }
+    if (current.state === 'verifying') {
+      // One check at a time per connection: a burst of HELLOs must not outrun the failure count.
+      this.#logins.set(connection, { state: 'verifying', failures: failures + 1 });
+      this.#session.config.logger.warn('HELLO while another is being checked: refused', { ...this.#session.context(connection), login });
+      this.#answer(connection, message, false, 'authentication already in progress');
+      return;
+    }
+    // A zeropeer client's HELLO id says it reads compact framing; a pseud client is spoken to in v1.
+    const framing: Framing = message.framing === 'compact' || isZeropeerId(message.id) ? 'compact' : 'v1';
+    let result: Authentication | string | Promise<Authentication | string>;
+    try {
+      result = this.#auth.authenticate(login, password, { routingId: connection.routingId });
+    } catch (error) {
+      this.#refuse(connection, message, login, error);
+      return;
+    }
+    // A synchronous answer (noop, trusted_peer) is applied at once, before any work that follows the HELLO.
+    if (typeof (result as PromiseLike<unknown>)?.then === 'function') {
+      this.#logins.set(connection, { state: 'verifying', failures });
+      (result as PromiseLike<Authentication | string>).then(
+        (value) => this.#accept(connection, message, framing, login, value),
+        (error: unknown) => this.#refuse(connection, message, login, error),
+      );
+    } else {
+      this.#accept(connection, message, framing, login, result as Authentication | string);
+    }
+  }
+
+  #accept(connection: Connection, message: Hello, framing: Framing, login: string, result: Authentication | string): void {
+    const { identity, expiresAt } = typeof result === 'string' ? { identity: result, expiresAt: undefined } : (result ?? {});
+    if (typeof identity !== 'string' || identity.length === 0) {
+      this.#refuse(connection, message, login, new TypeError('the security plugin returned no identity'));
+      return;
+    }
+    if (!connection.up || !this.#session.started) return;
+    this.#admit(connection, identity, typeof expiresAt === 'number' ? expiresAt : undefined);
+    connection.framing = framing;
+    this.#answer(connection, message, true);
+  }
+
+  #refuse(connection: Connection, message: Hello, login: string, error: unknown): void {
+    const failures = this.#login(connection).failures + 1;
+    this.#logins.set(connection, { state: 'open', failures });
+    // The reason stays in our log; the peer only learns that it was refused.
+    this.#session.config.logger.warn('authentication refused', { ...this.#session.context(connection), login, failedLogins: failures, reason: (error as Error)?.message });
+    if (connection.up && this.#session.started) this.#answer(connection, message, false, 'authentication failed');
+  }
+
+  /** Answers a HELLO; a zeropeer server announces compact framing in the AUTHENTICATED body. */
+  #answer(connection: Connection, message: Hello, accepted: boolean, reason = ''): void {
+    this.#session.send(connection, accepted ? MessageType.AUTHENTICATED : MessageType.UNAUTHORIZED, message.id, accepted ? COMPACT_CAPABILITY : reason, message.framing);
+  }
+
+  /**
+   * A connection over `maxFailedLogins`: its HELLO is not verified at all, and the refusal comes
+   * after a delay that doubles with each further failure (up to 10 s).
+   */
+  #throttle(connection: Connection, message: Hello, failures: number): void {
+    const { maxFailedLogins, failedLoginDelayMs } = this.#settings;
+    const delay = Math.min(failedLoginDelayMs * 2 ** (failures - maxFailedLogins), MAX_THROTTLE_MS);
+    this.#session.config.logger.warn('too many failed logins: throttled', { ...this.#session.context(connection), failedLogins: failures, delayMs: delay });
+    const timer = setTimeout(() => {
+      this.#logins.set(connection, { state: 'open', failures: failures + 1 });
+      if (connection.up && this.#session.started) this.#answer(connection, message, false, 'too many failed attempts');
+    }, delay);
+    this.#logins.set(connection, { state: 'throttled', failures: failures + 1, timer });
+  }
+
+  /**
+   * A proof with an end (a token's `exp`): at that moment the peer leaves the table ('expired'),
+   * and a zeropeer client is told, so that it authenticates again with a fresh token at once.
+   */
+  #watchExpiry(connection: Connection, expiresAt: number): void {
+    const expiry = setTimeout(() => {
+      if (this.#proofs.get(connection)?.expiry !== expiry || !connection.authenticated) return;
+      if (Date.now() < expiresAt) {
+        this.#watchExpiry(connection, expiresAt); // a very distant exp: the timer could not reach it at once
+        return;
+      }
+      this.forget(connection, 'expired');
+      if (connection.framing === 'compact' && connection.up) this.#session.send(connection, MessageType.UNAUTHORIZED, 0, EXPIRED);
+    }, Math.min(Math.max(0, expiresAt - Date.now()), MAX_TIMER_MS));
+    expiry.unref();
+    this.#proofs.set(connection, { expiresAt, expiry });
+  }
+
+  #endProof(connection: Connection): void {
+    const proof = this.#proofs.get(connection);
+    if (!proof) return;
+    clearTimeout(proof.expiry);
+    this.#proofs.delete(connection);
+  }
+
+  async stop(): Promise<void> {
+    for (const connection of this.#session.connections.values()) {
+      const login = this.#logins.get(connection);
+      if (login?.state === 'throttled') clearTimeout(login.timer);
+      this.#endProof(connection);
+    }
+    for (const connection of [...this.#identities.values()]) this.forget(connection, 'stopped');
+    await this.#auth.close?.();
+  }
+}

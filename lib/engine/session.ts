@@ -1,0 +1,339 @@
+/**
+ * The engine both peers are made of: one ROUTER socket, the connections on it, the calls this side
+ * made (caller) and the work the other side sent (dispatcher), heartbeats (liveness). A message
+ * flows one way: socket -> framing -> route by type -> handshake / caller / dispatcher -> socket.
+ * What makes it a server or a client is a {@link Role} handed to it.
+ */
+import type * as zmq from 'zeromq';
+import { EncodingError, MessageTooLargeError, ServiceClosedError, type ErrorClass, type ErrorTable } from '../errors.js';
+import type { HeartbeatBackend } from '../heartbeat.js';
+import { describeRoutingId, type LogContext, type Logger } from '../logger.js';
+import type { Predicate } from '../predicates.js';
+import type { Registry } from '../registry.js';
+import { Outbox } from '../transport/outbox.js';
+import { RouterSocket, isUnreachable } from '../transport/router-socket.js';
+import type { Codec } from '../wire/codec.js';
+import { decodeFrames, encodeMessage, payloadBytes, type FramingContext, type Inbound } from '../wire/framing.js';
+import { MessageIds } from '../wire/message-ids.js';
+import { MESSAGES, MessageType, typeName, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
+import { Caller } from './caller.js';
+import { Connections, routingKey, type Connection } from './connection.js';
+import { Dispatcher } from './dispatcher.js';
+import type { InterceptorChains } from './interceptors.js';
+import { Liveness } from './liveness.js';
+import type { Role } from './role.js';
+
+/** Everything a session is made from, validated (see options.ts). */
+export interface SessionConfig {
+  /** The server's routing identity (a client: the server it talks to). */
+  readonly id: string;
+  /** This socket's own routing id. */
+  readonly routingId: string;
+  readonly logger: Logger;
+  readonly registry: Registry;
+  readonly predicates: Readonly<Record<string, Predicate>> | undefined;
+  readonly codec: Codec;
+  readonly timeoutMs: number;
+  readonly maxMessageBytes: number;
+  readonly maxPendingCalls: number;
+  readonly drainTimeoutMs: number;
+  readonly maxSendQueue: number;
+  readonly sendHighWaterMark: number;
+  readonly heartbeat: { intervalMs: number; timeoutMs: number; backend: HeartbeatBackend } | undefined;
+  readonly errorTable: ErrorTable | undefined;
+  readonly logExceptions: boolean;
+  readonly excludeLogExceptions: readonly ErrorClass[];
+  readonly sendStacks: boolean;
+  readonly context: zmq.Context | undefined;
+  readonly interceptors: InterceptorChains;
+}
+
+type State = 'idle' | 'started' | 'stopping' | 'stopped';
+
+export class Session {
+  readonly config: SessionConfig;
+  readonly socket: RouterSocket;
+  readonly connections = new Connections();
+  readonly caller: Caller;
+  readonly dispatcher: Dispatcher;
+  readonly liveness: Liveness | undefined;
+  readonly #framing: FramingContext;
+  readonly #outbox: Outbox;
+  readonly #stopping = new AbortController();
+  #role!: Role;
+  #state: State = 'idle';
+  #receiving: Promise<void> | undefined;
+  #stopped: Promise<void> | undefined;
+
+  constructor(config: SessionConfig, makeRole: (session: Session) => Role) {
+    this.config = config;
+    const { logger, id: peerId } = config;
+    // Hard cap in libzmq (drops the connection); the soft cap below it answers with an ERROR.
+    this.socket = new RouterSocket({ routingId: config.routingId, context: config.context, sendHighWaterMark: config.sendHighWaterMark, maxMessageBytes: config.maxMessageBytes * 2 + 65536 });
+    this.#framing = { codec: config.codec, ids: new MessageIds(), maxMessageBytes: config.maxMessageBytes };
+    this.#outbox = new Outbox(this.socket, config.maxSendQueue);
+    this.caller = new Caller(
+      { peerId, timeoutMs: config.timeoutMs, maxPendingCalls: config.maxPendingCalls, errorTable: config.errorTable, outgoing: config.interceptors.outgoing, logger },
+      this.#framing, this.#outbox, this.connections,
+    );
+    this.dispatcher = new Dispatcher(
+      {
+        peerId, registry: config.registry, predicates: config.predicates, logger, logExceptions: config.logExceptions,
+        excludeLogExceptions: config.excludeLogExceptions, sendStacks: config.sendStacks, rawReplyTimeoutMs: config.timeoutMs,
+        incoming: config.interceptors.incoming,
+      },
+      {
+        serving: () => this.#state === 'started',
+        send: (connection, framing, type, id, body, what) => this.#sendChecked(connection, framing, type, id, body, what),
+        stillThere: (connection, epoch) => this.#stillThere(connection, epoch),
+        stopping: this.#stopping.signal,
+        context: (connection) => this.context(connection),
+      },
+    );
+    this.liveness = config.heartbeat && new Liveness({ peerId, logger, ...config.heartbeat }, {
+      targets: () => this.#heartbeatTargets(),
+      heartbeat: (connection) => this.send(connection, MessageType.HEARTBEAT, null, ''),
+      byKey: (key) => this.connections.byKey(key),
+      silent: (connection) => this.#role.lost(connection, 'silent'),
+    });
+    try {
+      this.#role = makeRole(this);
+    } catch (error) {
+      this.socket.close(); // a refused construction leaves nothing open
+      throw error;
+    }
+    this.caller.role = this.#role;
+    this.dispatcher.role = this.#role;
+  }
+
+  get state(): State {
+    return this.#state;
+  }
+
+  get started(): boolean {
+    return this.#state === 'started';
+  }
+
+  /** Starts serving: work that arrives is dispatched from now on. Idempotent. */
+  start(): boolean {
+    if (this.#state === 'started') return false;
+    if (this.#state !== 'idle') throw new ServiceClosedError(`peer "${this.config.id}" is stopped; create a new one`);
+    this.#state = 'started';
+    this.#receiving = this.socket.receiveLoop(
+      (frames) => this.#onFrames(frames),
+      (error, frames) => this.config.logger.error(frames ? 'failed to process a message' : 'receive failed', {
+        peer: this.config.id, routingId: describeRoutingId(frames?.[0]), error: (error as Error)?.stack ?? String(error),
+      }),
+    );
+    this.liveness?.start();
+    return true;
+  }
+
+  /**
+   * Stops: calls in flight reject with ServiceClosedError, handlers still running get
+   * `drainTimeoutMs` to answer, then the socket closes. Idempotent; resolves when stopped.
+   */
+  stop(beforeClose?: () => void): Promise<void> {
+    this.#stopped ??= this.#stop(beforeClose);
+    return this.#stopped;
+  }
+
+  async #stop(beforeClose?: () => void): Promise<void> {
+    const wasStarted = this.#state === 'started';
+    this.#state = 'stopping';
+    this.caller.close();
+    await this.dispatcher.drain(this.config.drainTimeoutMs);
+    this.#stopping.abort(new ServiceClosedError(`peer "${this.config.id}" stopped`));
+    // Last words while the socket is open (the answer to a remote shutdown, say).
+    try {
+      beforeClose?.();
+    } catch (error) {
+      this.config.logger.error('beforeClose failed', { peer: this.config.id, error: (error as Error)?.message });
+    }
+    await this.#outbox.drained();
+    await this.#role.stop();
+    await this.#sayGoodbye();
+    await this.liveness?.stop();
+    this.#state = 'stopped';
+    this.#outbox.close();
+    this.socket.close();
+    if (wasStarted) await this.#receiving;
+  }
+
+  /** Log context for a connection: never credentials. */
+  context(connection: Connection): LogContext {
+    return { peer: this.config.id, routingId: connection.address, identity: connection.identity };
+  }
+
+  // ---- sending ------------------------------------------------------------------------------
+
+  /** Encodes and sends one message in the connection's framing (or the one given); false when it cannot be encoded. */
+  send(connection: Connection, type: MessageTypeCode, id: MessageId | null, body: unknown, framing: Framing = connection.framing): boolean {
+    let frames: Buffer[];
+    try {
+      frames = encodeMessage(this.#framing, framing, connection.routingId, type, id, body);
+    } catch (error) {
+      this.config.logger.error('could not encode a message', { ...this.context(connection), type: typeName(type), error: (error as Error).message });
+      return false;
+    }
+    this.#hand(connection, frames);
+    return true;
+  }
+
+  /** Sends an answer; returns why it could not be encoded (too large, not encodable), else undefined. */
+  #sendChecked(connection: Connection, framing: Framing, type: MessageTypeCode, id: MessageId, body: unknown, what: string): Error | undefined {
+    if (this.#state === 'stopped') return undefined;
+    let frames: Buffer[];
+    try {
+      frames = encodeMessage(this.#framing, framing, connection.routingId, type, id, body);
+      const size = payloadBytes(frames);
+      if (size > this.#framing.maxMessageBytes) throw new MessageTooLargeError(`${what} is ${size} bytes, over maxMessageBytes (${this.#framing.maxMessageBytes}); nothing was sent`);
+    } catch (error) {
+      const reason = error instanceof EncodingError ? new EncodingError(`${what} cannot be sent: ${error.message}`) : (error as Error);
+      this.config.logger.warn(`${what} could not be sent`, { ...this.context(connection), error: reason.message });
+      if (type === MessageType.ERROR) return undefined; // nothing left to say
+      return reason;
+    }
+    this.#hand(connection, frames);
+    return undefined;
+  }
+
+  /** Hands frames to the outbox; a failure is logged (answers have nobody else to tell). */
+  #hand(connection: Connection, frames: Buffer[]): void {
+    connection.sendHooks ??= {
+      onError: (error) => {
+        // An answer to a peer that has just left is routine; anything else deserves a warning.
+        const level = isUnreachable(error) ? 'debug' : 'warn';
+        this.config.logger[level]('could not send', { ...this.context(connection), error: error.message });
+      },
+    };
+    this.#outbox.sendNow(connection.key, frames, connection.sendHooks);
+  }
+
+  /** Forgets what waits to be sent on a connection that is gone. */
+  dropQueued(connection: Connection): void {
+    this.#outbox.drop(connection.key);
+  }
+
+  /** Sends HELLO (the client's side of the handshake); returns its message id. */
+  sendHello(connection: Connection, login: string, password: string): number {
+    const id = this.#framing.ids.next();
+    this.send(connection, MessageType.HELLO, id, [login, password], 'v1');
+    return id;
+  }
+
+  /**
+   * A HEARTBEAT straight to the socket, past the queue: resolves if a route to `connection`
+   * exists, rejects (EHOSTUNREACH) if not. It is how a peer checks a route (inproc has no ROUTER_NOTIFY).
+   */
+  probe(connection: Connection): Promise<void> {
+    return this.socket.send(encodeMessage(this.#framing, 'v1', connection.routingId, MessageType.HEARTBEAT, null, ''));
+  }
+
+  /** Records that the transport to `connection` is up. */
+  markUp(connection: Connection): void {
+    connection.up = true;
+    connection.epoch++;
+    this.#role.up(connection);
+  }
+
+  /** Whether the connection that asked is the one that would receive the answer. */
+  #stillThere(connection: Connection, epoch: number): boolean {
+    if (connection.up && connection.epoch === epoch && this.connections.holds(connection)) return true;
+    this.config.logger.debug('answer dropped: the connection that asked is gone', this.context(connection));
+    return false;
+  }
+
+  #heartbeatTargets(): Connection[] {
+    const targets: Connection[] = [];
+    if (this.#state !== 'started') return targets;
+    for (const connection of this.connections.values()) if (connection.up && connection.authenticated) targets.push(connection);
+    return targets;
+  }
+
+  /** Tells zeropeer peers that this one stops, so they need not wait for a transport timeout. */
+  async #sayGoodbye(): Promise<void> {
+    const sends: Promise<void>[] = [];
+    for (const connection of this.connections.values()) {
+      if (connection.framing !== 'compact' || !connection.up) continue;
+      const frames = encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.GOODBYE, null, 'stopping');
+      sends.push(this.socket.send(frames).catch(() => {}));
+    }
+    await Promise.all(sends);
+  }
+
+  // ---- receiving ----------------------------------------------------------------------------
+
+  #onFrames(frames: Buffer[]): void {
+    // Any message is a sign of life.
+    if (this.liveness && frames[0]) this.liveness.seen(routingKey(frames[0]));
+    const inbound = decodeFrames(frames, this.#framing);
+    switch (inbound.kind) {
+      case 'notify':
+        this.#onNotify(inbound.routingId);
+        return;
+      case 'malformed':
+        this.#onMalformed(inbound);
+        return;
+      case 'message':
+        this.#onMessage(inbound.message);
+    }
+  }
+
+  #onNotify(routingId: Buffer): void {
+    // ROUTER_NOTIFY sends the same empty message for a connect and a disconnect: the state says which.
+    const known = this.connections.get(routingId);
+    if (known?.up) {
+      known.up = false;
+      this.#role.lost(known, 'down');
+      return;
+    }
+    const connection = known ?? this.#role.connectionFor(routingId);
+    if (connection) this.markUp(connection);
+  }
+
+  #onMalformed(inbound: Extract<Inbound, { kind: 'malformed' }>): void {
+    const { routingId, error, replyTo } = inbound;
+    const connection = routingId && this.connections.get(routingId);
+    this.config.logger.warn(`bad message: ${error.message}`, {
+      peer: this.config.id,
+      routingId: describeRoutingId(routingId),
+      identity: connection ? connection.identity : undefined,
+      ...(replyTo ? { type: typeName(replyTo.type) } : {}),
+    });
+    if (!connection || !replyTo) return;
+    if (replyTo.type === MessageType.OK || replyTo.type === MessageType.ERROR) {
+      this.caller.answerBroken(connection, replyTo.id, error);
+    } else if (!MESSAGES.get(replyTo.type)?.answer) {
+      this.dispatcher.refuse(connection, replyTo.framing, replyTo.id, error);
+    }
+  }
+
+  #onMessage(message: Message): void {
+    const connection = this.#role.connectionFor(message.routingId);
+    if (!connection) {
+      this.config.logger.warn('message from an unknown peer dropped', { peer: this.config.id, routingId: describeRoutingId(message.routingId), type: typeName(message.type) });
+      return;
+    }
+    connection.heard = true;
+    switch (message.type) {
+      case MessageType.WORK:
+        this.dispatcher.work(connection, message);
+        return;
+      case MessageType.OK:
+      case MessageType.ERROR:
+        this.caller.answer(connection, message);
+        return;
+      case MessageType.HELLO:
+      case MessageType.AUTHENTICATED:
+      case MessageType.UNAUTHORIZED:
+        this.#role.handshake(connection, message);
+        return;
+      case MessageType.HEARTBEAT:
+        return; // counted as a sign of life on receipt
+      case MessageType.GOODBYE:
+        this.#role.lost(connection, 'goodbye');
+    }
+  }
+}
+

@@ -1,0 +1,45 @@
+/** Turns the options every peer shares into a validated SessionConfig (one place for every limit). */
+import type { SessionConfig } from './engine/session.js';
+import { InterceptorChains } from './engine/interceptors.js';
+import { resolveHeartbeat } from './heartbeat.js';
+import { consoleLogger } from './logger.js';
+import { DEFAULTS, positive, type CommonOptions } from './options.js';
+import { createLocalRegistry } from './registry.js';
+import { MsgpackCodec } from './wire/codec.js';
+
+/** Checks a peer id: what clients name to reach a server. */
+export function checkPeerId(id: unknown): string {
+  if (typeof id !== 'string' || id.length === 0 || Buffer.byteLength(id) > 255) {
+    throw new TypeError('a peer id must be a string of 1 to 255 bytes');
+  }
+  return id;
+}
+
+export function sessionConfig(id: string, routingId: string, options: CommonOptions): SessionConfig {
+  if (options.codec !== undefined && options.translators !== undefined) {
+    throw new TypeError('options.translators belong to the default codec: give them to your codec instead');
+  }
+  const codec = options.codec ?? new MsgpackCodec({ translators: options.translators ?? [] });
+  if (typeof codec?.encode !== 'function' || typeof codec?.decode !== 'function') throw new TypeError('options.codec must have encode() and decode()');
+  return {
+    id,
+    routingId,
+    logger: options.logger ?? consoleLogger,
+    registry: options.registry ?? createLocalRegistry(id),
+    predicates: options.predicates,
+    codec,
+    timeoutMs: positive(options.timeoutMs, 'timeoutMs', DEFAULTS.timeoutMs),
+    maxMessageBytes: positive(options.maxMessageBytes, 'maxMessageBytes', DEFAULTS.maxMessageBytes),
+    maxPendingCalls: positive(options.maxPendingCalls, 'maxPendingCalls', DEFAULTS.maxPendingCalls),
+    drainTimeoutMs: options.drainTimeoutMs === 0 ? 0 : positive(options.drainTimeoutMs, 'drainTimeoutMs', DEFAULTS.drainTimeoutMs),
+    maxSendQueue: positive(options.maxSendQueue, 'maxSendQueue', DEFAULTS.maxSendQueue),
+    sendHighWaterMark: positive(options.sendHighWaterMark, 'sendHighWaterMark', DEFAULTS.sendHighWaterMark),
+    heartbeat: resolveHeartbeat(options.heartbeat),
+    errorTable: options.errorTable,
+    logExceptions: options.logExceptions ?? false,
+    excludeLogExceptions: options.excludeLogExceptions ?? [],
+    sendStacks: options.sendStacks ?? false,
+    context: options.context,
+    interceptors: new InterceptorChains(options.interceptors),
+  };
+}

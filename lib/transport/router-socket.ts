@@ -1,0 +1,155 @@
+/**
+ * The one ZeroMQ socket a peer owns: a ROUTER, with its draft and keepalive options set in one
+ * place, CURVE, the receive loop, and the errors of bind and connect named by endpoint.
+ */
+import * as zmq from 'zeromq';
+import { RpcError } from '../errors.js';
+import { restrictClientKeys } from './curve.js';
+
+/** ZMQ_ROUTER_NOTIFY (draft): an empty message per peer connect and disconnect. */
+const ROUTER_NOTIFY = 97;
+const NOTIFY_CONNECT_AND_DISCONNECT = 3;
+
+/** Kernel TCP keepalive: how a peer that never sends our heartbeats is found dead. */
+export const TCP_KEEPALIVE = { idleSec: 30, intervalSec: 10, count: 3 } as const;
+
+export interface RouterSocketOptions {
+  /** This socket's routing id (a server's id; a client's own). */
+  routingId: string;
+  context?: zmq.Context | undefined;
+  /** ZMQ_SNDHWM: messages libzmq queues per peer. */
+  sendHighWaterMark: number;
+  /** Hard cap in libzmq (it drops the connection past it). */
+  maxMessageBytes: number;
+}
+
+/** What the socket reports about CURVE handshakes that fail (they are otherwise silent). */
+export interface HandshakeFailures {
+  refused(reason: string): void;
+  failed(reason: string): void;
+}
+
+/**
+ * A ROUTER socket: never blocks (`sendTimeout: 0`: a full pipe fails that message, the outbox
+ * retries it), never drops an unroutable message silently (`mandatory`), and never runs ZMTP
+ * heartbeats: libzmq's heartbeat timer can abort the process when the JavaScript thread stalls
+ * while a peer resets its connection (libzmq #3937, #4229). Liveness is zeropeer's heartbeats,
+ * and kernel TCP keepalive for peers that never send those.
+ */
+export class RouterSocket {
+  readonly #socket: zmq.Router;
+  #unrestrict: (() => void) | undefined;
+
+  constructor(options: RouterSocketOptions) {
+    this.#socket = new zmq.Router({
+      ...(options.context ? { context: options.context } : {}),
+      routingId: options.routingId,
+      mandatory: true,
+      sendHighWaterMark: options.sendHighWaterMark,
+      sendTimeout: 0,
+      linger: 200,
+      maxMessageSize: options.maxMessageBytes,
+      tcpKeepalive: 1,
+      tcpKeepaliveIdle: TCP_KEEPALIVE.idleSec,
+      tcpKeepaliveInterval: TCP_KEEPALIVE.intervalSec,
+      tcpKeepaliveCount: TCP_KEEPALIVE.count,
+    });
+    (this.#socket as unknown as { setInt32Option(option: number, value: number): void }).setInt32Option(ROUTER_NOTIFY, NOTIFY_CONNECT_AND_DISCONNECT);
+  }
+
+  /** Option values, for tests of the settings above. */
+  get settings(): { heartbeatInterval: number; tcpKeepalive: number } {
+    return { heartbeatInterval: this.#socket.heartbeatInterval, tcpKeepalive: this.#socket.tcpKeepalive };
+  }
+
+  get closed(): boolean {
+    return this.#socket.closed;
+  }
+
+  /** Serves CURVE; `allowedClientKeys` (Z85) are the only client keys a ZAP handler lets in. */
+  curveServer(publicKey: string, secretKey: string): void {
+    this.#socket.curveServer = true;
+    this.#socket.curvePublicKey = publicKey;
+    this.#socket.curveSecretKey = secretKey;
+  }
+
+  /** Speaks CURVE to a server whose public key is `serverPublicKey`. */
+  curveClient(publicKey: string, secretKey: string, serverPublicKey: string, failures: HandshakeFailures): void {
+    this.#socket.curveServerKey = serverPublicKey;
+    this.#socket.curvePublicKey = publicKey;
+    this.#socket.curveSecretKey = secretKey;
+    const events = this.#socket.events;
+    events.on('handshake:error:auth', ({ error }) => failures.refused(`CURVE: the server refused this client's key (${error.status ?? error.message})`));
+    const failed = ({ error }: { error: Error }): void => failures.failed(`CURVE handshake failed (${error.message}): is curve.serverPublicKey right?`);
+    events.on('handshake:error:protocol', failed);
+    events.on('handshake:error:other', failed);
+  }
+
+  /** Binds; the real endpoint comes back (port 0 resolved). An error names the endpoint. */
+  async bind(endpoint: string, allowedClientKeys?: readonly string[]): Promise<string> {
+    if (allowedClientKeys && !this.#unrestrict) this.#unrestrict = await restrictClientKeys(this.#socket, allowedClientKeys);
+    try {
+      await this.#socket.bind(endpoint);
+    } catch (error) {
+      throw new RpcError(`cannot bind ${endpoint}: ${(error as Error).message}`, { cause: error });
+    }
+    return this.#socket.lastEndpoint ?? endpoint;
+  }
+
+  connect(endpoint: string): void {
+    try {
+      this.#socket.connect(endpoint);
+    } catch (error) {
+      throw new RpcError(`cannot connect to ${endpoint}: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  disconnect(endpoint: string): void {
+    this.#socket.disconnect(endpoint);
+  }
+
+  send(frames: Buffer[]): Promise<void> {
+    return this.#socket.send(frames);
+  }
+
+  /**
+   * Receives until the socket closes, handing each message to `onFrames`. What `onFrames` throws
+   * is reported to `onError` and the loop goes on: nothing a peer sends may stop it.
+   */
+  async receiveLoop(onFrames: (frames: Buffer[]) => void, onError: (error: unknown, frames: Buffer[] | undefined) => void): Promise<void> {
+    for (;;) {
+      let frames: Buffer[];
+      try {
+        frames = await this.#socket.receive();
+      } catch (error) {
+        if (this.#socket.closed) return;
+        onError(error, undefined);
+        continue;
+      }
+      try {
+        onFrames(frames);
+      } catch (error) {
+        onError(error, frames);
+      }
+    }
+  }
+
+  close(): void {
+    this.#unrestrict?.();
+    this.#unrestrict = undefined;
+    if (!this.#socket.closed) this.#socket.close();
+  }
+}
+
+/** Whether a tcp endpoint listens beyond this machine (anything but 127.0.0.0/8, localhost and ::1). */
+export function isOpenNetwork(endpoint: string): boolean {
+  const match = /^tcp:\/\/(?:\[([^\]]+)\]|([^:]+)):/.exec(endpoint);
+  if (!match) return false; // ipc, inproc: local by nature
+  const host = match[1] ?? match[2]!;
+  return !(host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host));
+}
+
+/** Whether a failed send means that no route to the peer exists (any more). */
+export function isUnreachable(error: unknown): boolean {
+  return (error as { code?: string } | undefined)?.code === 'EHOSTUNREACH';
+}

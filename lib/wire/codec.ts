@@ -1,0 +1,196 @@
+/**
+ * The codec seam: how message bodies become bytes. A {@link Codec} is a value handed to each peer
+ * (`options.codec`); {@link MsgpackCodec} (msgpackr) is the default. Translators belong to a codec,
+ * so two peers in one process with different translators never see each other's.
+ */
+import { Packr, Unpackr, addExtension } from 'msgpackr';
+import { EncodingError, ProtocolError } from '../errors.js';
+import { DEFAULT_MSGPACK_LIMITS, MSGPACKR_WRAPPING_EXTENSIONS, checkMessagePack, type MessagePackLimits } from './msgpack-guard.js';
+
+/**
+ * Two dialects. `rich` (compact framing, zeropeer to zeropeer) may use anything both sides' codecs
+ * agree on (msgpackr records, so a Map stays a Map). `plain` (pseud v1) must be what any
+ * MessagePack library reads: objects and Maps as maps.
+ */
+export type Dialect = 'rich' | 'plain';
+
+/** What framing needs of a serializer. Both methods are synchronous and called on every message. */
+export interface Codec {
+  /** For logs and errors. */
+  readonly name: string;
+  /** Encodes one value; throws {@link EncodingError} when it cannot (nothing is sent then). */
+  encode(value: unknown, dialect: Dialect): Buffer;
+  /**
+   * Decodes exactly one value from bytes a remote peer sent; throws {@link ProtocolError} on
+   * anything else. It must bound what hostile bytes can cost (see msgpack-guard).
+   */
+  decode(bytes: Uint8Array, dialect: Dialect): unknown;
+}
+
+/**
+ * Teaches a codec a class of yours (aiozmq's translators): `pack` turns an instance into a value
+ * MessagePack can carry, `unpack` turns that value back into an instance. Give the same
+ * translator, with the same `type`, to the peers on both sides.
+ *
+ * @example
+ * class Point { constructor(readonly x: number, readonly y: number) {} }
+ * const point: Translator<Point, [number, number]> = {
+ *   Class: Point, type: 1, pack: (p) => [p.x, p.y], unpack: ([x, y]) => new Point(x, y),
+ * };
+ * new Server('svc', { translators: [point] });
+ */
+export interface Translator<T = unknown, Packed = unknown> {
+  /** Instances of this class (and subclasses) are encoded with `pack`. */
+  Class: abstract new (...args: never[]) => T;
+  /** Extension type code, 1..100, unique within one codec (msgpackr keeps 101..127 for itself). */
+  type: number;
+  pack(value: T): Packed;
+  unpack(value: Packed): T;
+}
+
+/** Options of {@link MsgpackCodec}. */
+export interface MsgpackCodecOptions {
+  translators?: readonly Translator<never, never>[];
+  /** Structural limits checked before any body is decoded. */
+  limits?: MessagePackLimits;
+}
+
+/**
+ * msgpackr keeps extensions in module-level tables. To keep translators per codec, each class and
+ * each type code is registered there once, as a switch that asks the codec at work (set for the
+ * duration of one synchronous encode or decode) what to do; a codec without a translator for it
+ * packs the instance as a plain object and refuses the type code on receipt.
+ */
+let active: MsgpackCodec | undefined;
+/** The one type code under 101 that msgpackr itself uses. */
+const MSGPACKR_BIGINT = 0x42;
+const switchedClasses = new WeakSet<object>();
+const switchedTypes = new Set<number>();
+
+/** The tagged form of an instance a translator packed; one class per type code. */
+const taggedClasses = new Map<number, new (data: unknown) => { data: unknown }>();
+
+function taggedClass(type: number): new (data: unknown) => { data: unknown } {
+  let Tagged = taggedClasses.get(type);
+  if (!Tagged) {
+    Tagged = class {
+      constructor(readonly data: unknown) {}
+    };
+    taggedClasses.set(type, Tagged);
+    addExtension({ Class: Tagged, type, write: (tagged: { data: unknown }) => tagged.data, read: (data: unknown) => active!.unpackType(type, data) });
+    switchedTypes.add(type);
+  }
+  return Tagged;
+}
+
+function switchClass(Class: object): void {
+  if (switchedClasses.has(Class)) return;
+  switchedClasses.add(Class);
+  addExtension({
+    Class: Class as never,
+    write: (value: object) => active?.packInstance(value) ?? value,
+  });
+}
+
+const writeFunction = (): never => {
+  throw new EncodingError('a function cannot be sent');
+};
+
+/** The default codec: MessagePack by msgpackr, with per-codec translators and a structural guard. */
+export class MsgpackCodec implements Codec {
+  readonly name = 'msgpack';
+  readonly #byType = new Map<number, Translator<never, never>>();
+  readonly #byClass = new Map<object, Translator<never, never>>();
+  readonly #limits: MessagePackLimits;
+  /** msgpackr's own value-wrapping extensions, and this codec's translator types (written the same way). */
+  #wrapping: readonly number[] = MSGPACKR_WRAPPING_EXTENSIONS;
+  readonly #packers = {
+    rich: new Packr({ useRecords: true, moreTypes: true, writeFunction }),
+    plain: new Packr({ useRecords: false, moreTypes: true, writeFunction }),
+  };
+  readonly #unpackers = {
+    rich: new Unpackr({ moreTypes: true, mapsAsObjects: false }),
+    plain: new Unpackr({ moreTypes: true, mapsAsObjects: true }),
+  };
+
+  constructor(options: MsgpackCodecOptions = {}) {
+    this.#limits = options.limits ?? DEFAULT_MSGPACK_LIMITS;
+    for (const translator of options.translators ?? []) this.addTranslator(translator);
+  }
+
+  /** Adds a translator to this codec only; the same one again is a no-op. */
+  addTranslator<T, P>(translator: Translator<T, P>): void {
+    const { Class, type, pack, unpack } = translator;
+    if (!Number.isInteger(type) || type < 1 || type > 100) {
+      throw new TypeError(`translator type must be an integer from 1 to 100, got ${String(type)}`);
+    }
+    if (type === MSGPACKR_BIGINT) throw new TypeError(`translator type ${type} is msgpackr's own (BigInt); pick another`);
+    if (typeof Class !== 'function' || typeof pack !== 'function' || typeof unpack !== 'function') {
+      throw new TypeError('a translator needs Class, pack and unpack');
+    }
+    const known = this.#byType.get(type);
+    if (known) {
+      if (known.Class === Class) return;
+      throw new TypeError(`translator type ${type} is already used by ${known.Class.name} in this codec`);
+    }
+    this.#byType.set(type, translator as unknown as Translator<never, never>);
+    this.#byClass.set(Class, translator as unknown as Translator<never, never>);
+    this.#wrapping = [...MSGPACKR_WRAPPING_EXTENSIONS, ...this.#byType.keys()];
+    taggedClass(type);
+    switchClass(Class);
+  }
+
+  /** The tagged form of `value` when this codec translates its class (or a parent class). */
+  packInstance(value: object): unknown {
+    for (let proto = Object.getPrototypeOf(value); proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+      const translator = this.#byClass.get(proto.constructor);
+      if (translator) return new (taggedClass(translator.type))((translator.pack as unknown as (v: object) => unknown)(value));
+    }
+    return value;
+  }
+
+  unpackType(type: number, data: unknown): unknown {
+    const translator = this.#byType.get(type);
+    if (!translator) throw new ProtocolError(`extension type ${type} has no translator on this peer`);
+    return (translator.unpack as unknown as (v: unknown) => unknown)(data);
+  }
+
+  encode(value: unknown, dialect: Dialect): Buffer {
+    const previous = active;
+    active = this;
+    try {
+      return this.#packers[dialect].pack(value);
+    } catch (error) {
+      if (error instanceof EncodingError) throw error;
+      const reason = error instanceof RangeError && /call stack/i.test(error.message)
+        ? 'the value is cyclic or nested too deeply'
+        : (error as Error).message;
+      throw new EncodingError(`cannot encode value: ${reason}`, { cause: error });
+    } finally {
+      active = previous;
+    }
+  }
+
+  decode(bytes: Uint8Array, dialect: Dialect): unknown {
+    const unsound = checkMessagePack(bytes, this.#limits, this.#wrapping);
+    if (unsound !== undefined) throw new ProtocolError(`garbage MessagePack body: ${unsound}`);
+    const previous = active;
+    active = this;
+    try {
+      return this.#unpackers[dialect].unpack(bytes);
+    } catch (error) {
+      if (error instanceof ProtocolError) throw error;
+      const reason = error instanceof RangeError && /call stack/i.test(error.message)
+        ? 'nested too deeply'
+        : (error as Error).message;
+      throw new ProtocolError(`garbage MessagePack body: ${reason}`, { cause: error });
+    } finally {
+      active = previous;
+    }
+  }
+}
+
+/** Type codes some codec of this process translates (for tests of isolation). */
+export function translatedTypes(): ReadonlySet<number> {
+  return switchedTypes;
+}

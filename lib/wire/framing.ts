@@ -1,0 +1,166 @@
+/**
+ * Frames on the wire: pseud's protocol v1, and zeropeer's compact framing, over any {@link Codec}.
+ *
+ * v1 (pseud): `[routing id, '', 'v1', message id, type (1 byte), body]`. WORK, OK, ERROR and HELLO
+ * bodies are MessagePack; AUTHENTICATED, UNAUTHORIZED and HEARTBEAT bodies are UTF-8 strings.
+ *
+ * compact (zeropeer to zeropeer): `[routing id, packet]`, the packet one encoded array
+ * `[type, id, body]` in the codec's `rich` dialect. Two frames instead of six; one encode.
+ *
+ * Negotiation: a zeropeer client says HELLO in v1 with a zeropeer message id (see message-ids); a
+ * zeropeer server answers AUTHENTICATED with COMPACT_CAPABILITY in the body. From then on both use
+ * compact on that connection. Every peer keeps reading v1, and answers in the framing it was spoken to.
+ *
+ * ROUTER_NOTIFY adds a third shape, `[routing id, '']`: a peer connected or disconnected.
+ */
+import { MessageTooLargeError, ProtocolError } from '../errors.js';
+import type { Codec } from './codec.js';
+import type { MessageIds } from './message-ids.js';
+import { Invalid, MESSAGES, typeName, type Framing, type Message, type MessageId, type MessageTypeCode } from './messages.js';
+
+/** The protocol version frame of v1. */
+export const PROTOCOL_VERSION = 'v1';
+
+/** Where to send the ERROR that answers a bad message, when enough of it was readable. */
+export interface ReplyTo {
+  readonly framing: Framing;
+  readonly id: MessageId;
+  readonly type: number;
+}
+
+/** What one receive turned out to be. */
+export type Inbound =
+  | { readonly kind: 'message'; readonly message: Message }
+  | { readonly kind: 'notify'; readonly routingId: Buffer }
+  | {
+      readonly kind: 'malformed';
+      readonly routingId: Buffer | undefined;
+      readonly error: ProtocolError | MessageTooLargeError;
+      readonly replyTo?: ReplyTo;
+    };
+
+/** What decoding needs: the codec, this peer's ids (to recognise its own v1 ids) and the size cap. */
+export interface FramingContext {
+  readonly codec: Codec;
+  readonly ids: MessageIds;
+  readonly maxMessageBytes: number;
+}
+
+const EMPTY = Buffer.alloc(0);
+const VERSION_FRAME = Buffer.from(PROTOCOL_VERSION);
+const TYPE_FRAMES = new Map<number, Buffer>([...MESSAGES.keys()].map((t) => [t, Buffer.from([t])]));
+
+/**
+ * Encodes one outgoing message. A number id becomes this peer's 16-byte form in v1; null is no id.
+ * Throws EncodingError (nothing to send) when the body cannot be encoded.
+ */
+export function encodeMessage(context: FramingContext, framing: Framing, routingId: Buffer, type: MessageTypeCode, id: MessageId | null, body: unknown): Buffer[] {
+  if (framing === 'compact') return [routingId, context.codec.encode([type, id ?? 0, body], 'rich')];
+  const idFrame = id === null ? EMPTY : typeof id === 'number' ? context.ids.toV1(id) : id;
+  const bodyFrame = MESSAGES.get(type)!.v1Body === 'msgpack' ? context.codec.encode(body, 'plain') : Buffer.from(typeof body === 'string' ? body : '');
+  return [routingId, EMPTY, VERSION_FRAME, idFrame, TYPE_FRAMES.get(type)!, bodyFrame];
+}
+
+/** Total payload size of a multipart message, routing id excluded. */
+export function payloadBytes(frames: readonly Buffer[]): number {
+  let total = 0;
+  for (let i = 1; i < frames.length; i++) total += frames[i]!.length;
+  return total;
+}
+
+/**
+ * Reads the type and id at the head of a compact packet without decoding the body (to answer a
+ * message that cannot be decoded). Undefined unless the head is `[fixint type, uint id, ...`.
+ */
+function peekCompactHead(packet: Buffer): { type: number; id: number } | undefined {
+  if (packet.length < 3 || packet[0] !== 0x93 || packet[1]! > 0x7f) return undefined;
+  const type = packet[1]!;
+  const marker = packet[2]!;
+  if (marker <= 0x7f) return { type, id: marker };
+  if (marker === 0xcc && packet.length >= 4) return { type, id: packet.readUInt8(3) };
+  if (marker === 0xcd && packet.length >= 5) return { type, id: packet.readUInt16BE(3) };
+  if (marker === 0xce && packet.length >= 7) return { type, id: packet.readUInt32BE(3) };
+  return undefined;
+}
+
+function malformed(routingId: Buffer | undefined, error: ProtocolError | MessageTooLargeError, replyTo?: ReplyTo): Inbound {
+  return replyTo ? { kind: 'malformed', routingId, error, replyTo } : { kind: 'malformed', routingId, error };
+}
+
+function tooLarge(size: number, limit: number, what = 'message'): MessageTooLargeError {
+  return new MessageTooLargeError(`${what} of ${size} bytes exceeds ${what === 'message' ? 'maxMessageBytes' : 'its limit'} (${limit})`);
+}
+
+/** Checks a decoded body against its row of the table. */
+function checked(routingId: Buffer, framing: Framing, type: number, id: MessageId, body: unknown, replyTo: ReplyTo | undefined): Inbound {
+  const read = MESSAGES.get(type)!.read(body, framing);
+  if (read instanceof Invalid) return malformed(routingId, new ProtocolError(read.reason), replyTo);
+  return { kind: 'message', message: { routingId, framing, type, id, body: read } as Message };
+}
+
+/**
+ * Decodes the frames of one receive on a ROUTER socket. Never throws: anything that is not a valid
+ * message comes back as `malformed`, with what is needed to answer it when that is possible.
+ */
+export function decodeFrames(frames: Buffer[], context: FramingContext): Inbound {
+  const routingId = frames[0];
+  if (!routingId || frames.length < 2) return malformed(routingId, new ProtocolError('a message with no frame after the routing id'));
+  if (frames.length === 2 && frames[1]!.length === 0) return { kind: 'notify', routingId };
+  const size = payloadBytes(frames);
+  return frames.length === 2 ? decodeCompact(routingId, frames[1]!, size, context) : decodeV1(routingId, frames, size, context);
+}
+
+function decodeCompact(routingId: Buffer, packet: Buffer, size: number, context: FramingContext): Inbound {
+  const head = peekCompactHead(packet);
+  const replyTo = head && { framing: 'compact' as const, ...head };
+  if (size > context.maxMessageBytes) return malformed(routingId, tooLarge(size, context.maxMessageBytes), replyTo);
+  const spec = head && MESSAGES.get(head.type);
+  if (head && !spec) return malformed(routingId, new ProtocolError(`unknown message type ${typeName(head.type)}`), replyTo);
+  if (spec?.maxBodyBytes !== undefined && size > spec.maxBodyBytes + 8) {
+    return malformed(routingId, tooLarge(size, spec.maxBodyBytes, `a ${spec.name} body`), replyTo);
+  }
+  let value: unknown;
+  try {
+    value = context.codec.decode(packet, 'rich');
+  } catch (error) {
+    return malformed(routingId, error instanceof ProtocolError ? error : new ProtocolError((error as Error).message), replyTo);
+  }
+  if (!Array.isArray(value) || value.length !== 3 || typeof value[0] !== 'number' || (typeof value[1] !== 'number' && !Buffer.isBuffer(value[1]))) {
+    return malformed(routingId, new ProtocolError('a compact packet must be [type, id, body]'));
+  }
+  const [type, id, body] = value as [number, MessageId, unknown];
+  if (!MESSAGES.has(type)) return malformed(routingId, new ProtocolError(`unknown message type ${typeName(type)}`), { framing: 'compact', id, type });
+  return checked(routingId, 'compact', type, id, body, { framing: 'compact', id, type });
+}
+
+function decodeV1(routingId: Buffer, frames: Buffer[], size: number, context: FramingContext): Inbound {
+  if (frames.length !== 6 || frames[1]!.length !== 0) {
+    return malformed(routingId, new ProtocolError(`expected 6 frames (pseud v1) or 2 (compact), got ${frames.length}`));
+  }
+  const [, , version, rawId, typeFrame, bodyFrame] = frames as [Buffer, Buffer, Buffer, Buffer, Buffer, Buffer];
+  const id: MessageId = context.ids.fromV1(rawId) ?? rawId;
+  const type = typeFrame.length === 1 ? typeFrame[0]! : -1;
+  const replyTo = rawId.length > 0 ? { framing: 'v1' as const, id, type } : undefined;
+  if (!version.equals(VERSION_FRAME)) {
+    return malformed(routingId, new ProtocolError(`unsupported protocol version ${JSON.stringify(version.toString('latin1').slice(0, 16))}, expected "${PROTOCOL_VERSION}"`), replyTo);
+  }
+  const spec = MESSAGES.get(type);
+  if (!spec) {
+    return malformed(routingId, new ProtocolError(`unknown message type ${type < 0 ? `(a type frame of ${typeFrame.length} bytes)` : typeName(type)}`), replyTo);
+  }
+  if (size > context.maxMessageBytes) return malformed(routingId, tooLarge(size, context.maxMessageBytes), replyTo);
+  if (spec.maxBodyBytes !== undefined && bodyFrame.length > spec.maxBodyBytes) {
+    return malformed(routingId, tooLarge(bodyFrame.length, spec.maxBodyBytes, `a ${spec.name} body`), replyTo);
+  }
+  let body: unknown;
+  if (spec.v1Body === 'msgpack') {
+    try {
+      body = context.codec.decode(bodyFrame, 'plain');
+    } catch (error) {
+      return malformed(routingId, error instanceof ProtocolError ? error : new ProtocolError((error as Error).message), replyTo);
+    }
+  } else {
+    body = bodyFrame.toString('utf8');
+  }
+  return checked(routingId, 'v1', type, id, body, replyTo);
+}

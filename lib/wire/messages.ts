@@ -1,0 +1,201 @@
+/**
+ * The message table: every message type, its code, how its body travels and how a received body
+ * is checked. Adding a message type means a row here (and a case where the engine routes it).
+ */
+
+/** Message types. The ones pseud defines keep pseud's codes and meaning. */
+export const MessageType = {
+  /** A call's result: body is the value. */
+  OK: 0x01,
+  /** Credentials: body `[login, password]`. */
+  HELLO: 0x02,
+  /** A call: body `[name, args, kwargs]` (compact: `[name, args, kwargs?, extras?]`). */
+  WORK: 0x03,
+  /** Credentials accepted: body a UTF-8 string (zeropeer puts its capabilities there). */
+  AUTHENTICATED: 0x04,
+  /** Sign of life; carries nothing. */
+  HEARTBEAT: 0x06,
+  /** zeropeer only (compact framing): the sender is stopping; body a UTF-8 string. */
+  GOODBYE: 0x07,
+  /** A call failed: body `[class name, message, remote stack]` (compact: `[..., details?]`). */
+  ERROR: 0x10,
+  /** Credentials refused, or work from a peer that has not authenticated: body a UTF-8 string. */
+  UNAUTHORIZED: 0x11,
+} as const;
+
+export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
+
+/** A message id: our own calls use numbers; a v1 peer's ids are 16 opaque bytes, echoed back as they came. */
+export type MessageId = number | Buffer;
+
+export type Framing = 'v1' | 'compact';
+
+/** A WORK body, checked. */
+export interface WorkBody {
+  readonly name: string;
+  readonly args: unknown[];
+  readonly kwargs: Record<string, unknown> | undefined;
+  /** Per-call metadata (compact framing only): string keys and values. */
+  readonly metadata: Readonly<Record<string, string>> | undefined;
+}
+
+/** An ERROR body, checked: pseud's three fields, and in compact framing what else the error carried. */
+export interface ErrorBody {
+  readonly name: string;
+  readonly message: string;
+  readonly stack: string;
+  /** compact only: code, enumerable fields, cause, AggregateError's errors (see errors.ts). */
+  readonly details: Record<string, unknown> | undefined;
+}
+
+/** A HELLO body, checked. pseud sends bytes when given bytes: those are read as UTF-8. */
+export interface HelloBody {
+  readonly login: string;
+  readonly password: string;
+}
+
+interface Envelope {
+  readonly routingId: Buffer;
+  readonly framing: Framing;
+  readonly id: MessageId;
+}
+
+/** One received message, its body checked against the table: a union on `type`. */
+export type Message =
+  | (Envelope & { readonly type: typeof MessageType.WORK; readonly body: WorkBody })
+  | (Envelope & { readonly type: typeof MessageType.OK; readonly body: unknown })
+  | (Envelope & { readonly type: typeof MessageType.ERROR; readonly body: ErrorBody })
+  | (Envelope & { readonly type: typeof MessageType.HELLO; readonly body: HelloBody })
+  | (Envelope & { readonly type: typeof MessageType.AUTHENTICATED | typeof MessageType.UNAUTHORIZED; readonly body: string })
+  | (Envelope & { readonly type: typeof MessageType.HEARTBEAT | typeof MessageType.GOODBYE; readonly body: string });
+
+/** A body that failed its check, and why. */
+export class Invalid {
+  constructor(readonly reason: string) {}
+}
+
+/** One row of the table. */
+export interface MessageSpec {
+  readonly code: MessageTypeCode;
+  readonly name: keyof typeof MessageType;
+  /** How a v1 body travels: MessagePack, or a UTF-8 string frame. */
+  readonly v1Body: 'msgpack' | 'text';
+  /** An answer (or a notice): a bad one is dropped, never answered with an ERROR. */
+  readonly answer: boolean;
+  /** Only zeropeer peers know it: never sent in v1. */
+  readonly compactOnly: boolean;
+  /**
+   * Largest body, in bytes. The types a peer may send before it authenticated are capped small,
+   * so that nobody reaches a password check (argon2's queue) with megabytes.
+   */
+  readonly maxBodyBytes: number | undefined;
+  /** Checks a decoded body (the framing tells its shape); returns the typed body or {@link Invalid}. */
+  readonly read: (body: unknown, framing: Framing) => unknown;
+}
+
+const SMALL_BODY = 1024;
+/** HELLO: a login and a password or token; a JWT with many claims is still well under this. */
+export const MAX_HELLO_BYTES = 16 * 1024;
+
+function isPlainRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Map) && !Buffer.isBuffer(value);
+}
+
+function text(value: unknown): string | undefined {
+  if (typeof value === 'string') return value;
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8');
+  return undefined;
+}
+
+function readText(body: unknown): string | Invalid {
+  if (body === null || body === undefined) return '';
+  return text(body) ?? new Invalid('the body must be a string');
+}
+
+/** Metadata: at most this many entries, each key and value a string. */
+export const MAX_METADATA_ENTRIES = 64;
+
+function readMetadata(value: unknown): Record<string, string> | undefined | Invalid {
+  if (value === undefined || value === null) return undefined;
+  if (!isPlainRecord(value)) return new Invalid('metadata must be a map of strings');
+  const entries = Object.entries(value);
+  if (entries.length > MAX_METADATA_ENTRIES) return new Invalid(`metadata has more than ${MAX_METADATA_ENTRIES} entries`);
+  for (const [, v] of entries) if (typeof v !== 'string') return new Invalid('metadata values must be strings');
+  return value as Record<string, string>;
+}
+
+function readWork(body: unknown, framing: Framing): WorkBody | Invalid {
+  const shape = 'a WORK body must be [name, args, kwargs?]';
+  if (!Array.isArray(body) || body.length < 2 || body.length > (framing === 'compact' ? 4 : 3)) return new Invalid(shape);
+  const [name, args, kwargs, extras] = body as [unknown, unknown, unknown, unknown];
+  if (typeof name !== 'string' || !Array.isArray(args) || (kwargs != null && !isPlainRecord(kwargs))) return new Invalid(shape);
+  let metadata: Record<string, string> | undefined;
+  if (extras != null) {
+    if (!isPlainRecord(extras)) return new Invalid('WORK extras must be a map');
+    const read = readMetadata(extras['m']);
+    if (read instanceof Invalid) return read;
+    metadata = read;
+  }
+  const named = kwargs as Record<string, unknown> | null | undefined;
+  return { name, args, kwargs: named && Object.keys(named).length > 0 ? named : undefined, metadata };
+}
+
+function readError(body: unknown): ErrorBody | Invalid {
+  if (!Array.isArray(body) || body.length < 2 || body.length > 4 || typeof body[0] !== 'string' || typeof body[1] !== 'string' ||
+      (body[2] != null && typeof body[2] !== 'string') || (body[3] != null && !isPlainRecord(body[3]))) {
+    return new Invalid('an ERROR body must be [class name, message, stack]');
+  }
+  return { name: body[0], message: body[1], stack: (body[2] as string | null | undefined) ?? '', details: (body[3] as Record<string, unknown> | null | undefined) ?? undefined };
+}
+
+function readHello(body: unknown): HelloBody | Invalid {
+  if (!Array.isArray(body) || body.length < 1 || body.length > 2) return new Invalid('a HELLO body must be [login, password]');
+  const login = text(body[0]);
+  const password = body[1] == null ? '' : text(body[1]);
+  if (login === undefined || password === undefined) return new Invalid('a HELLO body must be [login, password]');
+  return { login, password };
+}
+
+const rows: MessageSpec[] = [
+  { code: MessageType.OK, name: 'OK', v1Body: 'msgpack', answer: true, compactOnly: false, maxBodyBytes: undefined, read: (body) => body },
+  { code: MessageType.HELLO, name: 'HELLO', v1Body: 'msgpack', answer: false, compactOnly: false, maxBodyBytes: MAX_HELLO_BYTES, read: readHello },
+  { code: MessageType.WORK, name: 'WORK', v1Body: 'msgpack', answer: false, compactOnly: false, maxBodyBytes: undefined, read: readWork },
+  { code: MessageType.AUTHENTICATED, name: 'AUTHENTICATED', v1Body: 'text', answer: true, compactOnly: false, maxBodyBytes: SMALL_BODY, read: readText },
+  { code: MessageType.HEARTBEAT, name: 'HEARTBEAT', v1Body: 'text', answer: true, compactOnly: false, maxBodyBytes: SMALL_BODY, read: readText },
+  { code: MessageType.GOODBYE, name: 'GOODBYE', v1Body: 'text', answer: true, compactOnly: true, maxBodyBytes: SMALL_BODY, read: readText },
+  { code: MessageType.ERROR, name: 'ERROR', v1Body: 'msgpack', answer: true, compactOnly: false, maxBodyBytes: undefined, read: readError },
+  { code: MessageType.UNAUTHORIZED, name: 'UNAUTHORIZED', v1Body: 'text', answer: true, compactOnly: false, maxBodyBytes: SMALL_BODY, read: readText },
+];
+
+/** The table, by code. */
+export const MESSAGES: ReadonlyMap<number, MessageSpec> = new Map(rows.map((row) => [row.code, row]));
+
+/** The name of a message type, for logs. */
+export function typeName(type: number): string {
+  return MESSAGES.get(type)?.name ?? `0x${type.toString(16).padStart(2, '0')}`;
+}
+
+/** The body of the UNAUTHORIZED (id 0) a server sends a connection whose identity a newer one took. */
+export const REPLACED = 'replaced';
+
+/** The body of the UNAUTHORIZED (id 0) a server sends a connection whose proof (a token) expired. */
+export const EXPIRED = 'expired';
+
+/** The word a zeropeer server puts in its AUTHENTICATED body to say it reads compact framing. */
+export const COMPACT_CAPABILITY = 'zeropeer/1 compact';
+
+/** The wire form of a WORK body: pseud v1 always has kwargs; compact drops what is empty. */
+export function workBody(framing: Framing, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined,
+  metadata: Readonly<Record<string, string>> | undefined): unknown[] {
+  if (framing === 'v1') return [name, args, kwargs ?? {}];
+  if (metadata) return [name, args, kwargs ?? null, { m: metadata }];
+  return kwargs ? [name, args, kwargs] : [name, args];
+}
+
+/**
+ * Whether WORK with this id is one-way (no answer wanted): an empty id in v1, 0 in compact. pseud
+ * peers never send such ids; if one answers a one-way WORK anyway, the answer matches no call.
+ */
+export function isOneWayId(id: MessageId): boolean {
+  return id === 0 || (Buffer.isBuffer(id) && id.length === 0);
+}
