@@ -18,7 +18,8 @@ export type ErrorCode =
   | 'protocol'
   | 'encoding'
   | 'message_too_large'
-  | 'registration';
+  | 'registration'
+  | 'busy';
 
 /** Base class of every error zeropeer raises on purpose. */
 export class RpcError extends Error {
@@ -71,6 +72,8 @@ export class ProtocolError extends define('ProtocolError', 'protocol') {}
 export class EncodingError extends define('EncodingError', 'encoding') {}
 /** A message is larger than `maxMessageBytes` allows; nothing was sent (or it was refused on receipt). */
 export class MessageTooLargeError extends define('MessageTooLargeError', 'message_too_large') {}
+/** The other side is at a limit (running handlers, logins in progress) and refused for now: retry later. */
+export class BusyError extends define('BusyError', 'busy') {}
 /** Registration refused: an invalid name, a duplicate without `replace: true`, or a handler that is not a function. */
 export class RegistrationError extends define('RegistrationError', 'registration') {}
 
@@ -110,7 +113,7 @@ const builtinErrors: ErrorTable = { Error, TypeError, RangeError, SyntaxError, R
 
 const rpcErrors: ErrorTable = Object.fromEntries(
   [RpcError, ServiceNotFoundError, UnauthorizedError, TimeoutError, PeerNotConnectedError, ServiceClosedError, ParameterError,
-    NackError, ProtocolError, EncodingError, MessageTooLargeError, RegistrationError].map((Class) => [Class.wireName, Class]),
+    NackError, ProtocolError, EncodingError, MessageTooLargeError, RegistrationError, BusyError].map((Class) => [Class.wireName, Class]),
 );
 
 /** Bounds of what an error carries besides its message: fields, causes, aggregated errors. */

@@ -56,6 +56,7 @@ export {
   EncodingError,
   MessageTooLargeError,
   RegistrationError,
+  BusyError,
   type ErrorCode,
   type ErrorTable,
   type ErrorClass,

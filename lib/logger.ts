@@ -40,3 +40,25 @@ export function isPrintable(bytes: Buffer): boolean {
   for (const byte of bytes) if (byte < 0x20 || byte === 0x7f) return false;
   return Buffer.from(bytes.toString('utf8'), 'utf8').equals(bytes);
 }
+
+/**
+ * At most one log line per key per interval: a peer that sends garbage, or never reads, must not
+ * make us write a line per message (that costs everybody else their throughput).
+ */
+export class LogThrottle {
+  readonly #seen = new Map<string, { at: number; suppressed: number }>();
+
+  constructor(readonly intervalMs = 10_000, readonly maxKeys = 10_000) {}
+
+  /** Undefined: stay quiet. A number: log now, and say that many lines were left out since the last. */
+  take(key: string, now = Date.now()): number | undefined {
+    const entry = this.#seen.get(key);
+    if (entry && now - entry.at < this.intervalMs) {
+      entry.suppressed++;
+      return undefined;
+    }
+    if (!entry && this.#seen.size >= this.maxKeys) this.#seen.clear(); // bounded: forget the oldest all at once
+    this.#seen.set(key, { at: now, suppressed: 0 });
+    return entry?.suppressed ?? 0;
+  }
+}

@@ -27,8 +27,16 @@ export const DEFAULTS = {
   drainTimeoutMs: 1000,
   /** Most messages waiting for one slow peer to read, per connection. */
   maxSendQueue: 10_000,
+  /** Bytes waiting for one slow peer to read; past it, further answers to that peer are dropped (and logged). */
+  maxSendQueueBytes: 32 * 1024 * 1024,
+  /** Bytes waiting for all slow peers together. */
+  maxSendQueueTotalBytes: 256 * 1024 * 1024,
   /** Messages ZeroMQ itself queues per peer (ZMQ_SNDHWM) before the send queue above takes over. */
   sendHighWaterMark: 1000,
+  /** Handlers running at once for one connection; past it, its work is refused with BusyError (retryable). */
+  maxRunningPerConnection: 1000,
+  /** Handlers running at once in all. */
+  maxRunning: 10_000,
   /** How long a noop client waits for an answer to HELLO before it takes the server for pseud, in ms. */
   helloTimeoutMs: 1000,
   /** Failed HELLOs a connection may make before the server throttles it. */
@@ -76,8 +84,16 @@ export interface CommonOptions {
   drainTimeoutMs?: number;
   /** Most messages queued for one peer that does not read fast enough. Default 10,000. */
   maxSendQueue?: number;
+  /** Bytes queued for one peer that does not read fast enough. Default 32 MiB. */
+  maxSendQueueBytes?: number;
+  /** Bytes queued for all slow peers together. Default 256 MiB. */
+  maxSendQueueTotalBytes?: number;
   /** ZeroMQ's own per-peer send queue, in messages (ZMQ_SNDHWM). Default 1000. */
   sendHighWaterMark?: number;
+  /** Handlers running at once for one connection; more work is refused with BusyError. Default 1000. */
+  maxRunningPerConnection?: number;
+  /** Handlers running at once in all; more work is refused with BusyError. Default 10,000. */
+  maxRunning?: number;
   /** Remote error class name -> local class, for errors the other side's handlers throw. */
   errorTable?: ErrorTable;
   /** Log errors thrown by this peer's handlers (aiozmq's `log_exceptions`). Default false. */
@@ -142,7 +158,7 @@ export type PeerOptions = Omit<ServerOptions & ClientOptions, 'curve'> & { curve
 
 const COMMON_KEYS = [
   'security', 'timeoutMs', 'heartbeat', 'registry', 'predicates', 'maxMessageBytes', 'maxPendingCalls', 'drainTimeoutMs',
-  'maxSendQueue', 'sendHighWaterMark', 'errorTable', 'logExceptions', 'excludeLogExceptions', 'sendStacks', 'codec',
+  'maxSendQueue', 'maxSendQueueBytes', 'maxSendQueueTotalBytes', 'sendHighWaterMark', 'maxRunningPerConnection', 'maxRunning', 'errorTable', 'logExceptions', 'excludeLogExceptions', 'sendStacks', 'codec',
   'translators', 'logger', 'context', 'securitySettings', 'interceptors',
 ] as const satisfies readonly (keyof CommonOptions)[];
 const SERVER_KEYS = ['curve', 'users', 'jwt', 'maxFailedLogins', 'failedLoginDelayMs', 'remoteShutdown', 'proxyTo', 'trustedProxies'] as const satisfies readonly (keyof ServerOptions)[];

@@ -321,6 +321,22 @@ describe('errors', () => {
       expect(error).to.be.instanceOf(PeerNotConnectedError).and.instanceOf(RpcError);
     });
 
+    it('a rejection carries the caller\'s call site (the line that made the call), whatever failed', async () => {
+      const server = await startServer();
+      const client = await startClient(server);
+      const notFound = await rejection(client.call.no.such.thing());
+      expect(notFound).to.be.instanceOf(ServiceNotFoundError);
+      expect(notFound.stack).to.include('--- call site ---');
+      const site = notFound.stack!.slice(notFound.stack!.indexOf('--- call site ---'));
+      expect(site).to.include('errors.spec');
+      expect(site, 'zeropeer\'s own frames are left out').not.to.match(/lib[\\/]engine/);
+      server.registerRpc('never', () => new Promise(() => {}));
+      const timedOut = await rejection(client.callWith({ timeoutMs: 20 }).never());
+      expect(timedOut).to.be.instanceOf(TimeoutError);
+      expect((timedOut as TimeoutError).origin).to.equal('local');
+      expect(timedOut.stack).to.include('--- call site ---');
+    });
+
     it('a zeropeer error thrown by a handler arrives as that class', async () => {
       const server = await startServer({ sendStacks: true });
       server.registerRpc('validate', () => {

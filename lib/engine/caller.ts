@@ -133,7 +133,10 @@ export class Caller {
     }
     const errorTable = options.errorTable ? { ...this.#settings.errorTable, ...options.errorTable } : this.#settings.errorTable;
     const call = new PendingCall(this.#pending, id, target.key, name, args, kwargs, metadata, errorTable, timeoutMs, oneWay);
-    const promise = new Promise<unknown>((resolve, reject) => call.bind(resolve, reject, signal));
+    // The call site, captured now and formatted only if the call fails (V8 formats stacks lazily).
+    const site: { stack?: string } = {};
+    Error.captureStackTrace(site);
+    const promise = new Promise<unknown>((resolve, reject) => call.bind(resolve, reject, signal, site));
     this.#pending.add(call);
     if (this.#role!.ready(target)) this.#hand(target, call, frames);
     return promise;

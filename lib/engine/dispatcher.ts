@@ -2,7 +2,7 @@
  * Incoming work: identity -> lookup (predicates applied) -> interceptors -> handler -> one answer,
  * in the framing the call came in, only to the connection that asked.
  */
-import { ServiceClosedError, ServiceNotFoundError, errorToWire, type ErrorClass } from '../errors.js';
+import { BusyError, ServiceClosedError, ServiceNotFoundError, errorToWire, type ErrorClass } from '../errors.js';
 import type { LogContext, Logger } from '../logger.js';
 import { domainAllows, type Predicate } from '../predicates.js';
 import { RESERVED_PREFIX, type FunctionInfo, type Registration, type Registry } from '../registry.js';
@@ -23,6 +23,10 @@ export interface DispatcherSettings {
   /** How long a raw handler may take to reply, in ms. */
   readonly rawReplyTimeoutMs: number;
   readonly incoming: readonly Interceptor[];
+  /** Most handlers running at once for one connection; past it, work is refused with BusyError. */
+  readonly maxRunningPerConnection: number;
+  /** Most handlers running at once in all; past it, work is refused with BusyError. */
+  readonly maxRunning: number;
 }
 
 /** What the dispatcher needs of the session it serves. */
@@ -45,15 +49,18 @@ export class Dispatcher {
   #role: Role | undefined;
   #builtins: Readonly<Record<string, Builtin>> | undefined;
   #running = 0;
+  readonly #runningBy = new Map<string, number>();
   #drained: (() => void) | undefined;
 
   constructor(settings: DispatcherSettings, host: DispatcherHost) {
     this.#settings = settings;
     this.#host = host;
     this.#hooks = {
-      running: () => {
+      running: (work) => {
         this.#running++;
-        return () => this.#handlerDone();
+        const key = work.connectionKey;
+        this.#runningBy.set(key, (this.#runningBy.get(key) ?? 0) + 1);
+        return () => this.#handlerDone(key);
       },
       rawReplyTimeoutMs: settings.rawReplyTimeoutMs,
       logFailure: (name, error) =>
@@ -82,8 +89,11 @@ export class Dispatcher {
     });
   }
 
-  #handlerDone(): void {
+  #handlerDone(key: string): void {
     this.#running--;
+    const left = (this.#runningBy.get(key) ?? 1) - 1;
+    if (left === 0) this.#runningBy.delete(key);
+    else this.#runningBy.set(key, left);
     if (this.#running === 0 && this.#drained) {
       this.#drained();
       this.#drained = undefined;
@@ -106,8 +116,15 @@ export class Dispatcher {
       responder.fail(new ServiceClosedError(`peer "${this.#settings.peerId}" is stopping`));
       return;
     }
+    const { maxRunning, maxRunningPerConnection } = this.#settings;
+    if (this.#running >= maxRunning || (this.#runningBy.get(connection.key) ?? 0) >= maxRunningPerConnection) {
+      // Bounded work: a peer that floods us with slow calls is told to come back later, and costs nothing more.
+      responder.fail(new BusyError(`"${this.#settings.peerId}" is busy: ${this.#running >= maxRunning ? `${maxRunning} handlers running` : `${maxRunningPerConnection} handlers running for this connection`}; retry later`));
+      return;
+    }
     const work: Work = {
-      name: body.name, args: body.args, kwargs: body.kwargs, metadata: body.metadata, identity, address: connection.address, signal: this.#host.stopping, responder,
+      name: body.name, args: body.args, kwargs: body.kwargs, metadata: body.metadata, identity, address: connection.address,
+      connectionKey: connection.key, signal: this.#host.stopping, responder,
     };
     if (work.name.startsWith(RESERVED_PREFIX)) {
       this.#runBuiltin(connection, work);

@@ -33,6 +33,8 @@ export class PendingCall implements OutgoingHooks {
   #reject: (error: Error) => void = noop;
   #signal: AbortSignal | undefined;
   #onAbort: (() => void) | undefined;
+  /** Where the call was made: its frames are appended to the stack of an error it rejects with. */
+  #site: { stack?: string } | undefined;
 
   constructor(
     readonly table: PendingCalls,
@@ -53,7 +55,8 @@ export class PendingCall implements OutgoingHooks {
   }
 
   /** Wires the promise's settle functions (and an abort signal) to this call. */
-  bind(resolve: (value: unknown) => void, reject: (error: Error) => void, signal: AbortSignal | undefined): void {
+  bind(resolve: (value: unknown) => void, reject: (error: Error) => void, signal: AbortSignal | undefined, site?: { stack?: string }): void {
+    this.#site = site;
     this.#resolve = resolve;
     this.#reject = reject;
     if (signal) {
@@ -67,6 +70,7 @@ export class PendingCall implements OutgoingHooks {
   settle(error: Error | undefined, value?: unknown): void {
     this.settled = true;
     if (this.#onAbort) this.#signal!.removeEventListener('abort', this.#onAbort);
+    if (error && this.#site && error !== this.#signal?.reason) appendCallSite(error, this.#site);
     if (error) this.#reject(error);
     else this.#resolve(value);
   }
@@ -84,6 +88,20 @@ export class PendingCall implements OutgoingHooks {
 }
 
 function noop(): void {}
+
+/** Frames of zeropeer itself, left out of a call site (the caller wants the line that made the call). */
+const INTERNAL_FRAME = /[\\/]lib[\\/](?:(?:engine|wire|transport|auth)[\\/]|(?:proxy|client|server|peer)\.[jt]s)|node:internal/;
+
+/** grpc-js style: the caller's stack, where the call was made, after the error's own. */
+function appendCallSite(error: Error, site: { stack?: string }): void {
+  const frames = (site.stack ?? '').split('\n').slice(1).filter((line) => !INTERNAL_FRAME.test(line));
+  if (frames.length === 0 || typeof error.stack !== 'string' || error.stack.includes('--- call site ---')) return;
+  try {
+    error.stack = `${error.stack}\n    --- call site ---\n${frames.join('\n')}`;
+  } catch {
+    // a frozen error keeps its stack
+  }
+}
 
 interface Lane {
   readonly timeoutMs: number;

@@ -7,7 +7,7 @@
 import type * as zmq from 'zeromq';
 import { EncodingError, MessageTooLargeError, ServiceClosedError, type ErrorClass, type ErrorTable } from '../errors.js';
 import type { HeartbeatBackend } from '../heartbeat.js';
-import { describeRoutingId, type LogContext, type Logger } from '../logger.js';
+import { LogThrottle, describeRoutingId, type LogContext, type Logger } from '../logger.js';
 import type { Predicate } from '../predicates.js';
 import type { Registry } from '../registry.js';
 import { Outbox } from '../transport/outbox.js';
@@ -38,6 +38,10 @@ export interface SessionConfig {
   readonly maxPendingCalls: number;
   readonly drainTimeoutMs: number;
   readonly maxSendQueue: number;
+  readonly maxSendQueueBytes: number;
+  readonly maxSendQueueTotalBytes: number;
+  readonly maxRunningPerConnection: number;
+  readonly maxRunning: number;
   readonly sendHighWaterMark: number;
   readonly heartbeat: { intervalMs: number; timeoutMs: number; backend: HeartbeatBackend } | undefined;
   readonly errorTable: ErrorTable | undefined;
@@ -60,6 +64,8 @@ export class Session {
   readonly #framing: FramingContext;
   readonly #outbox: Outbox;
   readonly #stopping = new AbortController();
+  /** One line per peer per interval for what a peer can make us log at will. */
+  readonly #logThrottle = new LogThrottle();
   #role!: Role;
   #state: State = 'idle';
   #receiving: Promise<void> | undefined;
@@ -71,7 +77,7 @@ export class Session {
     // Hard cap in libzmq (drops the connection); the soft cap below it answers with an ERROR.
     this.socket = new RouterSocket({ routingId: config.routingId, context: config.context, sendHighWaterMark: config.sendHighWaterMark, maxMessageBytes: config.maxMessageBytes * 2 + 65536 });
     this.#framing = { codec: config.codec, ids: new MessageIds(), maxMessageBytes: config.maxMessageBytes };
-    this.#outbox = new Outbox(this.socket, config.maxSendQueue);
+    this.#outbox = new Outbox(this.socket, { messages: config.maxSendQueue, bytes: config.maxSendQueueBytes, totalBytes: config.maxSendQueueTotalBytes });
     this.caller = new Caller(
       { peerId, timeoutMs: config.timeoutMs, maxPendingCalls: config.maxPendingCalls, errorTable: config.errorTable, outgoing: config.interceptors.outgoing, logger },
       this.#framing, this.#outbox, this.connections,
@@ -80,7 +86,7 @@ export class Session {
       {
         peerId, registry: config.registry, predicates: config.predicates, logger, logExceptions: config.logExceptions,
         excludeLogExceptions: config.excludeLogExceptions, sendStacks: config.sendStacks, rawReplyTimeoutMs: config.timeoutMs,
-        incoming: config.interceptors.incoming,
+        incoming: config.interceptors.incoming, maxRunning: config.maxRunning, maxRunningPerConnection: config.maxRunningPerConnection,
       },
       {
         serving: () => this.#state === 'started',
@@ -202,9 +208,13 @@ export class Session {
   #hand(connection: Connection, frames: Buffer[]): void {
     connection.sendHooks ??= {
       onError: (error) => {
-        // An answer to a peer that has just left is routine; anything else deserves a warning.
-        const level = isUnreachable(error) ? 'debug' : 'warn';
-        this.config.logger[level]('could not send', { ...this.context(connection), error: error.message });
+        // An answer to a peer that has just left is routine; anything else deserves a warning, once per interval.
+        if (isUnreachable(error)) {
+          this.config.logger.debug('could not send', { ...this.context(connection), error: error.message });
+          return;
+        }
+        const suppressed = this.#logThrottle.take(`send:${connection.key}`);
+        if (suppressed !== undefined) this.config.logger.warn('could not send', { ...this.context(connection), error: error.message, suppressed });
       },
     };
     this.#outbox.sendNow(connection.key, frames, connection.sendHooks);
@@ -295,12 +305,16 @@ export class Session {
   #onMalformed(inbound: Extract<Inbound, { kind: 'malformed' }>): void {
     const { routingId, error, replyTo } = inbound;
     const connection = routingId && this.connections.get(routingId);
-    this.config.logger.warn(`bad message: ${error.message}`, {
-      peer: this.config.id,
-      routingId: describeRoutingId(routingId),
-      identity: connection ? connection.identity : undefined,
-      ...(replyTo ? { type: typeName(replyTo.type) } : {}),
-    });
+    const suppressed = this.#logThrottle.take(`bad:${routingId ? routingKey(routingId) : ''}`);
+    if (suppressed !== undefined) {
+      this.config.logger.warn(`bad message: ${error.message}`, {
+        peer: this.config.id,
+        routingId: describeRoutingId(routingId),
+        identity: connection ? connection.identity : undefined,
+        ...(replyTo ? { type: typeName(replyTo.type) } : {}),
+        ...(suppressed > 0 ? { suppressed } : {}),
+      });
+    }
     if (!connection || !replyTo) return;
     if (replyTo.type === MessageType.OK || replyTo.type === MessageType.ERROR) {
       this.caller.answerBroken(connection, replyTo.id, error);

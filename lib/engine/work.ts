@@ -20,6 +20,8 @@ export interface Work {
   readonly identity: string;
   /** Where the call came from, as this side can tell (the routing id). */
   readonly address: string;
+  /** The key of the connection it came on (running handlers are counted per connection). */
+  readonly connectionKey: string;
   /** Per-call metadata the caller sent (compact framing). */
   readonly metadata: Readonly<Record<string, string>> | undefined;
   /** Aborts when the work is abandoned. */
@@ -53,7 +55,7 @@ const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
 /** What the engine lends to a running handler. */
 export interface WorkHooks {
   /** Counts a handler still running, for stop()'s drain; call the returned function when it ends. */
-  running(): () => void;
+  running(work: Work): () => void;
   /** How long a raw handler may take to reply, in ms. */
   readonly rawReplyTimeoutMs: number;
   /** Logs what a handler threw when nobody is waiting for the answer (one-way registrations). */
@@ -188,7 +190,7 @@ export function runWork(registration: Registration, work: Work, hooks: WorkHooks
     settleResult(registration, responder, result);
     return;
   }
-  const done = hooks.running();
+  const done = hooks.running(work);
   result.then(
     (value) => {
       done();
@@ -217,7 +219,7 @@ function settleResult(registration: Registration, responder: Responder, value: u
  * does, and if it has not by `rawReplyTimeoutMs`, its caller gets a TimeoutError.
  */
 function runRaw(registration: Registration, work: Work, args: unknown[], hooks: WorkHooks): void {
-  const done = hooks.running();
+  const done = hooks.running(work);
   let finished = false;
   const finish = (): void => {
     if (finished) return;

@@ -26,18 +26,34 @@ export interface OutgoingHooks {
 
 interface Outgoing extends OutgoingHooks {
   frames: Buffer[];
+  size: number;
 }
 
 interface Queue {
   items: Outgoing[];
   busy: boolean;
+  /** Bytes of the items waiting. */
+  bytes: number;
+}
+
+/** How much may wait: messages and bytes per connection, bytes in all. */
+export interface OutboxLimits {
+  readonly messages: number;
+  readonly bytes: number;
+  readonly totalBytes: number;
+}
+
+function sizeOf(frames: Buffer[]): number {
+  let size = 0;
+  for (const frame of frames) size += frame.length;
+  return size;
 }
 
 const MAX_BACKOFF_MS = 50;
 
 export class QueueFullError extends Error {
-  constructor(limit: number) {
-    super(`the send queue of this connection is full (${limit} messages): the peer does not read`);
+  constructor(what: string) {
+    super(`the send queue is full (${what}): the peer does not read`);
     this.name = 'QueueFullError';
   }
 }
@@ -46,10 +62,15 @@ export class Outbox {
   readonly #socket: Sender;
   readonly #queues = new Map<string, Queue>();
   #closed = false;
+  #totalBytes = 0;
 
-  /** @param limit most messages waiting per connection (`maxSendQueue`). */
-  constructor(socket: Sender, readonly limit: number) {
+  constructor(socket: Sender, readonly limits: OutboxLimits) {
     this.#socket = socket;
+  }
+
+  /** Bytes waiting in all queues. */
+  get queuedBytes(): number {
+    return this.#totalBytes;
   }
 
   /** Queues `frames` for the connection `key` and starts sending if idle. */
@@ -57,14 +78,23 @@ export class Outbox {
     if (this.#closed) return;
     let queue = this.#queues.get(key);
     if (!queue) {
-      queue = { items: [], busy: false };
+      queue = { items: [], busy: false, bytes: 0 };
       this.#queues.set(key, queue);
     }
-    if (!hooks.exempt && queue.items.length >= this.limit) {
-      hooks.onError?.(new QueueFullError(this.limit));
-      return;
+    const size = sizeOf(frames);
+    if (!hooks.exempt) {
+      const { messages, bytes, totalBytes } = this.limits;
+      const full = queue.items.length >= messages ? `${messages} messages`
+        : queue.bytes + size > bytes ? `${bytes} bytes for this connection`
+          : this.#totalBytes + size > totalBytes ? `${totalBytes} bytes in all` : undefined;
+      if (full) {
+        hooks.onError?.(new QueueFullError(full));
+        return;
+      }
     }
-    queue.items.push({ frames, ...hooks });
+    queue.bytes += size;
+    this.#totalBytes += size;
+    queue.items.push({ frames, size, ...hooks });
     if (!queue.busy) void this.#pump(key, queue);
   }
 
@@ -87,11 +117,25 @@ export class Outbox {
     );
   }
 
+  /** Takes the head item off a queue, and its bytes off the counts. */
+  #shift(queue: Queue): void {
+    const item = queue.items.shift();
+    if (!item) return;
+    queue.bytes -= item.size;
+    this.#totalBytes -= item.size;
+  }
+
+  #empty(queue: Queue): void {
+    this.#totalBytes -= queue.bytes;
+    queue.bytes = 0;
+    queue.items.length = 0;
+  }
+
   /** Forgets what waits for a connection that is gone. */
   drop(key: string): void {
     const queue = this.#queues.get(key);
     if (!queue) return;
-    queue.items.length = 0;
+    this.#empty(queue);
     if (!queue.busy) this.#queues.delete(key); // a busy pump deletes it as it stops
   }
 
@@ -106,7 +150,7 @@ export class Outbox {
   /** Stops sending; what still waits is dropped. */
   close(): void {
     this.#closed = true;
-    for (const queue of this.#queues.values()) queue.items.length = 0;
+    for (const queue of this.#queues.values()) this.#empty(queue);
   }
 
   async #pump(key: string, queue: Queue): Promise<void> {
@@ -115,12 +159,12 @@ export class Outbox {
     while (queue.items.length > 0 && !this.#closed) {
       const item = queue.items[0]!;
       if (item.stale?.()) {
-        queue.items.shift();
+        this.#shift(queue);
         continue;
       }
       try {
         await this.#socket.send(item.frames);
-        queue.items.shift();
+        this.#shift(queue);
         backoff = 1;
         item.onSent?.();
       } catch (error) {
@@ -130,7 +174,7 @@ export class Outbox {
           backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
           continue;
         }
-        queue.items.shift();
+        this.#shift(queue);
         item.onError?.(error as Error);
       }
     }
