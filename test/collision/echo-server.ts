@@ -4,9 +4,14 @@
  * else in this process may call rand() before the ROUTER is made (its generated routing ids
  * start from libzmq's first, unseeded rand() values).
  *
- *   ZEROPEER_ZMQ_MODULE=<zeromq package dir, or "zeromq"> node echo-server.js
+ *   ZEROPEER_ZMQ_MODULE=<zeromq package dir, or "zeromq"> [ZEROPEER_CONNECT_IDS=<n>] node echo-server.js
  *
- * stdout: `ready <endpoint> <zmq.version>` once bound. Each message [id, ...frames] is answered
+ * With ZEROPEER_CONNECT_IDS=n the ROUTER also connects n times to a DEALER of its own, giving those
+ * connections the routing ids (ZMQ_CONNECT_ROUTING_ID) 0x00 followed by 0x6b8b4567 + k: ids this
+ * application chose that are also the next ids libzmq will generate (the case part (b) of the
+ * patch covers; no peer is involved).
+ *
+ * stdout: `ready <endpoint> <zmq.version>` once bound (and connected). Each message [id, ...frames] is answered
  * with [id, <id as hex>, ...frames], so the caller sees the routing id libzmq gave it.
  * The process ends when its stdin closes or reads `stop`, and in any case after a safety timeout.
  */
@@ -24,7 +29,20 @@ const zmq = createRequire(import.meta.url)(modulePath) as typeof Zmq;
 
 const router = new zmq.Router({ linger: 0 });
 await router.bind('tcp://127.0.0.1:0');
-process.stdout.write(`ready ${router.lastEndpoint} ${zmq.version}\n`);
+const endpoint = router.lastEndpoint!; // read now: a connect() below would change lastEndpoint
+
+const connectIds = Number(process.env.ZEROPEER_CONNECT_IDS ?? 0);
+if (connectIds > 0) {
+  const sink = new zmq.Dealer({ linger: 0 });
+  await sink.bind('tcp://127.0.0.1:0');
+  for (let k = 0; k < connectIds; k++) {
+    const id = Buffer.alloc(5);
+    id.writeUInt32BE((0x6b8b4567 + k) >>> 0, 1);
+    // zeromq.js types routingId as a string, but passes a Buffer through as the binary id.
+    router.connect(sink.lastEndpoint!, { routingId: id as unknown as string });
+  }
+}
+process.stdout.write(`ready ${endpoint} ${zmq.version}\n`);
 
 process.stdin.setEncoding('utf8');
 process.stdin.on('data', (chunk: string) => {

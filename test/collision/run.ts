@@ -3,7 +3,7 @@
  * the routing ids that libzmq will generate next?
  *
  *   node dist/test/collision/run.js [--module <zeromq package dir | zeromq>] [--expect abort|survive]
- *                                   [--claims 64] [--label text]
+ *                                   [--claims 64] [--label text] [--scenario claims|connect-ids]
  *
  * 1. Starts echo-server.js (a bare ROUTER on tcp://127.0.0.1:0) in a child process, loading the
  *    zeromq package named by --module (default: the project's own `zeromq`).
@@ -11,6 +11,9 @@
  *    the ids libzmq 4.3.x generates for its first anonymous peers, since it never seeds rand().
  *    Each sends a message and waits for the echo, so the ROUTER has registered it.
  * 3. Opens one anonymous DEALER (no routing id) and sends a message.
+ *    With --scenario connect-ids, step 2 is done by the server itself instead: its ROUTER connects
+ *    --claims times with those ids as ZMQ_CONNECT_ROUTING_ID (ids its own application chose), so
+ *    the anonymous peer's generated id collides without any peer claiming anything.
  * 4. Outcome: `aborted` if the child died (a stock libzmq 4.3.5 ROUTER dies by SIGABRT on
  *    `zmq_assert (ok)` in routing_socket_base_t::add_out_pipe), `survived` if it answered the
  *    anonymous peer and, a moment later, another new anonymous peer, and is still running;
@@ -34,13 +37,14 @@ type Outcome = 'aborted' | 'survived' | 'inconclusive';
 
 interface Args {
   module: string;
+  scenario: 'claims' | 'connect-ids';
   expect: 'abort' | 'survive' | undefined;
   claims: number;
   label: string;
 }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { module: 'zeromq', expect: undefined, claims: 64, label: '' };
+  const args: Args = { module: 'zeromq', scenario: 'claims', expect: undefined, claims: 64, label: '' };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
@@ -54,6 +58,10 @@ function parseArgs(argv: string[]): Args {
       args.claims = Number(value);
       if (!Number.isInteger(args.claims) || args.claims < 1 || args.claims > 4096) throw new Error('--claims is 1..4096');
     } else if (flag === '--label') args.label = value;
+    else if (flag === '--scenario') {
+      if (value !== 'claims' && value !== 'connect-ids') throw new Error('--scenario is claims or connect-ids');
+      args.scenario = value;
+    }
     else throw new Error(`unknown argument ${flag}`);
   }
   args.label ||= args.module;
@@ -91,7 +99,11 @@ async function main(): Promise<number> {
 
   // ---------------------------------------------------------------- the server child
   const child = spawn(process.execPath, [fileURLToPath(new URL('./echo-server.js', import.meta.url))], {
-    env: { ...process.env, ZEROPEER_ZMQ_MODULE: args.module },
+    env: {
+      ...process.env,
+      ZEROPEER_ZMQ_MODULE: args.module,
+      ZEROPEER_CONNECT_IDS: args.scenario === 'connect-ids' ? String(args.claims) : '0',
+    },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -112,7 +124,7 @@ async function main(): Promise<number> {
     process.exit(2);
   }, WATCHDOG_MS);
 
-  const result: Record<string, unknown> = { label: args.label, module: args.module, claims: args.claims };
+  const result: Record<string, unknown> = { label: args.label, scenario: args.scenario, module: args.module, claims: args.claims };
   let outcome: Outcome = 'inconclusive';
   try {
     const ready = await new Promise<{ endpoint: string; version: string }>((resolve, reject) => {
@@ -163,16 +175,21 @@ async function main(): Promise<number> {
     log(`controls: normal id kept; reserved id 00deadbeef ${result.reservedIdKept ? 'kept as claimed' : `replaced by ${reservedSeen}`}`);
 
     // ---------------------------------------------------------------- claims
-    // One at a time, each answered, so that the ROUTER has registered every one of them.
     const claimed = Array.from({ length: args.claims }, (_, k) => generatedId(k));
-    let kept = 0;
-    for (const [k, id] of claimed.entries()) {
-      const seen = await roundTrip(dealer(id), `claim-${k}`);
-      if (seen === id.toString('hex')) kept++;
-      if (k === 0) result.firstClaim = { claimed: id.toString('hex'), serverGave: seen };
+    const range = `${claimed[0]!.toString('hex')}..${claimed.at(-1)!.toString('hex')}`;
+    if (args.scenario === 'claims') {
+      // One at a time, each answered, so that the ROUTER has registered every one of them.
+      let kept = 0;
+      for (const [k, id] of claimed.entries()) {
+        const seen = await roundTrip(dealer(id), `claim-${k}`);
+        if (seen === id.toString('hex')) kept++;
+        if (k === 0) result.firstClaim = { claimed: id.toString('hex'), serverGave: seen };
+      }
+      result.claimsKept = kept;
+      log(`${args.claims} peers claimed ${range}; the server kept ${kept} of those ids as claimed`);
+    } else {
+      log(`the server's own ROUTER holds ${range} as connect routing ids`);
     }
-    result.claimsKept = kept;
-    log(`${args.claims} peers claimed ${claimed[0]!.toString('hex')}..${claimed.at(-1)!.toString('hex')}; the server kept ${kept} of those ids as claimed`);
 
     // ---------------------------------------------------------------- the anonymous peer
     const anonymous = roundTrip(dealer(), 'anonymous').then(
