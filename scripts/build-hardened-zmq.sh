@@ -86,14 +86,17 @@ zmq_version_of() {
 }
 
 # ---------------------------------------------------------------- status / uninstall
+manifest_is_ours() { grep -q 'zeropeer-hardened' "$1" 2>/dev/null; }
+
 status() {
   local pkg build
   pkg=$(project_zeromq_dir); build="$pkg/build"
-  if [ -f "$build/$MARKER_NAME" ]; then
+  if manifest_is_ours "$build/manifest.json"; then
     echo "node_modules/zeromq: HARDENED addon installed ($build/$MARKER_NAME)"
-    cat "$build/$MARKER_NAME"; echo
+    cat "$build/$MARKER_NAME" 2>/dev/null || echo "(its record $MARKER_NAME is missing)"
   else
     echo "node_modules/zeromq: stock prebuilt addon (not hardened)"
+    [ ! -f "$build/$MARKER_NAME" ] || echo "(a leftover $MARKER_NAME: --uninstall clears it)"
   fi
   echo "zmq.version reported: $(zmq_version_of "$pkg")"
 }
@@ -105,9 +108,12 @@ uninstall() {
     log "node_modules/zeromq has no hardened addon installed: nothing to undo"
     return 0
   fi
-  [ -f "$build/$BACKUP_NAME" ] || die "backup $build/$BACKUP_NAME is missing: run 'npm ci' to reinstall the stock zeromq package"
   rel=$(node -p 'JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).rel' "$build/$MARKER_NAME" 2>/dev/null || true)
-  mv -f "$build/$BACKUP_NAME" "$build/manifest.json"
+  if [ -f "$build/$BACKUP_NAME" ]; then
+    mv -f "$build/$BACKUP_NAME" "$build/manifest.json"
+  elif manifest_is_ours "$build/manifest.json"; then
+    die "backup $build/$BACKUP_NAME is missing: run 'npm ci' to reinstall the stock zeromq package"
+  fi # else: an earlier --uninstall stopped half-way, after restoring the manifest
   if [ -n "$rel" ] && [ -d "$build/$(dirname "$rel")" ]; then rm -rf "${build:?}/$(dirname "$rel")"; fi
   rm -f "$build/$MARKER_NAME"
   log "restored the stock addon of $pkg (zmq.version $(zmq_version_of "$pkg"))"
@@ -370,16 +376,19 @@ cat "$VDIR/BUILD-INFO" >&2
 # ---------------------------------------------------------------- install into node_modules/zeromq
 BUILD="$PKG_SRC/build"
 [ -f "$BUILD/manifest.json" ] || die "$BUILD/manifest.json is missing: is $PKG_SRC a zeromq 6 package?"
-if [ ! -f "$BUILD/$MARKER_NAME" ]; then
+# The stock manifest is backed up once: a second --install (or one that failed half-way) keeps it.
+if [ ! -f "$BUILD/$BACKUP_NAME" ]; then
+  manifest_is_ours "$BUILD/manifest.json" \
+    && die "$BUILD/manifest.json is ours but the stock backup $BACKUP_NAME is gone: run 'npm ci' to reinstall zeromq"
   cp -p "$BUILD/manifest.json" "$BUILD/$BACKUP_NAME"
 fi
 mkdir -p "$BUILD/$(dirname "$ADDON_REL")"
 cp "$OUT_ADDON" "$BUILD/$ADDON_REL.tmp" && mv -f "$BUILD/$ADDON_REL.tmp" "$BUILD/$ADDON_REL"
-cp "$OUT_PKG/build/manifest.json" "$BUILD/manifest.json"
 node -e '
   const fs = require("fs");
   const info = Object.fromEntries(fs.readFileSync(process.argv[2], "utf8").trim().split("\n")
     .map((l) => [l.slice(0, l.indexOf(":")), l.slice(l.indexOf(":") + 1).trim()]));
   fs.writeFileSync(process.argv[1], JSON.stringify({ rel: process.argv[3], backup: process.argv[4], ...info }, null, 2) + "\n");
 ' "$BUILD/$MARKER_NAME" "$VDIR/BUILD-INFO" "$ADDON_REL" "$BACKUP_NAME"
+cp "$OUT_PKG/build/manifest.json" "$BUILD/manifest.json.tmp" && mv -f "$BUILD/manifest.json.tmp" "$BUILD/manifest.json"
 log "installed: $PKG_SRC now loads $BUILD/$ADDON_REL (zmq.version $(zmq_version_of "$PKG_SRC")); undo with --uninstall"
