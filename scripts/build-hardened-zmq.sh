@@ -156,7 +156,7 @@ add_deb_src_entries() {
   local codename files=() f out
   codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
   [ -n "$codename" ] || die "cannot tell this system's release codename from /etc/os-release"
-  for f in /etc/apt/sources.list.d/*.sources; do [ -f "$f" ] && files+=("$f"); done
+  for f in /etc/apt/sources.list.d/*.sources; do if [ -f "$f" ]; then files+=("$f"); fi; done
   if [ ${#files[@]} -gt 0 ]; then
     out=$(awk -v codename="$codename" '
       function flush(   n, s, j, keep) {
@@ -193,7 +193,7 @@ add_deb_src_entries() {
     fi
   fi
   files=()
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do [ -f "$f" ] && files+=("$f"); done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do if [ -f "$f" ]; then files+=("$f"); fi; done
   if [ ${#files[@]} -gt 0 ]; then
     out=$(awk -v codename="$codename" '
       $1 == "deb" {

@@ -48,6 +48,7 @@ function parseArgs(argv: string[]): Args {
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = argv[i + 1];
+    if (!['--module', '--expect', '--claims', '--label', '--scenario'].includes(flag!)) throw new Error(`unknown argument ${flag}`);
     if (value === undefined) throw new Error(`${flag} needs a value`);
     i++;
     if (flag === '--module') args.module = value;
