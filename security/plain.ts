@@ -5,7 +5,7 @@
  * not trust; the peer warns once when it runs over tcp without it.
  */
 import argon2 from 'argon2';
-import { UnauthorizedError } from '../lib/errors.js';
+import { BusyError, UnauthorizedError } from '../lib/errors.js';
 import type { Authentication, SecurityPlugin, SecuritySettings } from './plugin.js';
 
 /** Hashes a password with argon2id, for `users` maps. Runs off the event loop. */
@@ -19,26 +19,52 @@ export type VerifyPassword = (userId: string, password: string) => boolean | Pro
 
 /** Most argon2 verifications at once: each takes a thread of libuv's pool and 64 MiB. */
 export const MAX_CONCURRENT_VERIFICATIONS = 2;
-/** Most verifications waiting for a slot; past that, a HELLO is refused at once. */
+/** Most verifications waiting for a slot; past that, a HELLO is answered 'busy' (the client retries later). */
 export const MAX_QUEUED_VERIFICATIONS = 1000;
 
-/** Runs at most `limit` tasks at once, the rest in order; refuses past `queueLimit` waiting. */
+/**
+ * Runs at most `limit` tasks at once, the rest in order; refuses past `queueLimit` waiting with a
+ * BusyError (retryable: the client tries again later). A task whose signal aborts while it waits
+ * (its connection closed, the server stops) leaves the queue at once and never runs.
+ */
 class Gate {
   #running = 0;
-  readonly #waiting: Array<() => void> = [];
+  readonly #waiting = new Set<{ start(): void; signal: AbortSignal | undefined }>();
   constructor(readonly limit: number, readonly queueLimit: number) {}
 
-  async run<T>(task: () => Promise<T>): Promise<T> {
+  async run<T>(task: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
     if (this.#running >= this.limit) {
-      if (this.#waiting.length >= this.queueLimit) throw new UnauthorizedError('too many logins in progress');
-      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+      if (this.#waiting.size >= this.queueLimit) throw new BusyError('too many logins in progress');
+      await new Promise<void>((resolve, reject) => {
+        const entry = { start: () => resolve(), signal };
+        const abort = (): void => {
+          this.#waiting.delete(entry);
+          reject(signal!.reason);
+        };
+        entry.start = () => {
+          signal?.removeEventListener('abort', abort);
+          resolve();
+        };
+        signal?.addEventListener('abort', abort, { once: true });
+        this.#waiting.add(entry);
+      });
     }
     this.#running++;
     try {
       return await task();
     } finally {
       this.#running--;
-      this.#waiting.shift()?.();
+      this.#next();
+    }
+  }
+
+  #next(): void {
+    for (const entry of this.#waiting) {
+      this.#waiting.delete(entry);
+      if (entry.signal?.aborted) continue;
+      entry.start();
+      return;
     }
   }
 }
@@ -76,9 +102,9 @@ export const plainSecurity: SecurityPlugin = {
     const check = passwordChecker(settings);
     const gate = new Gate(MAX_CONCURRENT_VERIFICATIONS, MAX_QUEUED_VERIFICATIONS);
     return {
-      async authenticate(userId, password): Promise<Authentication> {
+      async authenticate(userId, password, connection): Promise<Authentication> {
         if (!userId) throw new UnauthorizedError('no user id');
-        const ok = await gate.run(async () => (await check(userId, password)) === true);
+        const ok = await gate.run(async () => (await check(userId, password)) === true, connection.signal);
         if (!ok) throw new UnauthorizedError(`wrong password or unknown user "${userId}"`);
         return { identity: userId };
       },

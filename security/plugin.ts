@@ -10,6 +10,11 @@
 export interface ConnectionInfo {
   /** The connection's ZeroMQ routing id. */
   readonly routingId: Buffer;
+  /**
+   * Aborts when the check is no longer wanted (the connection closed, the server stops): a plugin
+   * with queued or slow work should drop it then.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** A successful authentication: who the peer is, and until when the proof holds. */
@@ -24,7 +29,8 @@ export interface ServerSecurity {
   /**
    * Checks the credentials of a HELLO. Returns (or resolves to) the peer's identity, or throws /
    * rejects (an `UnauthorizedError`, or any error: the peer is refused either way; the reason is
-   * logged on the server, never sent).
+   * logged on the server, never sent). A `BusyError` says "not now": the client is told so and
+   * tries again later, and it does not count as a failed login.
    */
   authenticate(login: string, password: string, connection: ConnectionInfo):
     | Authentication

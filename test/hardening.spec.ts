@@ -7,8 +7,8 @@ import { expect } from 'chai';
 import { SignJWT } from 'jose';
 import { encode as packPlain } from 'msgpackr';
 import * as zmq from 'zeromq';
-import { Client, TimeoutError } from '../lib/index.js';
-import { RawPeer, cleanup, once, recordingLogger, rejection, sleep, startClient, startServer, until, uuidBytes } from './helpers.js';
+import { BusyError, Client, MessageType, TimeoutError, type SecurityPlugin } from '../lib/index.js';
+import { RawPeer, cleanup, once, recordingLogger, rejection, sleep, startClient, startServer, track, until, uuidBytes } from './helpers.js';
 
 describe('hardening', () => {
   const sockets: zmq.Socket[] = [];
@@ -135,5 +135,79 @@ describe('hardening', () => {
     await raw.sendV1(uuidBytes(), 0x03, ['tick', [], {}]);
     const next = await raw.next();
     expect(next[3]![0], 'the next message is the answer to the normal WORK').to.equal(0x01);
+  });
+});
+
+describe('hardening: logins under a flood', () => {
+  afterEach(cleanup);
+
+  /** A plain server whose password check takes `ms` and counts how often it ran. */
+  async function slowCheckServer(ms: number): Promise<{ server: Awaited<ReturnType<typeof startServer>>; checks: () => number }> {
+    let checks = 0;
+    const server = await startServer({
+      security: 'plain',
+      users: async (userId: string, password: string) => {
+        checks++;
+        await sleep(ms);
+        return userId === 'alice' && password === 'alice-pw';
+      },
+    });
+    server.registerRpc('whoami', (identity: string) => identity, { withIdentity: true });
+    return { server, checks: () => checks };
+  }
+
+  it('a HELLO queued by a connection that has closed is never checked; a real login gets through', async () => {
+    const { server, checks } = await slowCheckServer(100);
+    const flood: RawPeer[] = [];
+    for (let i = 0; i < 12; i++) {
+      const raw = new RawPeer(server.id);
+      await raw.connect(server.endpoint);
+      await raw.sendV1(uuidBytes(), MessageType.HELLO, ['mallory', `guess-${i}`]);
+      flood.push(raw);
+    }
+    for (const raw of flood) raw.socket.close();
+    const alice = await startClient(server, { security: 'plain', userId: 'alice', password: 'alice-pw', timeoutMs: 8000 });
+    expect(await alice.call.whoami()).to.equal('alice');
+    // At most two checks run at once: those two, maybe a third that started as they closed, and alice's.
+    expect(checks(), 'checks of closed connections were dropped').to.be.at.most(5);
+  });
+
+  it('stop() cancels the checks still queued: none runs after it', async () => {
+    const { server, checks } = await slowCheckServer(150);
+    for (let i = 0; i < 10; i++) {
+      const raw = new RawPeer(server.id);
+      await raw.connect(server.endpoint);
+      await raw.sendV1(uuidBytes(), MessageType.HELLO, ['mallory', `guess-${i}`]);
+    }
+    await until(() => checks() >= 1, 3000, 'the first check runs');
+    await server.stop();
+    const atStop = checks();
+    await sleep(400);
+    expect(checks(), 'no queued check ran after stop()').to.equal(atStop);
+    expect(atStop).to.be.at.most(3);
+  });
+
+  it('a server that answers HELLO with "busy" is asked again later; the waiting call then goes through', async () => {
+    let asked = 0;
+    const busyTwice: SecurityPlugin = {
+      name: 'busy-twice',
+      server: () => ({
+        authenticate(login) {
+          asked++;
+          if (asked <= 2) throw new BusyError('too many logins in progress');
+          return login;
+        },
+        anonymousIdentity: () => undefined,
+      }),
+      client: () => ({ credentials: () => ['alice', ''], requiresAuthentication: true }),
+    };
+    const server = await startServer({ security: busyTwice });
+    server.registerRpc('whoami', (identity: string) => identity, { withIdentity: true });
+    const alice = new Client(server.id, { security: busyTwice, logger: recordingLogger(), timeoutMs: 8000 });
+    track(alice);
+    alice.connect(server.endpoint);
+    await alice.start();
+    expect(await alice.call.whoami()).to.equal('alice');
+    expect(asked, 'refused as busy twice, then checked').to.equal(3);
   });
 });

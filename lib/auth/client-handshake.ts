@@ -9,7 +9,11 @@ import type { PendingCall } from '../engine/pending-calls.js';
 import type { HandshakeMessage, LostReason } from '../engine/role.js';
 import type { Session } from '../engine/session.js';
 import type { ClientSecurity } from '../../security/plugin.js';
-import { COMPACT_CAPABILITY, EXPIRED, MessageType, REPLACED } from '../wire/messages.js';
+import { BUSY, COMPACT_CAPABILITY, EXPIRED, MessageType, REPLACED } from '../wire/messages.js';
+
+/** First pause before a HELLO the server answered 'busy' is sent again; it doubles, with jitter, up to the max. */
+const BUSY_RETRY_FIRST_MS = 100;
+const BUSY_RETRY_MAX_MS = 5000;
 
 type State =
   | { readonly name: 'down' }
@@ -48,6 +52,9 @@ export class ClientHandshake {
   #generation = 0;
   #helloTimer: NodeJS.Timeout | undefined;
   #wasReady = false;
+  /** HELLOs answered 'busy' in a row: the next one waits longer (with jitter). */
+  #busyRetries = 0;
+  #retryTimer: NodeJS.Timeout | undefined;
   /** The next time this client becomes ready, it says so ('connected' / 'reconnected'). */
   #announce = false;
 
@@ -145,6 +152,17 @@ export class ClientHandshake {
   #unauthorized(id: unknown, reason: string): void {
     const state = this.#state;
     const caller = this.#session.caller;
+    if (state.name === 'authenticating' && id === state.helloId && id !== undefined && reason === BUSY) {
+      // The server cannot check us now (a login flood, say): calls keep waiting; ask again later.
+      const delay = Math.min(BUSY_RETRY_FIRST_MS * 2 ** this.#busyRetries++, BUSY_RETRY_MAX_MS) * (0.5 + Math.random());
+      this.#session.config.logger.debug('the server is busy: HELLO again later', { ...this.#session.context(this.#server), delayMs: Math.round(delay) });
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = setTimeout(() => {
+        if (this.#state === state) this.#authenticate();
+      }, delay);
+      this.#retryTimer.unref();
+      return;
+    }
     if (state.name === 'authenticating' && id === state.helloId && id !== undefined) {
       // Our credentials were refused: every call waiting for this server fails now, not at its deadline.
       this.#session.config.logger.warn('the server refused our credentials', { ...this.#session.context(this.#server), reason });
@@ -236,6 +254,7 @@ export class ClientHandshake {
   }
 
   #becomeReady(): void {
+    this.#busyRetries = 0;
     this.#become({ name: 'ready' });
     this.#session.liveness?.track(this.#server);
     this.#session.caller.flushWaiting(this.#server);
@@ -250,5 +269,6 @@ export class ClientHandshake {
 
   stop(): void {
     clearTimeout(this.#helloTimer);
+    clearTimeout(this.#retryTimer);
   }
 }

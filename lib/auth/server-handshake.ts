@@ -3,13 +3,13 @@
  * connection, throttled after failures), the table of who is connected as whom (one identity, one
  * connection: the newest proof wins), and proofs that expire.
  */
-import { PeerNotConnectedError } from '../errors.js';
+import { BusyError, PeerNotConnectedError } from '../errors.js';
 import type { Connection } from '../engine/connection.js';
 import type { HandshakeMessage } from '../engine/role.js';
 import type { Session } from '../engine/session.js';
 import type { Authentication, ServerSecurity } from '../../security/plugin.js';
 import { isZeropeerId } from '../wire/message-ids.js';
-import { COMPACT_CAPABILITY, EXPIRED, MessageType, REPLACED, type Framing, type Message } from '../wire/messages.js';
+import { BUSY, COMPACT_CAPABILITY, EXPIRED, MessageType, REPLACED, type Framing, type Message } from '../wire/messages.js';
 
 /** Why a peer left the table. */
 export type GoneReason = 'timeout' | 'disconnect' | 'stopped' | 'replaced' | 'expired';
@@ -18,6 +18,12 @@ export type GoneReason = 'timeout' | 'disconnect' | 'stopped' | 'replaced' | 'ex
 const MAX_THROTTLE_MS = 10_000;
 /** The longest delay setTimeout takes. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Logins whose failures are remembered (across connections); past it, the oldest are forgotten. */
+const MAX_TRACKED_LOGINS = 10_000;
+/** How long a login's failures count against it. */
+const LOGIN_FAILURE_WINDOW_MS = 60_000;
+/** The longest a login with many recent failures waits before its check: short, so that nobody can lock its owner out. */
+const MAX_LOGIN_DELAY_MS = 2000;
 
 /** Where one connection stands in the login exchange: one state at a time, not loose flags. */
 type Login =
@@ -52,6 +58,10 @@ export class ServerHandshake {
   readonly #identities = new Map<string, Connection>();
   readonly #logins = new WeakMap<Connection, Login>();
   readonly #proofs = new WeakMap<Connection, Proof>();
+  /** The check in progress per connection: aborted when the connection goes or the server stops. */
+  readonly #checks = new Map<Connection, AbortController>();
+  /** Recent failures per login, across connections (a reconnect does not reset them). */
+  readonly #loginFailures = new Map<string, { count: number; last: number }>();
 
   constructor(session: Session, auth: ServerSecurity, settings: ServerHandshakeSettings, events: ServerHandshakeEvents) {
     this.#session = session;
@@ -100,6 +110,8 @@ export class ServerHandshake {
   /** The connection closed, fell silent, or said GOODBYE. */
   lost(connection: Connection, reason: GoneReason): void {
     if (reason !== 'stopped') {
+      this.#checks.get(connection)?.abort(new BusyError('the connection closed'));
+      this.#checks.delete(connection);
       this.#session.connections.delete(connection);
       this.#session.dropQueued(connection);
       const login = this.#logins.get(connection);
@@ -166,9 +178,13 @@ export class ServerHandshake {
     }
     // A zeropeer client's HELLO id says it reads compact framing; a pseud client is spoken to in v1.
     const framing: Framing = message.framing === 'compact' || isZeropeerId(message.id) ? 'compact' : 'v1';
+    const check = new AbortController();
     let result: Authentication | string | Promise<Authentication | string>;
+    const delay = this.#loginDelay(login);
     try {
-      result = this.#auth.authenticate(login, password, { routingId: connection.routingId });
+      result = delay > 0
+        ? this.#after(delay, check.signal).then(() => this.#auth.authenticate(login, password, { routingId: connection.routingId, signal: check.signal }))
+        : this.#auth.authenticate(login, password, { routingId: connection.routingId, signal: check.signal });
     } catch (error) {
       this.#refuse(connection, message, login, error);
       return;
@@ -176,9 +192,16 @@ export class ServerHandshake {
     // A synchronous answer (noop, trusted_peer) is applied at once, before any work that follows the HELLO.
     if (typeof (result as PromiseLike<unknown>)?.then === 'function') {
       this.#logins.set(connection, { state: 'verifying', failures });
+      this.#checks.set(connection, check);
       (result as PromiseLike<Authentication | string>).then(
-        (value) => this.#accept(connection, message, framing, login, value),
-        (error: unknown) => this.#refuse(connection, message, login, error),
+        (value) => {
+          if (this.#checks.get(connection) === check) this.#checks.delete(connection);
+          this.#accept(connection, message, framing, login, value);
+        },
+        (error: unknown) => {
+          if (this.#checks.get(connection) === check) this.#checks.delete(connection);
+          this.#refuse(connection, message, login, error);
+        },
       );
     } else {
       this.#accept(connection, message, framing, login, result as Authentication | string);
@@ -192,17 +215,61 @@ export class ServerHandshake {
       return;
     }
     if (!connection.up || !this.#session.started) return;
+    this.#loginFailures.delete(login);
     this.#admit(connection, identity, typeof expiresAt === 'number' ? expiresAt : undefined);
     connection.framing = framing;
     this.#answer(connection, message, true);
   }
 
   #refuse(connection: Connection, message: Hello, login: string, error: unknown): void {
+    if (error instanceof BusyError) {
+      // Not a verdict on the credentials: not counted, and the client is told to come back.
+      this.#logins.set(connection, { state: 'open', failures: this.#login(connection).failures });
+      this.#session.config.logger.debug('HELLO not checked now', { ...this.#session.context(connection), login, reason: error.message });
+      if (connection.up && this.#session.started) this.#answer(connection, message, false, BUSY);
+      return;
+    }
+    this.#countLoginFailure(login);
     const failures = this.#login(connection).failures + 1;
     this.#logins.set(connection, { state: 'open', failures });
     // The reason stays in our log; the peer only learns that it was refused.
     this.#session.config.logger.warn('authentication refused', { ...this.#session.context(connection), login, failedLogins: failures, reason: (error as Error)?.message });
     if (connection.up && this.#session.started) this.#answer(connection, message, false, 'authentication failed');
+  }
+
+  /** How long a HELLO for `login` waits before its check: it doubles with the login's recent failures, capped low. */
+  #loginDelay(login: string): number {
+    const entry = this.#loginFailures.get(login);
+    if (!entry || Date.now() - entry.last > LOGIN_FAILURE_WINDOW_MS) return 0;
+    const over = entry.count - this.#settings.maxFailedLogins;
+    return over < 0 ? 0 : Math.min(this.#settings.failedLoginDelayMs * 2 ** over, MAX_LOGIN_DELAY_MS);
+  }
+
+  #countLoginFailure(login: string): void {
+    const now = Date.now();
+    const entry = this.#loginFailures.get(login);
+    if (entry && now - entry.last <= LOGIN_FAILURE_WINDOW_MS) {
+      entry.count++;
+      entry.last = now;
+      return;
+    }
+    if (this.#loginFailures.size >= MAX_TRACKED_LOGINS) this.#loginFailures.delete(this.#loginFailures.keys().next().value!);
+    this.#loginFailures.set(login, { count: 1, last: now });
+  }
+
+  /** Resolves after `ms`, or rejects when `signal` aborts first. */
+  #after(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', abort);
+        resolve();
+      }, ms);
+      const abort = (): void => {
+        clearTimeout(timer);
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', abort, { once: true });
+    });
   }
 
   /** Answers a HELLO; a zeropeer server announces compact framing in the AUTHENTICATED body. */
@@ -251,6 +318,9 @@ export class ServerHandshake {
   }
 
   async stop(): Promise<void> {
+    // Checks still queued are not wanted any more: a stopped server must not burn CPU on them.
+    for (const check of this.#checks.values()) check.abort(new BusyError('the server stops'));
+    this.#checks.clear();
     for (const connection of this.#session.connections.values()) {
       const login = this.#logins.get(connection);
       if (login?.state === 'throttled') clearTimeout(login.timer);

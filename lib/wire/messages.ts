@@ -181,6 +181,9 @@ export const REPLACED = 'replaced';
 /** The body of the UNAUTHORIZED (id 0) a server sends a connection whose proof (a token) expired. */
 export const EXPIRED = 'expired';
 
+/** The body of the UNAUTHORIZED that answers a HELLO the server cannot check now: try again later. */
+export const BUSY = 'busy';
+
 /** The word a zeropeer server puts in its AUTHENTICATED body to say it reads compact framing. */
 export const COMPACT_CAPABILITY = 'zeropeer/1 compact';
 
