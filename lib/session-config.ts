@@ -43,6 +43,7 @@ export function sessionConfig(id: string, routingId: string, options: CommonOpti
     logExceptions: options.logExceptions ?? false,
     excludeLogExceptions: options.excludeLogExceptions ?? [],
     sendStacks: options.sendStacks ?? false,
+    callSites: options.callSites ?? false,
     context: options.context,
     interceptors: new InterceptorChains(options.interceptors),
   };

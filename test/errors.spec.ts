@@ -321,9 +321,11 @@ describe('errors', () => {
       expect(error).to.be.instanceOf(PeerNotConnectedError).and.instanceOf(RpcError);
     });
 
-    it('a rejection carries the caller\'s call site (the line that made the call), whatever failed', async () => {
+    it('callSites: a rejection carries the caller\'s call site (the line that made the call), whatever failed', async () => {
       const server = await startServer();
-      const client = await startClient(server);
+      const client = await startClient(server, { callSites: true });
+      const plain = await startClient(server);
+      expect((await rejection(plain.call.nope())).stack, 'off by default').not.to.include('--- call site ---');
       const notFound = await rejection(client.call.no.such.thing());
       expect(notFound).to.be.instanceOf(ServiceNotFoundError);
       expect(notFound.stack).to.include('--- call site ---');

@@ -34,6 +34,8 @@ export interface CallerSettings {
   readonly errorTable: ErrorTable | undefined;
   readonly outgoing: readonly Interceptor[];
   readonly logger: Logger;
+  /** Append the caller's stack to every rejection. */
+  readonly callSites: boolean;
 }
 
 /** The largest value a time option takes: what setTimeout accepts (about 24.8 days). */
@@ -133,9 +135,10 @@ export class Caller {
     }
     const errorTable = options.errorTable ? { ...this.#settings.errorTable, ...options.errorTable } : this.#settings.errorTable;
     const call = new PendingCall(this.#pending, id, target.key, name, args, kwargs, metadata, errorTable, timeoutMs, oneWay);
-    // The call site, captured now and formatted only if the call fails (V8 formats stacks lazily).
-    const site: { stack?: string } = {};
-    Error.captureStackTrace(site);
+    // The call site, captured now and formatted only if the call fails. Capturing costs a few µs
+    // per call (a third of the throughput at 64 in flight), hence opt-in.
+    let site: { stack?: string } | undefined;
+    if (this.#settings.callSites) Error.captureStackTrace((site = {}));
     const promise = new Promise<unknown>((resolve, reject) => call.bind(resolve, reject, signal, site));
     this.#pending.add(call);
     if (this.#role!.ready(target)) this.#hand(target, call, frames);

@@ -48,6 +48,7 @@ export interface SessionConfig {
   readonly logExceptions: boolean;
   readonly excludeLogExceptions: readonly ErrorClass[];
   readonly sendStacks: boolean;
+  readonly callSites: boolean;
   readonly context: zmq.Context | undefined;
   readonly interceptors: InterceptorChains;
 }
@@ -79,7 +80,7 @@ export class Session {
     this.#framing = { codec: config.codec, ids: new MessageIds(), maxMessageBytes: config.maxMessageBytes };
     this.#outbox = new Outbox(this.socket, { messages: config.maxSendQueue, bytes: config.maxSendQueueBytes, totalBytes: config.maxSendQueueTotalBytes });
     this.caller = new Caller(
-      { peerId, timeoutMs: config.timeoutMs, maxPendingCalls: config.maxPendingCalls, errorTable: config.errorTable, outgoing: config.interceptors.outgoing, logger },
+      { peerId, timeoutMs: config.timeoutMs, maxPendingCalls: config.maxPendingCalls, errorTable: config.errorTable, outgoing: config.interceptors.outgoing, logger, callSites: config.callSites },
       this.#framing, this.#outbox, this.connections,
     );
     this.dispatcher = new Dispatcher(
