@@ -6,7 +6,7 @@
  * when the IPC channel closes, and in any case after a hard timeout (`BENCH_HARD_TIMEOUT_MS`).
  */
 
-export type Handler = (args: Record<string, unknown>) => Promise<unknown> | unknown;
+export type Handler = (args: Record<string, unknown>) => unknown; // a result, or a promise of one
 
 interface Request {
   id: number;

@@ -22,7 +22,7 @@ const SERVICE = 'bench-idle';
  */
 function threadTicks(): Map<string, number> {
   const byName = new Map<string, number>();
-  let tids: string[] = [];
+  let tids: string[];
   try {
     tids = readdirSync('/proc/self/task');
   } catch {

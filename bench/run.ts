@@ -144,7 +144,7 @@ const report = (line: string): void => void (toStdout ? process.stdout : process
 
 // ---- machine --------------------------------------------------------------------------------
 
-function machine(probe: PythonProbe | undefined): Record<string, unknown> {
+function machine(probe: PythonProbe | undefined) {
   let cpuModel = os.cpus()[0]?.model ?? 'unknown';
   try {
     cpuModel = readFileSync('/proc/cpuinfo', 'utf8').match(/^model name\s*:\s*(.*)$/m)?.[1]?.trim() ?? cpuModel;
@@ -491,7 +491,7 @@ function evaluateTargets(runs: SystemRun[], long: LongRun | undefined, idle: Idl
 }
 
 function render(runs: SystemRun[], medians: Record<string, Medians | undefined>, long: LongRun | undefined, idle: IdleResult | undefined,
-  targets: Target[], plan: Plan, info: Record<string, unknown>, notes: string[]): string {
+  targets: Target[], plan: Plan, info: ReturnType<typeof machine>, notes: string[]): string {
   const out: string[] = [];
   out.push(`zeropeer benchmark (${plan.mode}): ${info.nproc} cores, ${info.cpuModel}, node ${info.node}, libzmq ${info.libzmq}`);
   out.push(`median of ${plan.rounds} rounds of ${plan.cellMs} ms per system and scenario, systems alternating; loopback 127.0.0.1`);
@@ -686,7 +686,7 @@ async function main(): Promise<number> {
               run.spec.key,
               {
                 calls: Object.values(run.cells).flat().reduce((sum, c) => sum + c.calls, 0) + run.warmupCalls,
-                median: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, round(v)])),
+                median: Object.fromEntries((Object.entries(m) as [string, number][]).map(([k, v]) => [k, round(v)])),
                 vsRaw: {
                   p50: round(paired(run, rawRun, 'p50'), 3),
                   inflight: round(paired(run, rawRun, 'inflight'), 3),

@@ -58,7 +58,7 @@ export class Worker {
           buffered = buffered.slice(newline + 1);
           if (!line) continue;
           try {
-            this.#onReply(JSON.parse(line));
+            this.#onReply(JSON.parse(line) as { id: number; ok: boolean; result?: unknown; error?: string });
           } catch {
             forward(Buffer.from(`${line}\n`));
           }

@@ -37,7 +37,7 @@ export type PublishProxy<T> = 0 extends 1 & T ? AnyCallProxy : PublishApi<T>;
 /** The untyped proxy: any dotted name, any arguments. */
 export interface AnyCallProxy {
   [name: string]: AnyCallProxy;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an untyped call resolves to whatever the remote returned
   (...args: unknown[]): Promise<any>;
 }
 

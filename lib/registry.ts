@@ -8,7 +8,7 @@
  */
 import { RegistrationError } from './errors.js';
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any[] so that a function of any parameters is a Handler
 export type Handler = (...args: any[]) => unknown;
 
 /** Options of a registration. */
@@ -277,6 +277,7 @@ export class Registry {
 export const globalRegistry = new Registry('global');
 
 /** Registers a function for every peer of this process. Same signatures as {@link Registry.registerRpc}. */
+// eslint-disable-next-line @typescript-eslint/unbound-method -- the Registry constructor binds registerRpc
 export const registerRpc: Registry['registerRpc'] = globalRegistry.registerRpc;
 
 /** A registry of its own that also sees the global one; pass it as `options.registry`. */

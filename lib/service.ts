@@ -29,7 +29,7 @@ function isExposed(value: unknown): value is Handler {
 /** The property names of an object and its prototypes, up to (not including) Object.prototype. */
 function propertyNames(object: object): string[] {
   const names = new Set<string>();
-  for (let layer: object | null = object; layer && layer !== Object.prototype; layer = Object.getPrototypeOf(layer)) {
+  for (let layer: object | null = object; layer && layer !== Object.prototype; layer = Object.getPrototypeOf(layer) as object | null) {
     for (const name of Object.getOwnPropertyNames(layer)) if (name !== 'constructor') names.add(name);
   }
   return [...names];

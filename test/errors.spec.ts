@@ -59,13 +59,13 @@ async function rejectWithMyError(message: string): Promise<never> {
 }
 
 function failWithString(text: string): never {
-  // eslint-disable-next-line @typescript-eslint/only-throw-error
+  // eslint-disable-next-line @typescript-eslint/only-throw-error -- a non-Error thrown on purpose: that is under test
   throw text;
 }
 
 async function rejectWithString(text: string): Promise<never> {
   await sleep(1);
-  // eslint-disable-next-line @typescript-eslint/only-throw-error
+  // eslint-disable-next-line @typescript-eslint/only-throw-error -- a non-Error thrown on purpose: that is under test
   throw text;
 }
 

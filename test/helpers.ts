@@ -82,7 +82,7 @@ export async function startClient(server: Server, options: ClientOptions = {}): 
 }
 
 /** Resolves with the arguments of the next `event`, or rejects after `timeoutMs`. */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- any of the peers' typed emitters, whatever its event map
 type AnyEmitter = { once(event: any, fn: (...args: any[]) => void): unknown; off(event: any, fn: (...args: any[]) => void): unknown };
 
 export function once(emitter: AnyEmitter, event: string, timeoutMs = 3000): Promise<unknown[]> {

@@ -728,11 +728,11 @@ describe('more ways to talk (patterns)', function () {
 
     it('registering params or returns that are not functions is a RegistrationError', async () => {
       const server = await trustedServer();
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a wrong option type on purpose: the runtime check is under test
       expect(() => server.registerRpc('bad', (a: number) => a, { params: ['number' as any] })).to.throw(RegistrationError);
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a wrong option type on purpose: the runtime check is under test
       expect(() => server.registerRpc('bad', (a: number) => a, { params: (() => 1) as any })).to.throw(RegistrationError);
-      // eslint-disable-next-line @typescript-eslint/no-explicit-any
+      // eslint-disable-next-line @typescript-eslint/no-explicit-any -- a wrong option type on purpose: the runtime check is under test
       expect(() => server.registerRpc('bad', (a: number) => a, { returns: 5 as any })).to.throw(RegistrationError);
       const client = await trustedClient(server, 'alice');
       expect(await rejection(client.call.bad(1))).to.be.instanceOf(ServiceNotFoundError);

@@ -91,6 +91,7 @@ export async function restrictClientKeys(socket: zmq.Socket, allowedKeys: readon
       await handler.bound;
     } catch (error) {
       if (handlers.get(context) === handler) closeHandler(context, handler);
+      // eslint-disable-next-line preserve-caught-error -- the message carries the cause; adding `cause` would change the error
       throw new Error(`cannot bind the ZAP handler at ${ZAP_ENDPOINT} (is another one bound in this context?): ${(error as Error).message}`);
     }
     // The last user of this handler may have closed it while we waited: then start over.

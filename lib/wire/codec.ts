@@ -120,6 +120,7 @@ export class MsgpackCodec implements Codec {
 
   /** Adds a translator to this codec only; the same one again is a no-op. */
   addTranslator<T, P>(translator: Translator<T, P>): void {
+    // eslint-disable-next-line @typescript-eslint/unbound-method -- only checked to be functions; called on the translator
     const { Class, type, pack, unpack } = translator;
     if (!Number.isInteger(type) || type < 1 || type > 100) {
       throw new TypeError(`translator type must be an integer from 1 to 100, got ${String(type)}`);
@@ -142,7 +143,7 @@ export class MsgpackCodec implements Codec {
 
   /** The tagged form of `value` when this codec translates its class (or a parent class). */
   packInstance(value: object): unknown {
-    for (let proto = Object.getPrototypeOf(value); proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto)) {
+    for (let proto = Object.getPrototypeOf(value) as object | null; proto && proto !== Object.prototype; proto = Object.getPrototypeOf(proto) as object | null) {
       const translator = this.#byClass.get(proto.constructor);
       if (translator) return new (taggedClass(translator.type))((translator.pack as unknown as (v: object) => unknown)(value));
     }

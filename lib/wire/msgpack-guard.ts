@@ -207,7 +207,7 @@ export function checkMessagePack(
           const keys = pos;
           if (pos >= end) return at('truncated: record definition without keys', start);
           const head = bytes[pos++];
-          let fields = 0;
+          let fields: number;
           if (head >= 0x90 && head < 0xa0) {
             fields = head & 0x0f;
           } else if (head === 0xdc) {
