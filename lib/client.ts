@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { ClientHandshake } from './auth/client-handshake.js';
 import type { Connection } from './engine/connection.js';
 import { Session } from './engine/session.js';
-import { DEFAULTS, checkClientOptions, positive, type CallOptions, type ClientOptions } from './options.js';
+import { DEFAULTS, checkClientOptions, positive, rejectUnknownKeys, type CallOptions, type ClientOptions } from './options.js';
 import { Peer } from './peer.js';
 import { createCallProxy, type CallProxy, type NotifyProxy } from './proxy.js';
 import type { FunctionInfo } from './registry.js';
@@ -53,6 +53,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** @param serverId the routing identity of the server to talk to (the `id` it was made with). */
   constructor(serverId: string, options: ClientOptions = {}) {
     checkClientOptions(options);
+    if (options.curve) rejectUnknownKeys(options.curve, ['publicKey', 'secretKey', 'serverPublicKey'], 'options.curve of a Client');
     checkPeerId(serverId);
     // A routing id of our own: a server never has to generate one for us (libzmq 4.3.5 aborts when
     // a generated id collides with one a hostile peer claimed; see README, security).

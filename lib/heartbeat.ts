@@ -7,6 +7,7 @@
  * shared by several server processes, say) plugs in by name or as an object. ZeroMQ's own ZMTP
  * heartbeats run beside these, so a dead TCP connection is closed by the transport too.
  */
+import { rejectUnknownKeys } from './options.js';
 
 /** Heartbeat settings. */
 export interface HeartbeatOptions {
@@ -94,6 +95,7 @@ export function resolveHeartbeat(option: HeartbeatOptions | false | undefined):
   | { intervalMs: number; timeoutMs: number; backend: HeartbeatBackend }
   | undefined {
   if (option === false) return undefined;
+  if (option) rejectUnknownKeys(option, ['intervalMs', 'timeoutMs', 'backend'], 'options.heartbeat');
   const intervalMs = option?.intervalMs ?? HEARTBEAT_DEFAULTS.intervalMs;
   const timeoutMs = option?.timeoutMs ?? HEARTBEAT_DEFAULTS.timeoutMs;
   if (!(intervalMs > 0) || !(timeoutMs > 0) || !(timeoutMs <= 2 ** 31 - 1)) {

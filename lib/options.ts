@@ -110,7 +110,7 @@ export interface CommonOptions {
   /** The serializer. Default: a MsgpackCodec with `translators`. */
   codec?: Codec;
   /** Translators for classes of yours, for this peer's default codec. */
-  translators?: Translator<never, never>[];
+  translators?: Translator[];
   logger?: Logger;
   /** A zeromq context of your own (the ZAP handler of a CURVE allow-list lives in it). */
   context?: zmq.Context;

@@ -9,7 +9,7 @@ import type { Role } from './engine/role.js';
 import { Session } from './engine/session.js';
 import type { Work } from './engine/work.js';
 import { RpcError, ServiceNotFoundError } from './errors.js';
-import { DEFAULTS, checkServerOptions, positive, wholeNumber, type CallOptions, type ServerOptions } from './options.js';
+import { DEFAULTS, checkServerOptions, positive, rejectUnknownKeys, wholeNumber, type CallOptions, type ServerOptions } from './options.js';
 import { Peer } from './peer.js';
 import type { Predicate } from './predicates.js';
 import { createCallProxy, type CallProxy, type NotifyProxy, type PublishProxy } from './proxy.js';
@@ -84,6 +84,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   /** @param id this server's routing identity: clients name it to reach it. */
   constructor(id: string, options: ServerOptions = {}) {
     checkServerOptions(options);
+    if (options.curve) rejectUnknownKeys(options.curve, ['publicKey', 'secretKey', 'allowedClientKeys'], 'options.curve of a Server');
     checkPeerId(id);
     const config = sessionConfig(id, id, options);
     const security = resolveSecurityPlugin(options.security);

@@ -2,6 +2,9 @@ import { expect } from 'chai';
 import { runCustomAuth } from '../examples/custom-auth.js';
 import { runDemo } from '../examples/demo.js';
 import { runSharedTable } from '../examples/heartbeat-backend.js';
+import { runInterceptorsMetrics } from '../examples/interceptors-metrics.js';
+import { runInterceptorsTiming } from '../examples/interceptors-timing.js';
+import { formatTraceparent, parseTraceparent, runInterceptorsTracing } from '../examples/interceptors-tracing.js';
 import { runPubSub } from '../examples/pubsub.js';
 import { runReplyChannel } from '../examples/reply-channel.js';
 
@@ -54,5 +57,64 @@ describe('examples', function () {
       'deploy: refused (queue full)',
       'queue size: 2',
     ]);
+  });
+  it('the timing interceptor logs each call once per side, with its outcome and a duration', async () => {
+    const lines: string[] = [];
+    await runInterceptorsTiming((line) => lines.push(line));
+    for (const line of lines) expect(line).to.match(/ in \d+\.\d ms$/);
+    // The server logs when its handler settles, before the answer reaches the client.
+    expect(lines.map((line) => line.replace(/ in \d+\.\d ms$/, ''))).to.deep.equal([
+      'server incoming string.lower ok',
+      'client outgoing string.lower ok',
+      'server incoming report.build ok',
+      'client outgoing report.build ok',
+      'server incoming report.broken failed (RangeError)',
+      'client outgoing report.broken failed (RangeError)',
+    ]);
+  });
+
+  it('the metrics interceptor counts calls by method and outcome, on each side', async () => {
+    const lines: string[] = [];
+    await runInterceptorsMetrics((line) => lines.push(line));
+    expect(lines).to.deep.equal([
+      'zeropeer_server_calls_total{direction="incoming",method="math.add",outcome="invalid_argument"} 1',
+      'zeropeer_server_calls_total{direction="incoming",method="math.add",outcome="ok"} 2',
+      'zeropeer_server_calls_total{direction="incoming",method="math.div",outcome="RangeError"} 1',
+      'zeropeer_server_calls_total{direction="incoming",method="math.div",outcome="ok"} 1',
+      'zeropeer_client_calls_total{direction="outgoing",method="math.add",outcome="invalid_argument"} 1',
+      'zeropeer_client_calls_total{direction="outgoing",method="math.add",outcome="ok"} 2',
+      'zeropeer_client_calls_total{direction="outgoing",method="math.div",outcome="RangeError"} 1',
+      'zeropeer_client_calls_total{direction="outgoing",method="math.div",outcome="ok"} 1',
+    ]);
+  });
+
+  it('the tracing interceptors carry one W3C trace across both peers and a call back', async () => {
+    const lines: string[] = [];
+    const spans = await runInterceptorsTracing((line) => lines.push(line));
+    expect(lines).to.deep.equal([
+      'store reserves book, traceparent received',
+      'order for book placed',
+      'store: checkout (internal) ok',
+      '  store: orders.place (client) ok',
+      '    shop: orders.place (server) ok',
+      '      shop: inventory.reserve (client) ok',
+      '        store: inventory.reserve (server) ok',
+    ]);
+    expect(spans).to.have.length(5);
+    expect(new Set(spans.map((span) => span.traceId)).size, 'one trace').to.equal(1);
+    expect(spans.map((span) => span.traceId)[0]).to.match(/^[0-9a-f]{32}$/);
+    expect(new Set(spans.map((span) => span.spanId)).size, 'distinct span ids').to.equal(5);
+  });
+
+  it('the traceparent helpers of the tracing example follow the W3C format', () => {
+    const context = { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', sampled: true };
+    expect(formatTraceparent(context)).to.equal('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01');
+    expect(parseTraceparent(formatTraceparent(context))).to.deep.equal(context);
+    expect(parseTraceparent('00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00')).to.deep.include({ sampled: false });
+    for (const bad of [undefined, '', 'garbage', '01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+      '00-00000000000000000000000000000000-00f067aa0ba902b7-01', '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01',
+      '00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01']) {
+      expect(parseTraceparent(bad), String(bad)).to.equal(undefined);
+    }
   });
 });

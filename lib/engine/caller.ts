@@ -102,7 +102,7 @@ export class Caller {
       metadata: { ...options.metadata },
     };
     const last = (c: InterceptedCall): Promise<unknown> =>
-      this.#send(target, c.method, c.args, Object.keys(c.metadata).length > 0 ? { ...options, metadata: c.metadata } : options, oneWay);
+      this.#send(target, c.method, c.args, { ...options, metadata: c.metadata }, oneWay);
     try {
       return wrap(this.#settings.outgoing, last)(call);
     } catch (error) {

@@ -9,6 +9,7 @@
  * };
  * new Server('svc', { interceptors: { incoming: [timing] } });
  */
+import { rejectUnknownKeys } from '../options.js';
 
 /** What an interceptor sees of one call. `args` and `metadata` may be changed before `next`. */
 export interface InterceptedCall {
@@ -55,6 +56,7 @@ export class InterceptorChains {
   }
 
   use(more: InterceptorUse): void {
+    rejectUnknownKeys(more, ['incoming', 'outgoing'], 'interceptors');
     for (const direction of ['incoming', 'outgoing'] as const) {
       const given = more[direction];
       if (given === undefined) continue;

@@ -50,7 +50,7 @@ export interface Translator<T = unknown, Packed = unknown> {
 
 /** Options of {@link MsgpackCodec}. */
 export interface MsgpackCodecOptions {
-  translators?: readonly Translator<never, never>[];
+  translators?: readonly Translator[];
   /** Structural limits checked before any body is decoded. */
   limits?: MessagePackLimits;
 }

@@ -1,0 +1,243 @@
+/**
+ * The Outbox alone, over its own seam: a Sender is anything with `send(frames): Promise<void>`.
+ * A scripted sender plays the socket (full pipe = EAGAIN, no route = EHOSTUNREACH, or a send that
+ * stays in flight until the test lets it go).
+ */
+import { expect } from 'chai';
+import { Outbox, QueueFullError, type OutgoingHooks, type Sender } from '../../lib/transport/outbox.js';
+
+type Outcome = 'ok' | 'EAGAIN' | 'EHOSTUNREACH' | 'hold';
+
+/** A sender that answers each attempt as scripted (then 'ok'), and records every attempt. */
+class ScriptedSender implements Sender {
+  readonly attempts: string[] = [];
+  readonly delivered: string[] = [];
+  readonly #script: Outcome[];
+  readonly #held: Array<() => void> = [];
+
+  constructor(script: Outcome[] = []) {
+    this.#script = [...script];
+  }
+
+  send(frames: Buffer[]): Promise<void> {
+    const label = frames[1]!.toString();
+    this.attempts.push(label);
+    const outcome = this.#script.shift() ?? 'ok';
+    if (outcome === 'ok') {
+      this.delivered.push(label);
+      return Promise.resolve();
+    }
+    if (outcome === 'hold') {
+      return new Promise((resolve) => this.#held.push(() => {
+        this.delivered.push(label);
+        resolve();
+      }));
+    }
+    return Promise.reject(Object.assign(new Error(outcome), { code: outcome }));
+  }
+
+  /** Lets the oldest held send complete. */
+  release(): void {
+    this.#held.shift()?.();
+  }
+
+  get holding(): number {
+    return this.#held.length;
+  }
+}
+
+const frames = (label: string): Buffer[] => [Buffer.from('peer'), Buffer.from(label)];
+
+/** Hooks that record what the outbox said about one message. */
+function hooks(log: string[], label: string, extra: Partial<OutgoingHooks> = {}): OutgoingHooks {
+  return {
+    onSent: () => log.push(`sent ${label}`),
+    onError: (error) => log.push(`error ${label}: ${error instanceof QueueFullError ? 'QueueFullError' : (error as { code?: string }).code ?? error.message}`),
+    ...extra,
+  };
+}
+
+/** Waits (polling) until `condition` holds; fails after 2 s. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 2000;
+  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 1));
+  expect(condition(), what).to.equal(true);
+}
+
+describe('Outbox', () => {
+  it('sendNow hands frames to the sender at once when nothing waits', async () => {
+    const sender = new ScriptedSender();
+    const outbox = new Outbox(sender, 10);
+    const log: string[] = [];
+    outbox.sendNow('a', frames('m1'), hooks(log, 'm1'));
+    expect(sender.attempts).to.deep.equal(['m1']);
+    await until(() => log.length === 1, 'onSent');
+    expect(log).to.deep.equal(['sent m1']);
+  });
+
+  it('a full pipe (EAGAIN) is retried, and what came after it waits its turn: order is kept', async () => {
+    const sender = new ScriptedSender(['EAGAIN', 'EAGAIN', 'EAGAIN']);
+    const outbox = new Outbox(sender, 10);
+    const log: string[] = [];
+    outbox.sendNow('a', frames('m1'), hooks(log, 'm1'));
+    await until(() => sender.attempts.length >= 2, 'the retry');
+    outbox.sendNow('a', frames('m2'), hooks(log, 'm2'));
+    outbox.send('a', frames('m3'), hooks(log, 'm3'));
+    await until(() => log.length === 3, 'all three sent');
+    expect(sender.delivered).to.deep.equal(['m1', 'm2', 'm3']);
+    expect(log).to.deep.equal(['sent m1', 'sent m2', 'sent m3']);
+    expect(sender.attempts.filter((label) => label === 'm1')).to.have.length(4);
+  });
+
+  it('a connection whose pipe is full does not hold up another connection', async () => {
+    const sender = new ScriptedSender(['hold']);
+    const outbox = new Outbox(sender, 10);
+    const log: string[] = [];
+    outbox.send('slow', frames('s1'), hooks(log, 's1'));
+    outbox.send('slow', frames('s2'), hooks(log, 's2'));
+    outbox.send('fast', frames('f1'), hooks(log, 'f1'));
+    await until(() => log.includes('sent f1'), 'the other connection');
+    expect(log).to.deep.equal(['sent f1']);
+    sender.release();
+    await until(() => log.length === 3, 'the slow connection');
+    expect(log).to.deep.equal(['sent f1', 'sent s1', 'sent s2']);
+  });
+
+  it('past `limit` waiting messages a send fails at once with QueueFullError; others still go', async () => {
+    const sender = new ScriptedSender(['hold']);
+    const outbox = new Outbox(sender, 2);
+    const log: string[] = [];
+    outbox.send('a', frames('m1'), hooks(log, 'm1')); // in flight (held), still counts
+    outbox.send('a', frames('m2'), hooks(log, 'm2'));
+    outbox.send('a', frames('m3'), hooks(log, 'm3'));
+    expect(log).to.deep.equal(['error m3: QueueFullError']);
+    outbox.send('b', frames('b1'), hooks(log, 'b1')); // another connection has its own queue
+    sender.release();
+    await until(() => log.length === 4, 'the rest');
+    expect(sender.delivered).to.deep.equal(['b1', 'm1', 'm2']);
+  });
+
+  it('a QueueFullError says which limit and why', () => {
+    const error = new QueueFullError(7);
+    expect(error).to.be.instanceOf(Error);
+    expect(error.name).to.equal('QueueFullError');
+    expect(error.message).to.contain('(7 messages)');
+  });
+
+  it('exempt messages (calls, bounded elsewhere) are queued past the limit', async () => {
+    const sender = new ScriptedSender(['hold']);
+    const outbox = new Outbox(sender, 1);
+    const log: string[] = [];
+    outbox.send('a', frames('m1'), hooks(log, 'm1'));
+    outbox.send('a', frames('call1'), hooks(log, 'call1', { exempt: true }));
+    outbox.send('a', frames('call2'), hooks(log, 'call2', { exempt: true }));
+    outbox.send('a', frames('m2'), hooks(log, 'm2'));
+    expect(log).to.deep.equal(['error m2: QueueFullError']);
+    sender.release();
+    await until(() => log.length === 4, 'the calls');
+    expect(sender.delivered).to.deep.equal(['m1', 'call1', 'call2']);
+  });
+
+  it('a stale message (its call settled meanwhile) is skipped, never sent', async () => {
+    const sender = new ScriptedSender(['hold']);
+    const outbox = new Outbox(sender, 10);
+    const log: string[] = [];
+    let settled = false;
+    outbox.send('a', frames('m1'), hooks(log, 'm1'));
+    outbox.send('a', frames('call'), hooks(log, 'call', { stale: () => settled }));
+    outbox.send('a', frames('m2'), hooks(log, 'm2'));
+    settled = true;
+    sender.release();
+    await until(() => log.length === 2, 'the rest');
+    expect(sender.attempts).to.deep.equal(['m1', 'm2']);
+    expect(log).to.deep.equal(['sent m1', 'sent m2']);
+  });
+
+  it('another failure than EAGAIN goes to that message\'s onError, and the queue moves on', async () => {
+    const sender = new ScriptedSender(['hold', 'EHOSTUNREACH']);
+    const outbox = new Outbox(sender, 10);
+    const log: string[] = [];
+    outbox.send('a', frames('m1'), hooks(log, 'm1'));
+    outbox.send('a', frames('m2'), hooks(log, 'm2'));
+    outbox.send('a', frames('m3'), hooks(log, 'm3'));
+    sender.release();
+    await until(() => log.length === 3, 'all three settled');
+    expect(log).to.deep.equal(['sent m1', 'error m2: EHOSTUNREACH', 'sent m3']);
+    expect(sender.attempts).to.deep.equal(['m1', 'm2', 'm3']);
+  });
+
+  it('sendNow reports a failure other than EAGAIN without queueing', async () => {
+    const sender = new ScriptedSender(['EHOSTUNREACH']);
+    const outbox = new Outbox(sender, 10);
+    const log: string[] = [];
+    outbox.sendNow('a', frames('m1'), hooks(log, 'm1'));
+    await until(() => log.length === 1, 'the error');
+    expect(log).to.deep.equal(['error m1: EHOSTUNREACH']);
+    expect(sender.attempts).to.deep.equal(['m1']);
+  });
+
+  it('drop forgets what waits for a connection (the message in flight completes)', async () => {
+    const sender = new ScriptedSender(['hold']);
+    const outbox = new Outbox(sender, 10);
+    const log: string[] = [];
+    outbox.send('a', frames('m1'), hooks(log, 'm1'));
+    outbox.send('a', frames('m2'), hooks(log, 'm2'));
+    outbox.send('a', frames('m3'), hooks(log, 'm3'));
+    outbox.drop('a');
+    sender.release();
+    await until(() => sender.holding === 0 && sender.delivered.length === 1, 'the held send');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(sender.attempts).to.deep.equal(['m1']);
+    // The queue is gone: a new message goes straight through.
+    outbox.sendNow('a', frames('m4'), hooks(log, 'm4'));
+    await until(() => log.includes('sent m4'), 'a new message');
+    expect(sender.delivered).to.deep.equal(['m1', 'm4']);
+  });
+
+  it('drop of an unknown connection is a no-op', () => {
+    const outbox = new Outbox(new ScriptedSender(), 10);
+    expect(() => outbox.drop('nobody')).to.not.throw();
+  });
+
+  it('drained resolves once every queue is empty', async () => {
+    const sender = new ScriptedSender(['hold']);
+    const outbox = new Outbox(sender, 10);
+    outbox.send('a', frames('m1'));
+    outbox.send('a', frames('m2'));
+    let drained = false;
+    const done = outbox.drained(5000).then(() => {
+      drained = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(drained).to.equal(false);
+    sender.release();
+    await done;
+    expect(sender.delivered).to.deep.equal(['m1', 'm2']);
+  });
+
+  it('after close nothing is sent, and what waited is dropped', async () => {
+    const sender = new ScriptedSender(['hold']);
+    const outbox = new Outbox(sender, 10);
+    const log: string[] = [];
+    outbox.send('a', frames('m1'), hooks(log, 'm1'));
+    outbox.send('a', frames('m2'), hooks(log, 'm2'));
+    outbox.close();
+    outbox.send('a', frames('m3'), hooks(log, 'm3'));
+    outbox.sendNow('b', frames('b1'), hooks(log, 'b1'));
+    sender.release();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(sender.attempts).to.deep.equal(['m1']);
+    await outbox.drained(); // resolves at once when closed
+  });
+
+  it('EAGAIN after close is not retried', async () => {
+    const sender = new ScriptedSender(['EAGAIN']);
+    const outbox = new Outbox(sender, 10);
+    const log: string[] = [];
+    outbox.send('a', frames('m1'), hooks(log, 'm1'));
+    outbox.close();
+    await until(() => log.length === 1, 'the failure');
+    expect(log).to.deep.equal(['error m1: EAGAIN']);
+    expect(sender.attempts).to.deep.equal(['m1']);
+  });
+});
