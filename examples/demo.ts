@@ -46,7 +46,7 @@ export async function runDemo(log: (line: string) => void = console.log): Promis
       userId,
       password: passwords[userId],
       curve: { ...curveKeyPair(), serverPublicKey: serverKeys.publicKey },
-      timeoutMs: 2000,
+      timeoutMs: 10_000, // the first call waits for the CURVE handshake and an argon2 check: generous on a busy machine
     });
     client.connect(server.endpoint);
     client.registerRpc('addition', (a: number, b: number) => a + b);

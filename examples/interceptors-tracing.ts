@@ -99,7 +99,7 @@ export async function runInterceptorsTracing(log: (line: string) => void = conso
   const server = new Server('shop', { interceptors: { incoming: [shopTracer.incoming], outgoing: [shopTracer.outgoing] } });
   // Placing an order asks the calling store to reserve the item: a call back, inside the same trace.
   server.registerRpc('orders.place', async (ctx: CallContext, item: string) => {
-    const reserved = await server.sendTo(ctx.identity).inventory.reserve(item);
+    const reserved: unknown = await server.sendTo(ctx.identity).inventory.reserve(item);
     return reserved ? `order for ${item} placed` : `${item} is out of stock`;
   }, { withContext: true });
   await server.bind('tcp://127.0.0.1:0');
@@ -113,8 +113,8 @@ export async function runInterceptorsTracing(log: (line: string) => void = conso
   client.connect(server.endpoint);
   try {
     await client.start();
-    const answer = await storeTracer.inSpan('checkout', 'internal', undefined, () => client.call.orders.place('book'));
-    log(answer);
+    const answer: unknown = await storeTracer.inSpan('checkout', 'internal', undefined, (): Promise<unknown> => client.call.orders.place('book'));
+    log(String(answer));
   } finally {
     await client.stop();
     await server.stop();

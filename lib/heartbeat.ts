@@ -7,7 +7,7 @@
  * shared by several server processes, say) plugs in by name or as an object. ZeroMQ's own ZMTP
  * heartbeats run beside these, so a dead TCP connection is closed by the transport too.
  */
-import { rejectUnknownKeys } from './options.js';
+import { rejectUnknownKeys } from './unknown-keys.js';
 
 /** Heartbeat settings. */
 export interface HeartbeatOptions {

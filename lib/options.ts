@@ -14,6 +14,9 @@ import type { SecurityPlugin } from '../security/plugin.js';
 import type { Client } from './client.js';
 
 export type { CallOptions } from './engine/caller.js';
+import { rejectUnknownKeys } from './unknown-keys.js';
+
+export { rejectUnknownKeys };
 
 /** Named limits and defaults. Each is an option of the same name. */
 export const DEFAULTS = {
@@ -168,30 +171,6 @@ const COMMON_KEYS = [
 ] as const satisfies readonly (keyof CommonOptions)[];
 const SERVER_KEYS = ['curve', 'users', 'jwt', 'maxFailedLogins', 'failedLoginDelayMs', 'remoteShutdown', 'proxyTo', 'trustedProxies'] as const satisfies readonly (keyof ServerOptions)[];
 const CLIENT_KEYS = ['curve', 'routingId', 'userId', 'password', 'token', 'helloTimeoutMs'] as const satisfies readonly (keyof ClientOptions)[];
-
-/** Throws a TypeError naming the first key of `given` that is not in `known`. */
-export function rejectUnknownKeys(given: object, known: readonly string[], where: string): void {
-  for (const key of Object.keys(given)) {
-    if (!known.includes(key)) {
-      const near = known.find((k) => k.toLowerCase() === key.toLowerCase() || editDistance(k, key) <= 2);
-      throw new TypeError(`unknown option "${key}" for ${where}${near ? ` (did you mean "${near}"?)` : ''}`);
-    }
-  }
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let previous = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const current = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = current;
-    }
-  }
-  return row[b.length]!;
-}
 
 export function checkServerOptions(options: object): void {
   rejectUnknownKeys(options, [...COMMON_KEYS, ...SERVER_KEYS], 'Server');

@@ -98,11 +98,12 @@ export function validateName(name: unknown): string {
 export function parameterNames(fn: Handler): string[] {
   const original = (fn as { [SOURCE_FUNCTION]?: Handler })[SOURCE_FUNCTION];
   if (original) return parameterNames(original);
-  const source = Function.prototype.toString.call(fn).replace(/\/\*[\s\S]*?\*\/|\/\/[^\n]*/g, '');
+  const source = Function.prototype.toString.call(fn);
   const arrowSingle = /^(?:async\s+)?([A-Za-z_$][\w$]*)\s*=>/.exec(source);
   if (arrowSingle) return [arrowSingle[1]!];
-  const open = source.indexOf('(');
-  if (open < 0) return [];
+  let open = 0;
+  while (open < source.length && source[open] !== '(') open = skipComment(source, open) + 1;
+  if (open >= source.length) return [];
   // Split the parameter list at its top-level commas: defaults and patterns nest (), [], {} and strings.
   const parts: string[] = [];
   let depth = 0;
@@ -117,6 +118,10 @@ export function parameterNames(fn: Handler): string[] {
       }
       if (char === quote) quote = '';
       current += char;
+      continue;
+    }
+    if (char === '/' && (source[i + 1] === '/' || source[i + 1] === '*')) {
+      i = skipComment(source, i); // comments are skipped here, outside strings only: a '//' in a default string stays
       continue;
     }
     if (char === '"' || char === "'" || char === '`') quote = char;
@@ -136,6 +141,20 @@ export function parameterNames(fn: Handler): string[] {
     .map((part) => part.trim())
     .filter((part) => part.length > 0)
     .map((part, index) => /^(?:\.\.\.)?([A-Za-z_$][\w$]*)/.exec(part)?.[1] ?? `#${index}`);
+}
+
+/** The index of the last character of a comment starting at `i`, or `i` when none starts there. */
+function skipComment(source: string, i: number): number {
+  if (source[i] !== '/') return i;
+  if (source[i + 1] === '/') {
+    const end = source.indexOf('\n', i);
+    return end < 0 ? source.length : end;
+  }
+  if (source[i + 1] === '*') {
+    const end = source.indexOf('*/', i + 2);
+    return end < 0 ? source.length : end + 1;
+  }
+  return i;
 }
 
 /** Set on a wrapper (a bound method, say) to the function whose parameters inspect should show. */

@@ -266,7 +266,8 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     if (!upstream) return false;
     this.logger.debug('relaying a call upstream', { ...this.session.context(connection), name: work.name });
     upstream
-      .invoke('_zeropeer.proxy', [work.identity, work.name, work.args, work.kwargs ?? null])
+      // Metadata (trace context, say) goes along: the upstream trusts this proxy with the caller's identity already.
+      .invoke('_zeropeer.proxy', [work.identity, work.name, work.args, work.kwargs ?? null], work.metadata ? { metadata: { ...work.metadata } } : {})
       .then((value) => work.responder.ok(value), (error: unknown) => work.responder.fail(error));
     return true;
   }

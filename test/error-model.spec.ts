@@ -8,6 +8,7 @@
 import { expect } from 'chai';
 import * as api from '../lib/index.js';
 import {
+  BusyError,
   EncodingError,
   MessageTooLargeError,
   NackError,
@@ -43,6 +44,7 @@ const CLASS_OF_CODE = {
   encoding: EncodingError,
   message_too_large: MessageTooLargeError,
   registration: RegistrationError,
+  busy: BusyError,
 } satisfies Record<ErrorCode, { readonly wireName: string; readonly prototype: RpcError }>;
 
 type Detailed = Error & { remoteStack?: string; code?: unknown; details?: unknown; origin?: unknown; cause?: unknown };
@@ -80,15 +82,15 @@ function registerFailures(peer: Server | Client): void {
     throw new AggregateError([new TypeError('first failed'), new RangeError('second failed'), new QuotaError('third over quota')], 'all three failed');
   });
   peer.registerRpc('throwString', () => {
-    // eslint-disable-next-line @typescript-eslint/only-throw-error
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- a non-Error throw is what this test is about
     throw 'a plain string';
   });
   peer.registerRpc('throwObject', () => {
-    // eslint-disable-next-line @typescript-eslint/only-throw-error
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- a non-Error throw is what this test is about
     throw { reason: 'bad input', field: 'email' };
   });
   peer.registerRpc('throwNumber', async () => {
-    // eslint-disable-next-line @typescript-eslint/only-throw-error
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- a non-Error throw is what this test is about
     throw 404;
   });
   peer.registerRpc('remoteTimeout', () => {

@@ -4,7 +4,12 @@
  * stays in flight until the test lets it go).
  */
 import { expect } from 'chai';
-import { Outbox, QueueFullError, type OutgoingHooks, type Sender } from '../../lib/transport/outbox.js';
+import { Outbox, QueueFullError, type OutboxLimits, type OutgoingHooks, type Sender } from '../../lib/transport/outbox.js';
+
+/** A message limit, and byte limits that never bind (the byte limits have tests of their own). */
+function limits(messages: number, bytes = Infinity, totalBytes = Infinity): OutboxLimits {
+  return { messages, bytes, totalBytes };
+}
 
 type Outcome = 'ok' | 'EAGAIN' | 'EHOSTUNREACH' | 'hold';
 
@@ -67,7 +72,7 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 describe('Outbox', () => {
   it('sendNow hands frames to the sender at once when nothing waits', async () => {
     const sender = new ScriptedSender();
-    const outbox = new Outbox(sender, 10);
+    const outbox = new Outbox(sender, limits(10));
     const log: string[] = [];
     outbox.sendNow('a', frames('m1'), hooks(log, 'm1'));
     expect(sender.attempts).to.deep.equal(['m1']);
@@ -77,7 +82,7 @@ describe('Outbox', () => {
 
   it('a full pipe (EAGAIN) is retried, and what came after it waits its turn: order is kept', async () => {
     const sender = new ScriptedSender(['EAGAIN', 'EAGAIN', 'EAGAIN']);
-    const outbox = new Outbox(sender, 10);
+    const outbox = new Outbox(sender, limits(10));
     const log: string[] = [];
     outbox.sendNow('a', frames('m1'), hooks(log, 'm1'));
     await until(() => sender.attempts.length >= 2, 'the retry');
@@ -91,7 +96,7 @@ describe('Outbox', () => {
 
   it('a connection whose pipe is full does not hold up another connection', async () => {
     const sender = new ScriptedSender(['hold']);
-    const outbox = new Outbox(sender, 10);
+    const outbox = new Outbox(sender, limits(10));
     const log: string[] = [];
     outbox.send('slow', frames('s1'), hooks(log, 's1'));
     outbox.send('slow', frames('s2'), hooks(log, 's2'));
@@ -105,7 +110,7 @@ describe('Outbox', () => {
 
   it('past `limit` waiting messages a send fails at once with QueueFullError; others still go', async () => {
     const sender = new ScriptedSender(['hold']);
-    const outbox = new Outbox(sender, 2);
+    const outbox = new Outbox(sender, limits(2));
     const log: string[] = [];
     outbox.send('a', frames('m1'), hooks(log, 'm1')); // in flight (held), still counts
     outbox.send('a', frames('m2'), hooks(log, 'm2'));
@@ -118,7 +123,7 @@ describe('Outbox', () => {
   });
 
   it('a QueueFullError says which limit and why', () => {
-    const error = new QueueFullError(7);
+    const error = new QueueFullError('7 messages');
     expect(error).to.be.instanceOf(Error);
     expect(error.name).to.equal('QueueFullError');
     expect(error.message).to.contain('(7 messages)');
@@ -126,7 +131,7 @@ describe('Outbox', () => {
 
   it('exempt messages (calls, bounded elsewhere) are queued past the limit', async () => {
     const sender = new ScriptedSender(['hold']);
-    const outbox = new Outbox(sender, 1);
+    const outbox = new Outbox(sender, limits(1));
     const log: string[] = [];
     outbox.send('a', frames('m1'), hooks(log, 'm1'));
     outbox.send('a', frames('call1'), hooks(log, 'call1', { exempt: true }));
@@ -140,7 +145,7 @@ describe('Outbox', () => {
 
   it('a stale message (its call settled meanwhile) is skipped, never sent', async () => {
     const sender = new ScriptedSender(['hold']);
-    const outbox = new Outbox(sender, 10);
+    const outbox = new Outbox(sender, limits(10));
     const log: string[] = [];
     let settled = false;
     outbox.send('a', frames('m1'), hooks(log, 'm1'));
@@ -155,7 +160,7 @@ describe('Outbox', () => {
 
   it('another failure than EAGAIN goes to that message\'s onError, and the queue moves on', async () => {
     const sender = new ScriptedSender(['hold', 'EHOSTUNREACH']);
-    const outbox = new Outbox(sender, 10);
+    const outbox = new Outbox(sender, limits(10));
     const log: string[] = [];
     outbox.send('a', frames('m1'), hooks(log, 'm1'));
     outbox.send('a', frames('m2'), hooks(log, 'm2'));
@@ -168,7 +173,7 @@ describe('Outbox', () => {
 
   it('sendNow reports a failure other than EAGAIN without queueing', async () => {
     const sender = new ScriptedSender(['EHOSTUNREACH']);
-    const outbox = new Outbox(sender, 10);
+    const outbox = new Outbox(sender, limits(10));
     const log: string[] = [];
     outbox.sendNow('a', frames('m1'), hooks(log, 'm1'));
     await until(() => log.length === 1, 'the error');
@@ -178,7 +183,7 @@ describe('Outbox', () => {
 
   it('drop forgets what waits for a connection (the message in flight completes)', async () => {
     const sender = new ScriptedSender(['hold']);
-    const outbox = new Outbox(sender, 10);
+    const outbox = new Outbox(sender, limits(10));
     const log: string[] = [];
     outbox.send('a', frames('m1'), hooks(log, 'm1'));
     outbox.send('a', frames('m2'), hooks(log, 'm2'));
@@ -194,14 +199,36 @@ describe('Outbox', () => {
     expect(sender.delivered).to.deep.equal(['m1', 'm4']);
   });
 
+  it('past the bytes of one connection, or of all, a send fails with QueueFullError naming the limit', async () => {
+    const sender = new ScriptedSender(['hold', 'hold']); // the head of each queue stays in flight
+    const log: string[] = [];
+    const errors: string[] = [];
+    const outbox = new Outbox(sender, limits(100, 10, 15));
+    const frames = (n: number): Buffer[] => [Buffer.alloc(0), Buffer.alloc(n)];
+    const hooks = (label: string): OutgoingHooks => ({ onSent: () => log.push(label), onError: (error) => errors.push(`${label}: ${error.message}`) });
+    outbox.send('a', frames(6), hooks('a1'));
+    outbox.send('a', frames(6), hooks('a2')); // 12 > 10 for connection a
+    outbox.send('b', frames(8), hooks('b1')); // 6 + 8 = 14 <= 15 in all
+    outbox.send('b', frames(2), hooks('b2')); // 16 > 15 in all
+    expect(errors).to.deep.equal([
+      'a2: the send queue is full (10 bytes for this connection): the peer does not read',
+      'b2: the send queue is full (15 bytes in all): the peer does not read',
+    ]);
+    expect(outbox.queuedBytes).to.equal(14);
+    outbox.drop('a');
+    expect(outbox.queuedBytes, 'a dropped queue gives its bytes back').to.equal(8);
+    outbox.close();
+    expect(outbox.queuedBytes).to.equal(0);
+  });
+
   it('drop of an unknown connection is a no-op', () => {
-    const outbox = new Outbox(new ScriptedSender(), 10);
+    const outbox = new Outbox(new ScriptedSender(), limits(10));
     expect(() => outbox.drop('nobody')).to.not.throw();
   });
 
   it('drained resolves once every queue is empty', async () => {
     const sender = new ScriptedSender(['hold']);
-    const outbox = new Outbox(sender, 10);
+    const outbox = new Outbox(sender, limits(10));
     outbox.send('a', frames('m1'));
     outbox.send('a', frames('m2'));
     let drained = false;
@@ -217,7 +244,7 @@ describe('Outbox', () => {
 
   it('after close nothing is sent, and what waited is dropped', async () => {
     const sender = new ScriptedSender(['hold']);
-    const outbox = new Outbox(sender, 10);
+    const outbox = new Outbox(sender, limits(10));
     const log: string[] = [];
     outbox.send('a', frames('m1'), hooks(log, 'm1'));
     outbox.send('a', frames('m2'), hooks(log, 'm2'));
@@ -232,7 +259,7 @@ describe('Outbox', () => {
 
   it('EAGAIN after close is not retried', async () => {
     const sender = new ScriptedSender(['EAGAIN']);
-    const outbox = new Outbox(sender, 10);
+    const outbox = new Outbox(sender, limits(10));
     const log: string[] = [];
     outbox.send('a', frames('m1'), hooks(log, 'm1'));
     outbox.close();

@@ -290,9 +290,8 @@ describe('PendingCalls', () => {
 
   it('an expiry that settles other calls (the owner rejects more) does not break the walk', () => {
     const expired: string[] = [];
-    let table: PendingCalls;
     let other: PendingCall | undefined;
-    table = new PendingCalls(100, {
+    const table: PendingCalls = new PendingCalls(100, {
       expire(call) {
         expired.push(call.name);
         table.reject(call.id, new Error('timeout'));

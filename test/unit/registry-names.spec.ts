@@ -82,7 +82,7 @@ describe('parameterNames', () => {
   }
 
   it('comments in the parameter list are ignored', () => {
-    // eslint-disable-next-line no-new-func
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- a function whose source has comments in its parameter list
     const fn = new Function('a /* , fake */', 'b // , nope\n', 'return a + b') as Handler;
     expect(parameterNames(fn)).to.deep.equal(['a', 'b']);
   });
@@ -100,7 +100,7 @@ describe('parameterNames', () => {
   });
 
   it('a function built from source text with odd spacing', () => {
-    // eslint-disable-next-line no-new-func
+    // eslint-disable-next-line @typescript-eslint/no-implied-eval -- a function whose source has comments in its parameter list
     const fn = new Function('  first  ', '\tsecond = ( 1 , 2 )', 'return 0') as Handler;
     expect(parameterNames(fn)).to.deep.equal(['first', 'second']);
   });
