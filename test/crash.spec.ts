@@ -187,7 +187,7 @@ async function sync(raw: RawPeer, server: ChildServer, timeoutMs = 10_000): Prom
       frames = await Promise.race([raw.next(Math.max(1, deadline - Date.now())),
         server.exited.then(() => { throw new Error('the server died'); })]);
     } catch (error) {
-      throw new Error(`${(error as Error).message}; ${server.describe()}`);
+      throw new Error(`${(error as Error).message}; ${server.describe()}`, { cause: error });
     }
     if (frames.length === 5 && frames[2]!.equals(id)) {
       expect([...frames[3]!], 'the sync WORK is answered UNAUTHORIZED').to.deep.equal([T.UNAUTHORIZED]);
@@ -206,7 +206,7 @@ async function expectSurvived(server: ChildServer, before: ServerStats, what: st
   try {
     after = answered ?? await authenticatedStats(server.endpoint);
   } catch (error) {
-    throw new Error(`${what}: a legitimate call failed: ${(error as Error).message}; ${server.describe()}`);
+    throw new Error(`${what}: a legitimate call failed: ${(error as Error).message}; ${server.describe()}`, { cause: error });
   }
   expect(after.pid).to.equal(before.pid);
   const grew = after.rss - before.rss;
