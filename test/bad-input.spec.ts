@@ -4,12 +4,14 @@
  * logged it with context, and still serve both the misbehaving connection and a fresh zeropeer
  * Client. The last tests turn it around: a raw server sends garbage answers to a zeropeer Client.
  */
+import { MessageType } from '../lib/index.js';
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
 import { COMPACT_CAPABILITY, Client, ProtocolError, type Server } from '../lib/index.js';
 import { cleanup, connectionRecords, once, RawPeer, RawServer, recordingLogger, startClient, startServer, track, until, uuidBytes, type LogEntry } from './helpers.js';
 
-const T = { OK: 0x01, HELLO: 0x02, WORK: 0x03, AUTHENTICATED: 0x04, HEARTBEAT: 0x06, ERROR: 0x10, UNAUTHORIZED: 0x11 } as const;
+/** Message types, from the exported table (never copied constants). */
+const T = MessageType;
 
 /** The routing id of the misbehaving raw peer: printable, so that logs show it as text. */
 const BAD = 'bad-peer';

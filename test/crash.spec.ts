@@ -7,6 +7,7 @@
  * The child runs with a 256 MiB V8 heap: a body that makes msgpackr allocate without bound kills
  * it in about a second (instead of twenty seconds and 4 GiB of the machine with the default heap).
  */
+import { MessageType } from '../lib/index.js';
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -17,7 +18,8 @@ import { cleanup, RawPeer, recordingLogger, sleep, uuidBytes } from './helpers.j
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/crash-server.js', import.meta.url));
 const ALICE_PASSWORD = 'correct horse battery staple';
-const T = { HELLO: 0x02, WORK: 0x03, ERROR: 0x10, UNAUTHORIZED: 0x11 } as const;
+/** Message types, from the exported table (never copied constants). */
+const T = MessageType;
 const MiB = 1024 * 1024;
 /** How much the child's RSS may grow over one attack. A leak per message, or one decoded bomb, is far more. */
 const RSS_HEADROOM = 150 * MiB;

@@ -6,6 +6,7 @@
  * are short (100 ms, timeout 400 ms); every assertion is on events and outcomes, never on how long
  * something took (waits have generous limits and only bound how long a failing test hangs).
  */
+import { MessageType } from '../lib/index.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { rmSync } from 'node:fs';
@@ -29,7 +30,8 @@ import {
 } from '../lib/index.js';
 import { RawPeer, cleanup, isHeartbeat, once, recordingLogger, sleep, startClient, startServer, until, uuidBytes } from './helpers.js';
 
-const T = { OK: 0x01, HELLO: 0x02, WORK: 0x03, AUTHENTICATED: 0x04, HEARTBEAT: 0x06 } as const;
+/** Message types, from the exported table (never copied constants). */
+const T = MessageType;
 
 /** Short heartbeats for every peer in this file. */
 const HB = { intervalMs: 100, timeoutMs: 400 } as const;

@@ -7,6 +7,7 @@
 import { expect } from 'chai';
 import { decode } from 'msgpackr';
 import {
+  MessageType,
   Client,
   ParameterError,
   RpcError,
@@ -18,7 +19,7 @@ import {
 } from '../lib/index.js';
 import { cleanup, once, rejection, RawPeer, RawServer, recordingLogger, startClient, startServer, track, until, uuidBytes } from './helpers.js';
 
-const WORK = 0x03;
+const WORK = MessageType.WORK;
 const OK = 0x01;
 
 /** An interceptor that logs `name>` on the way in and `<name` on the way out. */

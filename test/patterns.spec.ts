@@ -2,6 +2,7 @@
  * "More ways to talk", through real sockets with authentication on: one-way calls, pub/sub,
  * reply channels, inspect, validation, service objects, remote shutdown and proxying.
  */
+import { MessageType } from '../lib/index.js';
 import { expect } from 'chai';
 import { decode as unpackPlain } from 'msgpackr';
 import {
@@ -36,7 +37,8 @@ import {
   uuidBytes,
 } from './helpers.js';
 
-const T = { OK: 0x01, HELLO: 0x02, WORK: 0x03, AUTHENTICATED: 0x04, ERROR: 0x10, UNAUTHORIZED: 0x11 } as const;
+/** Message types, from the exported table (never copied constants). */
+const T = MessageType;
 const PASSWORD = 'correct horse';
 
 /** Peers a test makes outside the helpers; stopped after each test. */

@@ -4,12 +4,14 @@
  * A raw pseud client against a real Server (both directions), and a real Client against a raw
  * pseud-style noop server that never answers HELLO.
  */
+import { MessageType } from '../lib/index.js';
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
 import { Client, RemoteError, type Server } from '../lib/index.js';
 import { cleanup, once, RawPeer, RawServer, recordingLogger, startServer, track, uuidBytes } from './helpers.js';
 
-const T = { OK: 0x01, HELLO: 0x02, WORK: 0x03, AUTHENTICATED: 0x04, HEARTBEAT: 0x06, ERROR: 0x10, UNAUTHORIZED: 0x11 } as const;
+/** Message types, from the exported table (never copied constants). */
+const T = MessageType;
 
 const PSEUD = 'pseud-client';
 

@@ -4,6 +4,7 @@
  * HMAC, RSA, EC and EdDSA keys, claims, algorithm allow-lists, refresh on expiry) and custom
  * plugins (objects and registered names). Raw pseud v1 sockets check the wire answers.
  */
+import { MessageType } from '../lib/index.js';
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { expect } from 'chai';
 import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose';
@@ -18,7 +19,8 @@ import {
 } from '../lib/index.js';
 import { cleanup, once, RawPeer, recordingLogger, startClient, startServer, track, until, uuidBytes } from './helpers.js';
 
-const T = { HELLO: 0x02, WORK: 0x03, AUTHENTICATED: 0x04, UNAUTHORIZED: 0x11 } as const;
+/** Message types, from the exported table (never copied constants). */
+const T = MessageType;
 
 /** Peers a test constructs by hand (ones that never get 'connected'), stopped after each test. */
 
