@@ -91,6 +91,16 @@ export class Worker {
     return this.#child.pid;
   }
 
+  /** How the child ended (`exited (SIGKILL)`, `exited (0)`, `failed: ...`), or undefined while it runs. */
+  get exitReason(): string | undefined {
+    return this.#exited;
+  }
+
+  /** Resolves once the child has exited. */
+  get exited(): Promise<void> {
+    return this.#exit;
+  }
+
   /** Sends a command and awaits its answer; rejects after `timeoutMs` or if the child dies. */
   request<T = unknown>(cmd: string, args: Record<string, unknown> = {}, timeoutMs = 30_000): Promise<T> {
     if (this.#exited) return Promise.reject(new Error(`${this.name} ${this.#exited}${this.#tail()}`));
