@@ -45,7 +45,6 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   readonly #topics = new Set<string>();
   readonly #server: Connection;
   readonly #handshake: ClientHandshake;
-  readonly #warnIfClearText: string | undefined;
   #probeTimer: NodeJS.Timeout | undefined;
   /** Connected to an inproc endpoint, which has no ROUTER_NOTIFY. */
   #probing = false;
@@ -97,11 +96,10 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
         },
       };
     });
-    super(session);
+    super(session, security, options.curve !== undefined);
     self = this;
     this.#handshake = made!.handshake;
     this.#server = made!.server;
-    this.#warnIfClearText = security.secretCredentials === true && !options.curve ? security.name : undefined;
     this.call = createCallProxy<ServerApi>((name, args) => this.invoke(name, args));
     this.notify = createCallProxy<ServerApi, NotifyProxy<ServerApi>>((name, args) => this.invokeOneWay(name, args));
   }
@@ -119,9 +117,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Connects to the server's endpoint (tcp, ipc or inproc). Calls made before the connection is up wait for it. */
   connect(endpoint: string): void {
     this.session.socket.connect(endpoint);
-    if (this.#warnIfClearText && endpoint.startsWith('tcp://')) {
-      this.logger.warn(`security "${this.#warnIfClearText}" over tcp without CURVE: credentials travel in clear; set options.curve`, { peer: this.id, endpoint });
-    }
+    this.warnIfClearText(endpoint);
     if (endpoint.startsWith('inproc://')) {
       this.#probing = true;
       if (this.session.started) this.#probe();

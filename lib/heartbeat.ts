@@ -7,7 +7,7 @@
  * shared by several server processes, say) plugs in by name or as an object. ZeroMQ's own ZMTP
  * heartbeats run beside these, so a dead TCP connection is closed by the transport too.
  */
-import { rejectUnknownKeys } from './unknown-keys.js';
+import { MAX_OPTION_VALUE, rejectUnknownKeys } from './option-checks.js';
 
 /** Heartbeat settings. */
 export interface HeartbeatOptions {
@@ -98,8 +98,8 @@ export function resolveHeartbeat(option: HeartbeatOptions | false | undefined):
   if (option) rejectUnknownKeys(option, ['intervalMs', 'timeoutMs', 'backend'], 'options.heartbeat');
   const intervalMs = option?.intervalMs ?? HEARTBEAT_DEFAULTS.intervalMs;
   const timeoutMs = option?.timeoutMs ?? HEARTBEAT_DEFAULTS.timeoutMs;
-  if (!(intervalMs > 0) || !(timeoutMs > 0) || !(timeoutMs <= 2 ** 31 - 1)) {
-    throw new TypeError('heartbeat.intervalMs and heartbeat.timeoutMs must be positive, at most 2147483647');
+  if (!(intervalMs > 0) || !(timeoutMs > 0) || !(timeoutMs <= MAX_OPTION_VALUE)) {
+    throw new TypeError(`heartbeat.intervalMs and heartbeat.timeoutMs must be positive, at most ${MAX_OPTION_VALUE}`);
   }
   if (timeoutMs <= intervalMs) throw new TypeError('heartbeat.timeoutMs must be longer than heartbeat.intervalMs');
   const chosen = option?.backend ?? 'memory';

@@ -14,9 +14,9 @@ import type { SecurityPlugin } from '../security/plugin.js';
 import type { Client } from './client.js';
 
 export type { CallOptions } from './engine/caller.js';
-import { rejectUnknownKeys } from './unknown-keys.js';
+import { rejectUnknownKeys } from './option-checks.js';
 
-export { rejectUnknownKeys };
+export { MAX_OPTION_VALUE, positive, rejectUnknownKeys, wholeNumber } from './option-checks.js';
 
 /** Named limits and defaults. Each is an option of the same name. */
 export const DEFAULTS = {
@@ -178,23 +178,4 @@ export function checkServerOptions(options: object): void {
 
 export function checkClientOptions(options: object): void {
   rejectUnknownKeys(options, [...COMMON_KEYS, ...CLIENT_KEYS], 'Client');
-}
-
-/** The largest value a time or size option takes: what setTimeout accepts (about 24.8 days). */
-export const MAX_OPTION_VALUE = 2 ** 31 - 1;
-
-/** Reads a positive number option (at most {@link MAX_OPTION_VALUE}), or its default; throws a TypeError naming it otherwise. */
-export function positive(value: unknown, name: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !(value > 0) || !(value <= MAX_OPTION_VALUE)) {
-    throw new TypeError(`options.${name} must be a positive number, at most ${MAX_OPTION_VALUE}`);
-  }
-  return value;
-}
-
-/** Reads a whole number option, 0 or more. */
-export function wholeNumber(value: unknown, name: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (!Number.isInteger(value) || (value as number) < 0) throw new TypeError(`options.${name} must be a whole number`);
-  return value as number;
 }

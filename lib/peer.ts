@@ -9,6 +9,7 @@ import type { Session } from './engine/session.js';
 import type { Logger } from './logger.js';
 import type { Handler, Registry, RegistrationOptions } from './registry.js';
 import { registerService } from './service.js';
+import type { SecurityPlugin } from '../security/plugin.js';
 
 /** What `peer.stats()` tells. */
 export interface PeerStats {
@@ -29,9 +30,13 @@ export class Peer<Events extends EventEmitter.ValidEventTypes> extends EventEmit
   /** @internal */
   protected readonly logger: Logger;
 
+  /** The plugin whose secrets would cross tcp in clear (no CURVE), until warned about once. */
+  #clearText: string | undefined;
+
   /** @internal */
-  protected constructor(session: Session) {
+  protected constructor(session: Session, security: SecurityPlugin, curve: boolean) {
     super();
+    this.#clearText = security.secretCredentials === true && !curve ? security.name : undefined;
     this.session = session;
     this.id = session.config.id;
     this.registry = session.config.registry;
@@ -46,6 +51,13 @@ export class Peer<Events extends EventEmitter.ValidEventTypes> extends EventEmit
       this.logger.error(`a "${String(event)}" listener threw`, { peer: this.id, error: error instanceof Error ? error.stack : String(error) });
       return true;
     }
+  }
+
+  /** @internal Warns once when the plugin's secrets would cross tcp without CURVE. */
+  protected warnIfClearText(endpoint: string): void {
+    if (this.#clearText === undefined || !endpoint.startsWith('tcp://')) return;
+    this.logger.warn(`security "${this.#clearText}" over tcp without CURVE: credentials travel in clear; set options.curve`, { peer: this.id, endpoint });
+    this.#clearText = undefined;
   }
 
   /** Registers a function on this peer only (see {@link Registry.registerRpc}). */
@@ -93,9 +105,7 @@ export class Peer<Events extends EventEmitter.ValidEventTypes> extends EventEmit
 
   /** Counters of this peer, now. */
   stats(): PeerStats {
-    let connections = 0;
-    for (const _ of this.session.connections.values()) connections++;
-    return { connections, pendingCalls: this.session.caller.size, runningHandlers: this.session.dispatcher.running };
+    return { connections: this.session.connections.size, pendingCalls: this.session.caller.size, runningHandlers: this.session.dispatcher.running };
   }
 
   /** Number of calls in flight or waiting. */

@@ -110,14 +110,11 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       }));
       return serverRole(engine, handshake, () => self!);
     });
-    super(session);
+    super(session, security, options.curve !== undefined);
     self = this;
     this.#options = options;
     this.#handshake = made!;
-    this.#warnIfClearText = security.secretCredentials === true && !options.curve;
   }
-
-  readonly #warnIfClearText: boolean;
 
   /**
    * Listens on an endpoint: `tcp://127.0.0.1:0` (port 0: the system picks one; read
@@ -126,9 +123,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   async bind(endpoint: string): Promise<void> {
     const allowed = this.#options.curve?.allowedClientKeys;
     this.#endpoints.push(await this.session.socket.bind(endpoint, allowed));
-    if (this.#warnIfClearText && endpoint.startsWith('tcp://')) {
-      this.logger.warn(`security "${resolveSecurityPlugin(this.#options.security).name}" over tcp without CURVE: credentials travel in clear; set options.curve`, { peer: this.id, endpoint });
-    }
+    this.warnIfClearText(endpoint);
     if (!allowed && isOpenNetwork(endpoint)) {
       this.logger.warn('bound on a network address without curve.allowedClientKeys: any host that reaches it can connect, ' +
         'and libzmq 4.3.5 can be crashed by a peer that claims routing ids (see README, security)', { peer: this.id, endpoint });

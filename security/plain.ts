@@ -37,14 +37,16 @@ class Gate {
     if (this.#running >= this.limit) {
       if (this.#waiting.size >= this.queueLimit) throw new BusyError('too many logins in progress');
       await new Promise<void>((resolve, reject) => {
-        const entry = { start: () => resolve(), signal };
         const abort = (): void => {
           this.#waiting.delete(entry);
           reject(signal!.reason);
         };
-        entry.start = () => {
-          signal?.removeEventListener('abort', abort);
-          resolve();
+        const entry = {
+          signal,
+          start(): void {
+            signal?.removeEventListener('abort', abort);
+            resolve();
+          },
         };
         signal?.addEventListener('abort', abort, { once: true });
         this.#waiting.add(entry);

@@ -4,6 +4,7 @@
  * connection: the newest proof wins), and proofs that expire.
  */
 import { BusyError, PeerNotConnectedError } from '../errors.js';
+import { MAX_OPTION_VALUE } from '../option-checks.js';
 import type { Connection } from '../engine/connection.js';
 import type { HandshakeMessage } from '../engine/role.js';
 import type { Session } from '../engine/session.js';
@@ -16,8 +17,6 @@ export type GoneReason = 'timeout' | 'disconnect' | 'stopped' | 'replaced' | 'ex
 
 /** The longest throttle delay, in ms. */
 const MAX_THROTTLE_MS = 10_000;
-/** The longest delay setTimeout takes. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Logins whose failures are remembered (across connections); past it, the oldest are forgotten. */
 const MAX_TRACKED_LOGINS = 10_000;
 /** How long a login's failures count against it. */
@@ -157,7 +156,7 @@ export class ServerHandshake {
   /** HELLO from a client; AUTHENTICATED and UNAUTHORIZED from a client are ignored. */
   handshake(connection: Connection, message: HandshakeMessage): void {
     if (message.type !== MessageType.HELLO) {
-      this.#session.config.logger.warn(`${message.type === MessageType.AUTHENTICATED ? 'AUTHENTICATED' : 'UNAUTHORIZED'} from a client ignored`, this.#session.context(connection));
+      this.#session.peerWarning(connection.key, `${message.type === MessageType.AUTHENTICATED ? 'AUTHENTICATED' : 'UNAUTHORIZED'} from a client ignored`, this.#session.context(connection));
       return;
     }
     if (!this.#session.started) return;
@@ -172,7 +171,7 @@ export class ServerHandshake {
     if (current.state === 'verifying') {
       // One check at a time per connection: a burst of HELLOs must not outrun the failure count.
       this.#logins.set(connection, { state: 'verifying', failures: failures + 1 });
-      this.#session.config.logger.warn('HELLO while another is being checked: refused', { ...this.#session.context(connection), login });
+      this.#session.peerWarning(connection.key, 'HELLO while another is being checked: refused', { ...this.#session.context(connection), login });
       this.#answer(connection, message, false, 'authentication already in progress');
       return;
     }
@@ -305,7 +304,7 @@ export class ServerHandshake {
       }
       this.forget(connection, 'expired');
       if (connection.framing === 'compact' && connection.up) this.#session.send(connection, MessageType.UNAUTHORIZED, 0, EXPIRED);
-    }, Math.min(Math.max(0, expiresAt - Date.now()), MAX_TIMER_MS));
+    }, Math.min(Math.max(0, expiresAt - Date.now()), MAX_OPTION_VALUE));
     expiry.unref();
     this.#proofs.set(connection, { expiresAt, expiry });
   }

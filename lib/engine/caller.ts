@@ -2,11 +2,12 @@
  * Outgoing calls: encoding, the pending table, deadlines, and the answers that settle them. A call
  * rejects, never hangs: TimeoutError after its deadline, at once when it cannot be sent.
  */
-import { MessageTooLargeError, RpcError, ServiceClosedError, TimeoutError, UnauthorizedError, errorFromWire, type ErrorTable } from '../errors.js';
+import { RpcError, ServiceClosedError, TimeoutError, UnauthorizedError, errorFromWire, type ErrorTable } from '../errors.js';
 import type { Logger } from '../logger.js';
+import { positive } from '../option-checks.js';
 import { isUnreachable } from '../transport/router-socket.js';
 import type { Outbox } from '../transport/outbox.js';
-import { encodeMessage, payloadBytes, type FramingContext } from '../wire/framing.js';
+import { encodeWithin, type FramingContext } from '../wire/framing.js';
 import { MessageType, typeName, workBody, type Message, type MessageId } from '../wire/messages.js';
 import type { Connection, Connections } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
@@ -36,17 +37,6 @@ export interface CallerSettings {
   readonly logger: Logger;
   /** Append the caller's stack to every rejection. */
   readonly callSites: boolean;
-}
-
-/** The largest value a time option takes: what setTimeout accepts (about 24.8 days). */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-function timeoutOf(value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !(value > 0) || !(value <= MAX_TIMER_MS)) {
-    throw new TypeError(`options.timeoutMs must be a positive number, at most ${MAX_TIMER_MS}`);
-  }
-  return value;
 }
 
 export class Caller {
@@ -127,7 +117,7 @@ export class Caller {
     const kwargs = options.kwargs && Object.keys(options.kwargs).length > 0 ? options.kwargs : undefined;
     const metadata = options.metadata && Object.keys(options.metadata).length > 0 ? options.metadata : undefined;
     try {
-      timeoutMs = timeoutOf(options.timeoutMs, this.#settings.timeoutMs);
+      timeoutMs = positive(options.timeoutMs, 'timeoutMs', this.#settings.timeoutMs);
       // Encode now, so that a value that cannot be sent fails here and nothing is queued.
       frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata);
     } catch (error) {
@@ -149,12 +139,7 @@ export class Caller {
     metadata: Readonly<Record<string, string>> | undefined): Buffer[] {
     // Id 0: one-way (an empty id in v1).
     const wireId = id === 0 ? (target.framing === 'v1' ? Buffer.alloc(0) : 0) : id;
-    const frames = encodeMessage(this.#framing, target.framing, target.routingId, MessageType.WORK, wireId, workBody(target.framing, name, args, kwargs, metadata));
-    const size = payloadBytes(frames);
-    if (size > this.#framing.maxMessageBytes) {
-      throw new MessageTooLargeError(`call "${name}" is ${size} bytes, over maxMessageBytes (${this.#framing.maxMessageBytes}); nothing was sent`);
-    }
-    return frames;
+    return encodeWithin(this.#framing, target.framing, target.routingId, MessageType.WORK, wireId, workBody(target.framing, name, args, kwargs, metadata), `call "${name}"`);
   }
 
   #hand(connection: Connection, call: PendingCall, frames: Buffer[]): void {

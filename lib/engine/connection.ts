@@ -77,6 +77,10 @@ export class Connections {
     if (this.holds(connection)) this.#byKey.delete(connection.key);
   }
 
+  get size(): number {
+    return this.#byKey.size;
+  }
+
   values(): IterableIterator<Connection> {
     return this.#byKey.values();
   }

@@ -40,6 +40,8 @@ export interface DispatcherHost {
   /** Aborts when the peer stops: what incoming interceptors see as the call's signal. */
   readonly stopping: AbortSignal;
   context(connection: Connection): LogContext;
+  /** A warning the peer on `connection` can cause at will (rate-limited per peer). */
+  warn(connection: Connection, message: string): void;
 }
 
 export class Dispatcher {
@@ -108,7 +110,7 @@ export class Dispatcher {
     const identity = role.workIdentity(connection);
     if (identity === undefined) {
       if (!oneWay) this.#host.send(connection, framing, MessageType.UNAUTHORIZED, id, 'authentication required', 'UNAUTHORIZED');
-      else this.#settings.logger.warn('one-way work from an unauthenticated peer dropped', this.#host.context(connection));
+      else this.#host.warn(connection, 'one-way work from an unauthenticated peer dropped');
       return;
     }
     const responder = oneWay ? this.#oneWayResponder(connection, body.name) : new CallResponder(this, connection, connection.epoch, framing, id, body.name);

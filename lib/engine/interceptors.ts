@@ -9,7 +9,7 @@
  * };
  * new Server('svc', { interceptors: { incoming: [timing] } });
  */
-import { rejectUnknownKeys } from '../unknown-keys.js';
+import { rejectUnknownKeys } from '../option-checks.js';
 
 /** What an interceptor sees of one call. `args` and `metadata` may be changed before `next`. */
 export interface InterceptedCall {

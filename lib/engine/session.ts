@@ -5,7 +5,7 @@
  * What makes it a server or a client is a {@link Role} handed to it.
  */
 import type * as zmq from 'zeromq';
-import { EncodingError, MessageTooLargeError, ServiceClosedError, type ErrorClass, type ErrorTable } from '../errors.js';
+import { EncodingError, ServiceClosedError, type ErrorClass, type ErrorTable } from '../errors.js';
 import type { HeartbeatBackend } from '../heartbeat.js';
 import { LogThrottle, describeRoutingId, type LogContext, type Logger } from '../logger.js';
 import type { Predicate } from '../predicates.js';
@@ -13,7 +13,7 @@ import type { Registry } from '../registry.js';
 import { Outbox } from '../transport/outbox.js';
 import { RouterSocket, isUnreachable } from '../transport/router-socket.js';
 import type { Codec } from '../wire/codec.js';
-import { decodeFrames, encodeMessage, payloadBytes, type FramingContext, type Inbound } from '../wire/framing.js';
+import { decodeFrames, encodeMessage, encodeWithin, type FramingContext, type Inbound } from '../wire/framing.js';
 import { MessageIds } from '../wire/message-ids.js';
 import { MESSAGES, MessageType, typeName, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import { Caller } from './caller.js';
@@ -95,6 +95,7 @@ export class Session {
         stillThere: (connection, epoch) => this.#stillThere(connection, epoch),
         stopping: this.#stopping.signal,
         context: (connection) => this.context(connection),
+        warn: (connection, message) => this.peerWarning(connection.key, message, this.context(connection)),
       },
     );
     this.liveness = config.heartbeat && new Liveness({ peerId, logger, ...config.heartbeat }, {
@@ -167,6 +168,15 @@ export class Session {
     if (wasStarted) await this.#receiving;
   }
 
+  /**
+   * A warning a peer can cause at will (garbage, floods, a reader that never reads): at most one
+   * line per peer and kind per interval, saying how many were left out since the last.
+   */
+  peerWarning(peerKey: string, message: string, context: LogContext, kind = message): void {
+    const suppressed = this.#logThrottle.take(`${kind}\0${peerKey}`);
+    if (suppressed !== undefined) this.config.logger.warn(message, suppressed > 0 ? { ...context, suppressed } : context);
+  }
+
   /** Log context for a connection: never credentials. */
   context(connection: Connection): LogContext {
     return { peer: this.config.id, routingId: connection.address, identity: connection.identity };
@@ -192,9 +202,7 @@ export class Session {
     if (this.#state === 'stopped') return undefined;
     let frames: Buffer[];
     try {
-      frames = encodeMessage(this.#framing, framing, connection.routingId, type, id, body);
-      const size = payloadBytes(frames);
-      if (size > this.#framing.maxMessageBytes) throw new MessageTooLargeError(`${what} is ${size} bytes, over maxMessageBytes (${this.#framing.maxMessageBytes}); nothing was sent`);
+      frames = encodeWithin(this.#framing, framing, connection.routingId, type, id, body, what);
     } catch (error) {
       const reason = error instanceof EncodingError ? new EncodingError(`${what} cannot be sent: ${error.message}`) : (error as Error);
       this.config.logger.warn(`${what} could not be sent`, { ...this.context(connection), error: reason.message });
@@ -214,8 +222,7 @@ export class Session {
           this.config.logger.debug('could not send', { ...this.context(connection), error: error.message });
           return;
         }
-        const suppressed = this.#logThrottle.take(`send:${connection.key}`);
-        if (suppressed !== undefined) this.config.logger.warn('could not send', { ...this.context(connection), error: error.message, suppressed });
+        this.peerWarning(connection.key, 'could not send', { ...this.context(connection), error: error.message });
       },
     };
     this.#outbox.sendNow(connection.key, frames, connection.sendHooks);
@@ -306,16 +313,13 @@ export class Session {
   #onMalformed(inbound: Extract<Inbound, { kind: 'malformed' }>): void {
     const { routingId, error, replyTo } = inbound;
     const connection = routingId && this.connections.get(routingId);
-    const suppressed = this.#logThrottle.take(`bad:${routingId ? routingKey(routingId) : ''}`);
-    if (suppressed !== undefined) {
-      this.config.logger.warn(`bad message: ${error.message}`, {
-        peer: this.config.id,
-        routingId: describeRoutingId(routingId),
-        identity: connection ? connection.identity : undefined,
-        ...(replyTo ? { type: typeName(replyTo.type) } : {}),
-        ...(suppressed > 0 ? { suppressed } : {}),
-      });
-    }
+    // One line per peer per interval whatever the reason: a flood of varied garbage is still one flood.
+    this.peerWarning(routingId ? routingKey(routingId) : '', `bad message: ${error.message}`, {
+      peer: this.config.id,
+      routingId: describeRoutingId(routingId),
+      identity: connection ? connection.identity : undefined,
+      ...(replyTo ? { type: typeName(replyTo.type) } : {}),
+    }, 'bad message');
     if (!connection || !replyTo) return;
     if (replyTo.type === MessageType.OK || replyTo.type === MessageType.ERROR) {
       this.caller.answerBroken(connection, replyTo.id, error);
@@ -327,7 +331,7 @@ export class Session {
   #onMessage(message: Message): void {
     const connection = this.#role.connectionFor(message.routingId);
     if (!connection) {
-      this.config.logger.warn('message from an unknown peer dropped', { peer: this.config.id, routingId: describeRoutingId(message.routingId), type: typeName(message.type) });
+      this.peerWarning(routingKey(message.routingId), 'message from an unknown peer dropped', { peer: this.config.id, routingId: describeRoutingId(message.routingId), type: typeName(message.type) });
       return;
     }
     connection.heard = true;

@@ -65,7 +65,6 @@ let active: MsgpackCodec | undefined;
 /** The one type code under 101 that msgpackr itself uses. */
 const MSGPACKR_BIGINT = 0x42;
 const switchedClasses = new WeakSet<object>();
-const switchedTypes = new Set<number>();
 
 /** The tagged form of an instance a translator packed; one class per type code. */
 const taggedClasses = new Map<number, new (data: unknown) => { data: unknown }>();
@@ -78,7 +77,6 @@ function taggedClass(type: number): new (data: unknown) => { data: unknown } {
     };
     taggedClasses.set(type, Tagged);
     addExtension({ Class: Tagged, type, write: (tagged: { data: unknown }) => tagged.data, read: (data: unknown) => active!.unpackType(type, data) });
-    switchedTypes.add(type);
   }
   return Tagged;
 }
@@ -157,41 +155,30 @@ export class MsgpackCodec implements Codec {
   }
 
   encode(value: unknown, dialect: Dialect): Buffer {
-    const previous = active;
-    active = this;
-    try {
-      return this.#packers[dialect].pack(value);
-    } catch (error) {
-      if (error instanceof EncodingError) throw error;
-      const reason = error instanceof RangeError && /call stack/i.test(error.message)
-        ? 'the value is cyclic or nested too deeply'
-        : (error as Error).message;
-      throw new EncodingError(`cannot encode value: ${reason}`, { cause: error });
-    } finally {
-      active = previous;
-    }
+    return this.#asActive(() => this.#packers[dialect].pack(value), EncodingError, 'cannot encode value', 'the value is cyclic or nested too deeply');
   }
 
   decode(bytes: Uint8Array, dialect: Dialect): unknown {
     const unsound = checkMessagePack(bytes, this.#limits, this.#wrapping);
     if (unsound !== undefined) throw new ProtocolError(`garbage MessagePack body: ${unsound}`);
+    return this.#asActive((): unknown => this.#unpackers[dialect].unpack(bytes), ProtocolError, 'garbage MessagePack body', 'nested too deeply');
+  }
+
+  /**
+   * Runs one msgpackr call with this codec as the one the translator switches ask, and turns what
+   * msgpackr throws into `Failure` (a stack overflow named as such).
+   */
+  #asActive<T>(run: () => T, Failure: typeof EncodingError | typeof ProtocolError, what: string, overflow: string): T {
     const previous = active;
     active = this;
     try {
-      return this.#unpackers[dialect].unpack(bytes);
+      return run();
     } catch (error) {
-      if (error instanceof ProtocolError) throw error;
-      const reason = error instanceof RangeError && /call stack/i.test(error.message)
-        ? 'nested too deeply'
-        : (error as Error).message;
-      throw new ProtocolError(`garbage MessagePack body: ${reason}`, { cause: error });
+      if (error instanceof Failure) throw error;
+      const reason = error instanceof RangeError && /call stack/i.test(error.message) ? overflow : (error as Error).message;
+      throw new Failure(`${what}: ${reason}`, { cause: error });
     } finally {
       active = previous;
     }
   }
-}
-
-/** Type codes some codec of this process translates (for tests of isolation). */
-export function translatedTypes(): ReadonlySet<number> {
-  return switchedTypes;
 }

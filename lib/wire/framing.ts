@@ -61,6 +61,16 @@ export function encodeMessage(context: FramingContext, framing: Framing, routing
   return [routingId, EMPTY, VERSION_FRAME, idFrame, TYPE_FRAMES.get(type)!, bodyFrame];
 }
 
+/** {@link encodeMessage}, refusing a message over `maxMessageBytes`: MessageTooLargeError naming `what`, nothing to send. */
+export function encodeWithin(context: FramingContext, framing: Framing, routingId: Buffer, type: MessageTypeCode, id: MessageId | null, body: unknown, what: string): Buffer[] {
+  const frames = encodeMessage(context, framing, routingId, type, id, body);
+  const size = payloadBytes(frames);
+  if (size > context.maxMessageBytes) {
+    throw new MessageTooLargeError(`${what} is ${size} bytes, over maxMessageBytes (${context.maxMessageBytes}); nothing was sent`);
+  }
+  return frames;
+}
+
 /** Total payload size of a multipart message, routing id excluded. */
 export function payloadBytes(frames: readonly Buffer[]): number {
   let total = 0;
