@@ -9,48 +9,22 @@
  * `stats` tells what it ran and counted (HELLOs, password checks, log lines by message); `memory`
  * its memory (after a GC when asked). `stop` stops the server and exits.
  */
-import argon2 from 'argon2';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { Server, plainSecurity, type Logger, type SecurityPlugin } from '../lib/index.js';
+import { Server } from '../lib/index.js';
+import { counted, type Counted } from '../test/fixtures/counted-server.js';
 import { serveCommands } from './child.js';
 
-/** Log lines counted by level and message; the first errors also go to stderr (the parent shows them). */
-const logged = new Map<string, number>();
-let errorsPrinted = 0;
-function count(level: string): (message: string, context?: Record<string, unknown>) => void {
-  return (message, context) => {
-    const key = `${level} ${message}`;
-    logged.set(key, (logged.get(key) ?? 0) + 1);
-    if (level === 'error' && errorsPrinted++ < 10) process.stderr.write(`error ${message} ${JSON.stringify(context ?? {})}\n`);
-  };
-}
-const logger: Logger = { debug: () => {}, info: () => {}, warn: count('warn'), error: count('error') };
 
 let server: Server | undefined;
 let idsFd: number | undefined;
 let ran = 0;
-let hellos = 0;
-let verifyCalls = 0;
+/** The counting logger and plugin, made at start (the hashes come with the start command). */
+let counters: Counted | undefined;
 let echoed = 0;
 let foreignWork = 0;
 /** The ids soak-clients gives its calls: `g<generation>:<client>:<seq>`. */
 const LOAD_ID = /^g\d+:\d+:\d+$/;
 
-/** `plain`, unchanged, but counting the HELLOs it is asked to check. */
-const countedPlain: SecurityPlugin = {
-  ...plainSecurity,
-  name: 'plain (counted)',
-  server(settings) {
-    const inner = plainSecurity.server(settings);
-    return {
-      ...inner,
-      authenticate(login, password, connection) {
-        hellos++;
-        return inner.authenticate(login, password, connection);
-      },
-    };
-  },
-};
 
 serveCommands(
   {
@@ -59,16 +33,11 @@ serveCommands(
       const users = new Map(Object.entries(args.users as Record<string, string>));
       const decoy = args.decoy as string;
       idsFd = openSync(String(args.idsFile), 'a');
+      counters = counted(users, decoy, 10);
       server = new Server('service', {
-        logger,
-        security: countedPlain,
-        // What a users map of hashes does (argon2, a decoy for unknown users), counted.
-        users: async (userId: string, password: string) => {
-          verifyCalls++;
-          const hash = users.get(userId);
-          const ok = await argon2.verify(hash ?? decoy, password).catch(() => false);
-          return ok && hash !== undefined;
-        },
+        logger: counters.logger,
+        security: counters.security,
+        users: counters.users,
         drainTimeoutMs: 500,
       });
       server.registerRpc('work', (id: unknown, payload: unknown) => {
@@ -95,7 +64,7 @@ serveCommands(
       return process.memoryUsage();
     },
     stats() {
-      return { ran, hellos, verifyCalls, echoed, foreignWork, peer: server?.stats(), logged: Object.fromEntries(logged) };
+      return { ran, hellos: counters?.counts.hellos ?? 0, verifyCalls: counters?.counts.verifyCalls ?? 0, echoed, foreignWork, peer: server?.stats(), logged: Object.fromEntries(counters?.logged ?? []) };
     },
   },
   async () => {
