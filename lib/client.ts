@@ -84,6 +84,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
         ready: (connection) => connection.up && connection.authenticated,
         workIdentity: (connection) => (connection === server ? serverId : undefined),
         up: () => handshake.up(),
+        checksDepartures: false,
         lost: (_connection, reason) => handshake.lost(reason),
         unreachable: (_connection, call) => handshake.unreachable(call),
         handshake: (_connection, message) => handshake.handshake(message),

@@ -283,6 +283,7 @@ function serverRole(session: Session, handshake: ServerHandshake, server: () => 
   return {
     connectionFor: (routingId) => session.connections.get(routingId) ?? session.connections.add(routingId, true),
     ready: (connection) => connection.up,
+    checksDepartures: true,
     workIdentity: (connection) => handshake.workIdentity(connection),
     up(connection) {
       // A peer can send the empty message ROUTER_NOTIFY uses, and so make its real disconnect read

@@ -364,6 +364,29 @@ describe('bad input: the server survives peers that misbehave', () => {
     await expectClientServed(server);
   });
 
+  it('an empty frame from a peer that stays is checked against the route and ignored: record, identity and pushes kept', async () => {
+    // Taken for a disconnect, it used to drop the record (and the login throttle kept with it).
+    const { server, raw, logger } = await setup();
+    await expectRawStillServed(raw);
+    const connections = connectionRecords(server);
+    const record = connections.byKey(BAD);
+    expect(record).not.to.equal(undefined);
+    const gone: unknown[] = [];
+    server.on('peer:gone', (identity: string) => gone.push(identity));
+    await raw.sendFrames('');
+    await until(() => logger.entries.some((e) => e.message.startsWith('an empty message from a connected peer was ignored') && e.context?.['routingId'] === BAD),
+      8000, 'the server checked the route and ignored the empty message');
+    expect(connections.byKey(BAD), 'the same record').to.equal(record);
+    expect(server.connectedPeers()).to.deep.equal([BAD]);
+    expect(gone, 'no peer:gone').to.deep.equal([]);
+    const pushed = server.sendTo(BAD).echo('still here');
+    const work = await raw.next(5000);
+    expect([...work[3]!]).to.deep.equal([T.WORK]);
+    await raw.sendV1(work[2]!, T.OK, 'still here');
+    expect(await pushed).to.equal('still here');
+    await expectRawStillServed(raw);
+  });
+
   it('control: a peer that leaves without misbehaving leaves no connection record', async () => {
     const { server, raw } = await setup();
     await expectRawStillServed(raw);

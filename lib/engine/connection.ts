@@ -27,6 +27,8 @@ export interface Connection {
   authenticated: boolean;
   /** What the outbox tells about a failed answer on this connection (made once, not per message). */
   sendHooks?: OutgoingHooks;
+  /** Set while an empty message that reads as a departure is being checked against the route. */
+  departure?: AbortController | undefined;
 }
 
 /** The key of a routing id in the connection table; the last one is remembered, as runs of messages share it. */

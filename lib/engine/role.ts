@@ -25,6 +25,12 @@ export interface Role {
   workIdentity(connection: Connection): string | undefined;
   /** The transport to `connection` came up. */
   up(connection: Connection): void;
+  /**
+   * Whether a departure notice is checked against the route before it is believed (the bound
+   * side, where a peer's own empty message can mimic one; a connecting side keeps its pipe while
+   * it reconnects, so no probe there can tell).
+   */
+  readonly checksDepartures: boolean;
   /** `connection` went down, fell silent past the heartbeat timeout, or said GOODBYE. */
   lost(connection: Connection, reason: LostReason): void;
   /** A call found no route to `connection` when it was handed to ZeroMQ. */

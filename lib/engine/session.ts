@@ -4,6 +4,7 @@
  * flows one way: socket -> framing -> route by type -> handshake / caller / dispatcher -> socket.
  * What makes it a server or a client is a {@link Role} handed to it.
  */
+import { setTimeout as delay } from 'node:timers/promises';
 import type * as zmq from 'zeromq';
 import { EncodingError, ServiceClosedError, type ErrorClass, type ErrorTable } from '../errors.js';
 import type { HeartbeatBackend } from '../heartbeat.js';
@@ -54,6 +55,9 @@ export interface SessionConfig {
 }
 
 type State = 'idle' | 'started' | 'stopping' | 'stopped';
+
+/** When a departure notice is checked against the route: at once, then with growing waits (~2.6 s in all). */
+const DEPARTURE_PROBES_MS = [0, 5, 20, 100, 500, 2000] as const;
 
 export class Session {
   readonly config: SessionConfig;
@@ -302,12 +306,59 @@ export class Session {
     // ROUTER_NOTIFY sends the same empty message for a connect and a disconnect: the state says which.
     const known = this.connections.get(routingId);
     if (known?.up) {
-      known.up = false;
-      this.#role.lost(known, 'down');
+      if (known.departure) {
+        // A second one while the first is checked: a departure and a new connection on the same
+        // routing id (or a peer that sends empty messages: then it only resets its own record).
+        this.#departed(known);
+        const fresh = this.#role.connectionFor(routingId);
+        if (fresh) this.markUp(fresh);
+        return;
+      }
+      if (this.#role.checksDepartures) void this.#confirmDeparture(known);
+      else this.#departed(known);
       return;
     }
     const connection = known ?? this.#role.connectionFor(routingId);
     if (connection) this.markUp(connection);
+  }
+
+  /**
+   * A peer can send the empty message libzmq uses to say it left. Believe it only when the route
+   * is gone: libzmq drops the pipe a few milliseconds after the notification, so probe until a
+   * send fails (a departure) or ~2.5 s have passed with the route still there (a message from the
+   * peer: ignored, its record and its login throttle kept).
+   */
+  async #confirmDeparture(connection: Connection): Promise<void> {
+    const check = new AbortController();
+    connection.departure = check;
+    const signal = AbortSignal.any([check.signal, this.#stopping.signal]);
+    const epoch = connection.epoch;
+    const current = (): boolean => !signal.aborted && connection.up && connection.epoch === epoch && this.connections.holds(connection);
+    try {
+      for (const waitMs of DEPARTURE_PROBES_MS) {
+        if (waitMs > 0) await delay(waitMs, undefined, { signal });
+        if (!current()) return;
+        try {
+          await this.probe(connection);
+        } catch (error) {
+          if (!isUnreachable(error)) continue; // a full pipe is still a pipe
+          if (current()) this.#departed(connection);
+          return;
+        }
+      }
+      this.peerWarning(connection.key, 'an empty message from a connected peer was ignored', this.context(connection));
+    } catch {
+      // aborted: stopping, or a second notification settled it
+    } finally {
+      if (connection.departure === check) connection.departure = undefined;
+    }
+  }
+
+  #departed(connection: Connection): void {
+    connection.departure?.abort();
+    connection.departure = undefined;
+    connection.up = false;
+    this.#role.lost(connection, 'down');
   }
 
   #onMalformed(inbound: Extract<Inbound, { kind: 'malformed' }>): void {
