@@ -3,6 +3,7 @@
  * runs the work the server pushes to it.
  */
 import { randomBytes } from 'node:crypto';
+import { KeyProver } from './auth/key-proof.js';
 import { ClientHandshake } from './auth/client-handshake.js';
 import type { Connection } from './engine/connection.js';
 import { Session } from './engine/session.js';
@@ -66,7 +67,9 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
       const auth = security.client(settings);
       const server = engine.connections.add(Buffer.from(serverId), false);
       server.identity = serverId;
-      const handshake = new ClientHandshake(engine, server, auth, { helloTimeoutMs }, {
+      const curve = options.curve;
+      const keyProver = curve?.serverPublicKey ? new KeyProver(curve, curve.serverPublicKey) : undefined;
+      const handshake = new ClientHandshake(engine, server, auth, { helloTimeoutMs, keyProver }, {
         ready: (announce) => self?.onReady(announce),
         disconnected: () => self?.emit('disconnected'),
       });

@@ -52,8 +52,13 @@ export const DEFAULTS = {
 export interface ServerCurveOptions {
   publicKey: string;
   secretKey: string;
-  /** The only client public keys allowed to connect (checked by a ZAP handler). Default: any key. */
-  allowedClientKeys?: string[];
+  /**
+   * The only client public keys allowed to connect (checked by a ZAP handler). Default: any key.
+   * As a map, each key to the identities its holder may authenticate as: zeropeer clients then
+   * prove in the handshake that they hold the secret key of the key they name, and a login whose
+   * identity is not listed for that key is refused (so bob's key cannot claim to be alice).
+   */
+  allowedClientKeys?: string[] | Record<string, string[]>;
 }
 
 /** CURVE keys of a client, Z85-encoded. */

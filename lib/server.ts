@@ -3,13 +3,14 @@
  * connected, runs their work and pushes work to them (`sendTo`).
  */
 import { z85Decode } from './transport/curve.js';
+import { KeyBinding } from './auth/key-proof.js';
 import { ServerHandshake, type GoneReason } from './auth/server-handshake.js';
 import type { Connection } from './engine/connection.js';
 import type { Role } from './engine/role.js';
 import { Session } from './engine/session.js';
 import type { Work } from './engine/work.js';
 import { RpcError, ServiceNotFoundError } from './errors.js';
-import { DEFAULTS, checkServerOptions, positive, rejectUnknownKeys, wholeNumber, type CallOptions, type ServerOptions } from './options.js';
+import { DEFAULTS, checkServerOptions, positive, rejectUnknownKeys, wholeNumber, type CallOptions, type ServerCurveOptions, type ServerOptions } from './options.js';
 import { Peer } from './peer.js';
 import type { Predicate } from './predicates.js';
 import { createCallProxy, type CallProxy, type NotifyProxy, type PublishProxy } from './proxy.js';
@@ -92,16 +93,13 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     const handshakeSettings = {
       maxFailedLogins: wholeNumber(options.maxFailedLogins, 'maxFailedLogins', DEFAULTS.maxFailedLogins),
       failedLoginDelayMs: positive(options.failedLoginDelayMs, 'failedLoginDelayMs', DEFAULTS.failedLoginDelayMs),
+      keyBinding: keyBindingOf(options.curve, security.name),
     };
     let self: Server<ClientApi> | undefined;
     let made: ServerHandshake | undefined;
     const session = new Session(config, (engine) => {
       if (options.curve) {
-        const { publicKey, secretKey, allowedClientKeys } = options.curve;
-        if (allowedClientKeys !== undefined && !Array.isArray(allowedClientKeys)) {
-          throw new TypeError('options.curve.allowedClientKeys must be an array of Z85 public keys');
-        }
-        allowedClientKeys?.forEach(z85Decode); // a bad key fails here, not at the first handshake
+        const { publicKey, secretKey } = options.curve;
         engine.socket.curveServer(publicKey, secretKey);
       }
       const handshake = (made = new ServerHandshake(engine, security.server(settings), handshakeSettings, {
@@ -121,7 +119,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
    * {@link endpoint}), `ipc:///path`, `inproc://name`. May be called more than once.
    */
   async bind(endpoint: string): Promise<void> {
-    const allowed = this.#options.curve?.allowedClientKeys;
+    const allowed = allowedKeys(this.#options.curve);
     this.#endpoints.push(await this.session.socket.bind(endpoint, allowed));
     this.warnIfClearText(endpoint);
     if (!allowed && isOpenNetwork(endpoint)) {
@@ -266,6 +264,38 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       .then((value) => work.responder.ok(value), (error: unknown) => work.responder.fail(error));
     return true;
   }
+}
+
+/** The client keys a server lets connect, from `curve.allowedClientKeys` as a list or as a map. */
+function allowedKeys(curve: ServerCurveOptions | undefined): string[] | undefined {
+  const allowed = curve?.allowedClientKeys;
+  return allowed === undefined || Array.isArray(allowed) ? allowed : Object.keys(allowed);
+}
+
+/**
+ * Checks `curve.allowedClientKeys` (a bad key fails here, not at the first handshake) and, when it
+ * maps keys to identities, makes the binding the handshake checks logins against.
+ */
+function keyBindingOf(curve: ServerCurveOptions | undefined, security: string): KeyBinding | undefined {
+  const allowed = curve?.allowedClientKeys;
+  if (allowed === undefined) return undefined;
+  if (Array.isArray(allowed)) {
+    allowed.forEach(z85Decode);
+    return undefined;
+  }
+  if (typeof allowed !== 'object' || allowed === null) {
+    throw new TypeError('options.curve.allowedClientKeys must be an array of Z85 public keys, or a map of Z85 public key -> identities');
+  }
+  for (const [key, identities] of Object.entries(allowed)) {
+    z85Decode(key);
+    if (!Array.isArray(identities) || identities.length === 0 || !identities.every((identity) => typeof identity === 'string' && identity.length > 0)) {
+      throw new TypeError(`options.curve.allowedClientKeys[${JSON.stringify(key)}] must be a non-empty array of identities`);
+    }
+  }
+  if (security === 'noop') {
+    throw new TypeError("options.curve.allowedClientKeys binds identities to keys, which needs a security plugin that authenticates (trusted_peer, plain, jwt), not 'noop'");
+  }
+  return new KeyBinding(curve!, allowed);
 }
 
 /** The server's policy: strangers welcome (they must authenticate), a route checked twice. */

@@ -10,6 +10,7 @@ import type { HandshakeMessage, LostReason } from '../engine/role.js';
 import type { Session } from '../engine/session.js';
 import type { ClientSecurity } from '../../security/plugin.js';
 import { BUSY, COMPACT_CAPABILITY, EXPIRED, MessageType, REPLACED } from '../wire/messages.js';
+import { challengeNonce, type KeyProver } from './key-proof.js';
 
 /** First pause before a HELLO the server answered 'busy' is sent again; it doubles, with jitter, up to the max. */
 const BUSY_RETRY_FIRST_MS = 100;
@@ -36,6 +37,8 @@ export interface ClientHandshakeEvents {
 export interface ClientHandshakeSettings {
   /** How long a noop client waits for an answer to HELLO before it takes the server for pseud, in ms. */
   readonly helloTimeoutMs: number;
+  /** Answers a server's key challenge (a client with CURVE keys). */
+  readonly keyProver?: KeyProver | undefined;
 }
 
 export class ClientHandshake {
@@ -57,6 +60,8 @@ export class ClientHandshake {
   #retryTimer: NodeJS.Timeout | undefined;
   /** The next time this client becomes ready, it says so ('connected' / 'reconnected'). */
   #announce = false;
+  /** The credentials of the HELLO out now, for the HELLO that answers a key challenge. */
+  #credentials: [string, string] | undefined;
 
   constructor(session: Session, server: Connection, auth: ClientSecurity, settings: ClientHandshakeSettings, events: ClientHandshakeEvents) {
     this.#session = session;
@@ -152,6 +157,18 @@ export class ClientHandshake {
   #unauthorized(id: unknown, reason: string): void {
     const state = this.#state;
     const caller = this.#session.caller;
+    const nonce = challengeNonce(reason);
+    if (state.name === 'authenticating' && id === state.helloId && id !== undefined && nonce && this.#credentials) {
+      const prover = this.#settings.keyProver;
+      if (prover) {
+        // The server binds identities to CURVE keys: prove ours for this challenge, same credentials.
+        const [login, password] = this.#credentials;
+        const helloId = this.#session.sendHello(this.#server, login, password, prover.prove(nonce, login));
+        this.#state = { name: 'authenticating', generation: state.generation, helloId };
+        return;
+      }
+      reason = 'the server binds identities to CURVE keys: give this client curve keys listed in its curve.allowedClientKeys';
+    }
     if (state.name === 'authenticating' && id === state.helloId && id !== undefined && reason === BUSY) {
       // The server cannot check us now (a login flood, say): calls keep waiting; ask again later.
       const delay = Math.min(BUSY_RETRY_FIRST_MS * 2 ** this.#busyRetries++, BUSY_RETRY_MAX_MS) * (0.5 + Math.random());
@@ -221,6 +238,7 @@ export class ClientHandshake {
     const send = ([login, password]: [string, string]): void => {
       if (generation !== this.#generation || !server.up || !this.#session.started) return;
       const helloId = this.#session.sendHello(server, login, password);
+      this.#credentials = [login, password];
       this.#state = { name: 'authenticating', generation, helloId };
       if (!this.#auth.requiresAuthentication) this.#armHelloFallback(generation);
     };

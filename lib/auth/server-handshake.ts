@@ -3,13 +3,14 @@
  * connection, throttled after failures), the table of who is connected as whom (one identity, one
  * connection: the newest proof wins), and proofs that expire.
  */
-import { BusyError, PeerNotConnectedError } from '../errors.js';
+import { BusyError, PeerNotConnectedError, UnauthorizedError } from '../errors.js';
 import { MAX_OPTION_VALUE } from '../option-checks.js';
 import type { Connection } from '../engine/connection.js';
 import type { HandshakeMessage } from '../engine/role.js';
 import type { Session } from '../engine/session.js';
 import type { Authentication, ServerSecurity } from '../../security/plugin.js';
 import { isZeropeerId } from '../wire/message-ids.js';
+import { keyChallenge, type KeyBinding } from './key-proof.js';
 import { BUSY, COMPACT_CAPABILITY, EXPIRED, MessageType, REPLACED, type Framing, type Message } from '../wire/messages.js';
 
 /** Why a peer left the table. */
@@ -39,6 +40,8 @@ interface Proof {
 export interface ServerHandshakeSettings {
   readonly maxFailedLogins: number;
   readonly failedLoginDelayMs: number;
+  /** Identities bound to CURVE keys (`curve.allowedClientKeys` as a map): every login proves its key. */
+  readonly keyBinding?: KeyBinding | undefined;
 }
 
 /** What the server facade hears from the handshake. */
@@ -61,6 +64,8 @@ export class ServerHandshake {
   readonly #checks = new Map<Connection, AbortController>();
   /** Recent failures per login, across connections (a reconnect does not reset them). */
   readonly #loginFailures = new Map<string, { count: number; last: number }>();
+  /** The key challenge each connection was sent last: used once. */
+  readonly #nonces = new WeakMap<Connection, Buffer>();
 
   constructor(session: Session, auth: ServerSecurity, settings: ServerHandshakeSettings, events: ServerHandshakeEvents) {
     this.#session = session;
@@ -100,7 +105,8 @@ export class ServerHandshake {
       this.forget(connection, 'expired');
       return undefined;
     }
-    const identity = this.#auth.anonymousIdentity({ routingId: connection.routingId });
+    // Identities bound to keys: only a HELLO with a proof can name one.
+    const identity = this.#settings.keyBinding ? undefined : this.#auth.anonymousIdentity({ routingId: connection.routingId });
     // A peer that works without HELLO (pseud noop) is reachable by the identity it works as.
     if (identity !== undefined) this.#admit(connection, identity, undefined);
     return identity;
@@ -177,6 +183,8 @@ export class ServerHandshake {
     }
     // A zeropeer client's HELLO id says it reads compact framing; a pseud client is spoken to in v1.
     const framing: Framing = message.framing === 'compact' || isZeropeerId(message.id) ? 'compact' : 'v1';
+    const key = this.#settings.keyBinding ? this.#provenKey(connection, message, framing) : undefined;
+    if (key === null) return;
     const check = new AbortController();
     let result: Authentication | string | Promise<Authentication | string>;
     const delay = this.#loginDelay(login);
@@ -195,7 +203,7 @@ export class ServerHandshake {
       (result as PromiseLike<Authentication | string>).then(
         (value) => {
           if (this.#checks.get(connection) === check) this.#checks.delete(connection);
-          this.#accept(connection, message, framing, login, value);
+          this.#accept(connection, message, framing, login, value, key);
         },
         (error: unknown) => {
           if (this.#checks.get(connection) === check) this.#checks.delete(connection);
@@ -203,14 +211,44 @@ export class ServerHandshake {
         },
       );
     } else {
-      this.#accept(connection, message, framing, login, result as Authentication | string);
+      this.#accept(connection, message, framing, login, result as Authentication | string, key);
     }
   }
 
-  #accept(connection: Connection, message: Hello, framing: Framing, login: string, result: Authentication | string): void {
+  /**
+   * With identities bound to keys: the key this HELLO proved, or null when it proved none (a
+   * challenge went out, or the HELLO was refused). A zeropeer client without a proof is sent a
+   * fresh challenge (not a failure); a proof answers the connection's last challenge, once.
+   */
+  #provenKey(connection: Connection, message: Hello, framing: Framing): string | null {
+    const { login, keyProof } = message.body;
+    if (!keyProof) {
+      if (framing !== 'compact') {
+        this.#refuse(connection, message, login, new UnauthorizedError('identities are bound to CURVE keys here, and only a zeropeer client can prove its key'));
+        return null;
+      }
+      const challenge = keyChallenge();
+      this.#nonces.set(connection, challenge.nonce);
+      this.#answer(connection, message, false, challenge.body);
+      return null;
+    }
+    const nonce = this.#nonces.get(connection);
+    this.#nonces.delete(connection);
+    if (nonce === undefined || !this.#settings.keyBinding!.verify(keyProof, nonce, login)) {
+      this.#refuse(connection, message, login, new UnauthorizedError(`no valid proof of a listed CURVE key (${keyProof.key})`));
+      return null;
+    }
+    return keyProof.key;
+  }
+
+  #accept(connection: Connection, message: Hello, framing: Framing, login: string, result: Authentication | string, key: string | undefined): void {
     const { identity, expiresAt } = typeof result === 'string' ? { identity: result, expiresAt: undefined } : (result ?? {});
     if (typeof identity !== 'string' || identity.length === 0) {
       this.#refuse(connection, message, login, new TypeError('the security plugin returned no identity'));
+      return;
+    }
+    if (key !== undefined && !this.#settings.keyBinding!.allows(key, identity)) {
+      this.#refuse(connection, message, login, new UnauthorizedError(`the CURVE key ${key} may not authenticate as "${identity}"`));
       return;
     }
     if (!connection.up || !this.#session.started) return;

@@ -238,9 +238,9 @@ export class Session {
   }
 
   /** Sends HELLO (the client's side of the handshake); returns its message id. */
-  sendHello(connection: Connection, login: string, password: string): number {
+  sendHello(connection: Connection, login: string, password: string, keyProof?: { key: string; proof: Buffer }): number {
     const id = this.#framing.ids.next();
-    this.send(connection, MessageType.HELLO, id, [login, password], 'v1');
+    this.send(connection, MessageType.HELLO, id, keyProof ? [login, password, { k: keyProof.key, p: keyProof.proof }] : [login, password], 'v1');
     return id;
   }
 

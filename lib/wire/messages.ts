@@ -52,6 +52,8 @@ export interface ErrorBody {
 export interface HelloBody {
   readonly login: string;
   readonly password: string;
+  /** A zeropeer client's answer to a key challenge: its CURVE public key (Z85) and the proof. */
+  readonly keyProof?: { readonly key: string; readonly proof: Buffer } | undefined;
 }
 
 interface Envelope {
@@ -149,11 +151,16 @@ function readError(body: unknown): ErrorBody | Invalid {
 }
 
 function readHello(body: unknown): HelloBody | Invalid {
-  if (!Array.isArray(body) || body.length < 1 || body.length > 2) return new Invalid('a HELLO body must be [login, password]');
+  if (!Array.isArray(body) || body.length < 1 || body.length > 3) return new Invalid('a HELLO body must be [login, password]');
   const login = text(body[0]);
   const password = body[1] == null ? '' : text(body[1]);
   if (login === undefined || password === undefined) return new Invalid('a HELLO body must be [login, password]');
-  return { login, password };
+  if (body.length < 3) return { login, password };
+  const proof = body[2] as { k?: unknown; p?: unknown } | null;
+  if (!isPlainRecord(proof) || typeof proof.k !== 'string' || !(proof.p instanceof Uint8Array)) {
+    return new Invalid('a HELLO key proof must be { k: public key, p: proof }');
+  }
+  return { login, password, keyProof: { key: proof.k, proof: Buffer.from(proof.p.buffer, proof.p.byteOffset, proof.p.byteLength) } };
 }
 
 const rows: MessageSpec[] = [
