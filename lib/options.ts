@@ -15,6 +15,7 @@ import type { Client } from './client.js';
 
 export type { CallOptions } from './engine/caller.js';
 import { rejectUnknownKeys } from './option-checks.js';
+import type { RateLimit } from './engine/rate-limit.js';
 
 export { MAX_OPTION_VALUE, positive, rejectUnknownKeys, wholeNumber } from './option-checks.js';
 
@@ -102,6 +103,11 @@ export interface CommonOptions {
   maxRunningPerConnection?: number;
   /** Handlers running at once in all; more work is refused with BusyError. Default 10,000. */
   maxRunning?: number;
+  /**
+   * Work one connection may send per second (`{ perSecond, burst? }`); past it, its work is refused
+   * with BusyError (retryable) and its one-way work dropped. Default: no limit.
+   */
+  rateLimit?: RateLimit;
   /** Remote error class name -> local class, for errors the other side's handlers throw. */
   errorTable?: ErrorTable;
   /** Log errors thrown by this peer's handlers (aiozmq's `log_exceptions`). Default false. */
@@ -171,7 +177,7 @@ export type PeerOptions = Omit<ServerOptions & ClientOptions, 'curve'> & { curve
 
 const COMMON_KEYS = [
   'security', 'timeoutMs', 'heartbeat', 'registry', 'predicates', 'maxMessageBytes', 'maxPendingCalls', 'drainTimeoutMs',
-  'maxSendQueue', 'maxSendQueueBytes', 'maxSendQueueTotalBytes', 'sendHighWaterMark', 'maxRunningPerConnection', 'maxRunning', 'errorTable', 'logExceptions', 'excludeLogExceptions', 'sendStacks', 'callSites', 'codec',
+  'maxSendQueue', 'maxSendQueueBytes', 'maxSendQueueTotalBytes', 'sendHighWaterMark', 'maxRunningPerConnection', 'maxRunning', 'rateLimit', 'errorTable', 'logExceptions', 'excludeLogExceptions', 'sendStacks', 'callSites', 'codec',
   'translators', 'logger', 'context', 'securitySettings', 'interceptors',
 ] as const satisfies readonly (keyof CommonOptions)[];
 const SERVER_KEYS = ['curve', 'users', 'jwt', 'maxFailedLogins', 'failedLoginDelayMs', 'remoteShutdown', 'proxyTo', 'trustedProxies'] as const satisfies readonly (keyof ServerOptions)[];

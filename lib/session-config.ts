@@ -3,6 +3,8 @@ import type { SessionConfig } from './engine/session.js';
 import { InterceptorChains } from './engine/interceptors.js';
 import { resolveHeartbeat } from './heartbeat.js';
 import { consoleLogger } from './logger.js';
+import type { RateLimit } from './engine/rate-limit.js';
+import { rejectUnknownKeys } from './option-checks.js';
 import { DEFAULTS, positive, type CommonOptions } from './options.js';
 import { createLocalRegistry } from './registry.js';
 import { MsgpackCodec } from './wire/codec.js';
@@ -13,6 +15,15 @@ export function checkPeerId(id: unknown): string {
     throw new TypeError('a peer id must be a string of 1 to 255 bytes');
   }
   return id;
+}
+
+function rateLimitOf(limit: RateLimit | undefined): RateLimit | undefined {
+  if (limit === undefined) return undefined;
+  if (typeof limit !== 'object' || limit === null) throw new TypeError('options.rateLimit must be { perSecond, burst? }');
+  rejectUnknownKeys(limit, ['perSecond', 'burst'], 'options.rateLimit');
+  const perSecond = positive(limit.perSecond, 'rateLimit.perSecond', Number.NaN);
+  if (Number.isNaN(perSecond)) throw new TypeError('options.rateLimit.perSecond is required');
+  return { perSecond, burst: Math.max(1, positive(limit.burst, 'rateLimit.burst', perSecond)) };
 }
 
 export function sessionConfig(id: string, routingId: string, options: CommonOptions): SessionConfig {
@@ -37,6 +48,7 @@ export function sessionConfig(id: string, routingId: string, options: CommonOpti
     maxSendQueueTotalBytes: positive(options.maxSendQueueTotalBytes, 'maxSendQueueTotalBytes', DEFAULTS.maxSendQueueTotalBytes),
     maxRunningPerConnection: positive(options.maxRunningPerConnection, 'maxRunningPerConnection', DEFAULTS.maxRunningPerConnection),
     maxRunning: positive(options.maxRunning, 'maxRunning', DEFAULTS.maxRunning),
+    rateLimit: rateLimitOf(options.rateLimit),
     sendHighWaterMark: positive(options.sendHighWaterMark, 'sendHighWaterMark', DEFAULTS.sendHighWaterMark),
     heartbeat: resolveHeartbeat(options.heartbeat),
     errorTable: options.errorTable,

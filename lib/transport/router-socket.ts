@@ -10,6 +10,9 @@ import { restrictClientKeys } from './curve.js';
 const ROUTER_NOTIFY = 97;
 const NOTIFY_CONNECT_AND_DISCONNECT = 3;
 
+/** Messages handled in a row before the receive loop lets the event loop run (timers, I/O). */
+const YIELD_EVERY = 64;
+
 /** Kernel TCP keepalive: how a peer that never sends our heartbeats is found dead. */
 export const TCP_KEEPALIVE = { idleSec: 30, intervalSec: 10, count: 3 } as const;
 
@@ -117,7 +120,14 @@ export class RouterSocket {
    * is reported to `onError` and the loop goes on: nothing a peer sends may stop it.
    */
   async receiveLoop(onFrames: (frames: Buffer[]) => void, onError: (error: unknown, frames: Buffer[] | undefined) => void): Promise<void> {
+    let burst = 0;
     for (;;) {
+      // While messages are waiting, receive() resolves at once and this loop runs on microtasks
+      // alone: timers, other sockets and I/O would starve under a flood. Give them a turn.
+      if (++burst >= YIELD_EVERY) {
+        burst = 0;
+        await new Promise(setImmediate);
+      }
       let frames: Buffer[];
       try {
         frames = await this.#socket.receive();
