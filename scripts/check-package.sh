@@ -28,4 +28,5 @@ await client.stop(); await server.stop();
 JS
 test "$(node call.mjs)" = OK
 test "$(node -e "require('zeropeer').Server && console.log('required')" 2>/dev/null)" = required
-echo "package check: $tarball packed from a clean clone, installed, imported, required, called"
+npx --no-install zeropeer keygen | grep -q publicKey
+echo "package check: $tarball packed from a clean clone, installed, imported, required, called; its zeropeer command runs"

@@ -98,6 +98,11 @@ describe('the npm package', function () {
     expect(stdout.trim()).to.equal('CJS');
   });
 
+  it('runs its zeropeer command from the installed package', async () => {
+    const { stdout } = await run(process.execPath, [join('node_modules', 'zeropeer', manifest.bin!['zeropeer']!), 'keygen'], { cwd: join(dir, 'project') });
+    expect(JSON.parse(stdout)).to.have.keys(['publicKey', 'secretKey']);
+  });
+
   it('claims the Node.js versions where require(esm) works without a flag', () => {
     expect(manifest.engines.node).to.equal('>=20.19');
   });
