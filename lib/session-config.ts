@@ -2,7 +2,7 @@
 import type { SessionConfig } from './engine/session.js';
 import { InterceptorChains } from './engine/interceptors.js';
 import { resolveHeartbeat } from './heartbeat.js';
-import { consoleLogger } from './logger.js';
+import { consoleLogger, toLogger } from './logger.js';
 import { DEFAULTS, positive, type CommonOptions } from './options.js';
 import { createLocalRegistry } from './registry.js';
 import { MsgpackCodec } from './wire/codec.js';
@@ -24,7 +24,7 @@ export function sessionConfig(id: string, routingId: string, options: CommonOpti
   return {
     id,
     routingId,
-    logger: options.logger ?? consoleLogger,
+    logger: toLogger(options.logger ?? consoleLogger),
     registry: options.registry ?? createLocalRegistry(id),
     predicates: options.predicates,
     codec,

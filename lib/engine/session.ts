@@ -252,6 +252,7 @@ export class Session {
   markUp(connection: Connection): void {
     connection.up = true;
     connection.epoch++;
+    this.config.logger.debug('connection up', this.context(connection));
     this.#role.up(connection);
   }
 
@@ -303,6 +304,7 @@ export class Session {
     const known = this.connections.get(routingId);
     if (known?.up) {
       known.up = false;
+      this.config.logger.debug('connection down', this.context(known));
       this.#role.lost(known, 'down');
       return;
     }
@@ -351,6 +353,7 @@ export class Session {
       case MessageType.HEARTBEAT:
         return; // counted as a sign of life on receipt
       case MessageType.GOODBYE:
+        this.config.logger.debug('the peer says goodbye', this.context(connection));
         this.#role.lost(connection, 'goodbye');
     }
   }
