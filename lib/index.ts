@@ -67,7 +67,7 @@ export { MessageType, COMPACT_CAPABILITY, MESSAGES, type Framing, type MessageSp
 export { PROTOCOL_VERSION } from './wire/framing.js';
 export type { RemoteApi, CallProxy, AnyCallProxy, FixedResultApi, NotifyApi, NotifyProxy, PublishApi, PublishProxy } from './proxy.js';
 export { registerPredicate, unregisterPredicate, type Predicate } from './predicates.js';
-export { consoleLogger, silentLogger, type Logger, type LogContext } from './logger.js';
+export { consoleLogger, silentLogger, contextFirst, type Logger, type ContextFirstLogger, type LoggerOption, type LogContext } from './logger.js';
 export {
   registerSecurityPlugin,
   noopSecurity,

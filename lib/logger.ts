@@ -5,12 +5,67 @@
 
 export type LogContext = Record<string, unknown>;
 
-/** What zeropeer logs through. Pass your own (pino, winston, a test spy) as `options.logger`. */
+/**
+ * What zeropeer logs through, message first: `console`, winston, or a test spy fit as they are.
+ * pino and bunyan (context first) are recognised and called their way; see {@link LoggerOption}.
+ */
 export interface Logger {
+  /** Connections up and down, handshake steps, dropped messages: for finding out why. */
   debug(message: string, context?: LogContext): void;
+  /** Peers judged silent by the heartbeat. */
   info(message: string, context?: LogContext): void;
+  /** What a peer did wrong (rate-limited per peer), and settings that weaken security. */
   warn(message: string, context?: LogContext): void;
+  /** What went wrong here: a handler, a predicate or a heartbeat backend threw. */
   error(message: string, context?: LogContext): void;
+}
+
+/** A logger that takes its context first, as pino and bunyan do: `logger.warn({ peer }, 'message')`. */
+export interface ContextFirstLogger {
+  debug(context: LogContext, message: string): void;
+  info(context: LogContext, message: string): void;
+  warn(context: LogContext, message: string): void;
+  error(context: LogContext, message: string): void;
+}
+
+/**
+ * What `options.logger` takes (typed `Logger`, which pino's and bunyan's loggers also satisfy):
+ * a message-first {@link Logger}, or a pino or bunyan logger, which
+ * zeropeer recognises (pino by its `bindings()`, bunyan by its `streams`) and calls context
+ * first, so that the context fields become fields of the log record. A context-first logger of
+ * another kind: wrap it in {@link contextFirst}.
+ *
+ * @example
+ * import pino from 'pino';
+ * const server = new Server('service', { logger: pino({ level: 'debug' }) });
+ * // {"level":20,"peer":"service","routingId":"zp-...","identity":"alice","msg":"connection up"}
+ */
+export type LoggerOption = Logger | ContextFirstLogger;
+
+const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+
+/** Calls a context-first logger (pino, bunyan, ...) through zeropeer's message-first contract. */
+export function contextFirst(logger: ContextFirstLogger): Logger {
+  const call = (level: (typeof LEVELS)[number]) => (message: string, context?: LogContext): void => logger[level](context ?? {}, message);
+  return { debug: call('debug'), info: call('info'), warn: call('warn'), error: call('error') };
+}
+
+const CONTEXT_FIRST = new WeakSet<Logger>();
+
+/** The Logger for what `options.logger` was given: pino and bunyan are called context first. */
+export function toLogger(logger: LoggerOption | Logger): Logger {
+  if (logger === null || (typeof logger !== 'object' && typeof logger !== 'function')) throw new TypeError('options.logger must be an object with debug, info, warn and error');
+  for (const level of LEVELS) {
+    if (typeof (logger as unknown as Record<string, unknown>)[level] !== 'function') throw new TypeError(`options.logger has no ${level}() method`);
+  }
+  if (CONTEXT_FIRST.has(logger as Logger)) return logger as Logger;
+  const shape = logger as unknown as { bindings?: unknown; child?: unknown; streams?: unknown };
+  const pino = typeof shape.bindings === 'function' && typeof shape.child === 'function';
+  const bunyan = Array.isArray(shape.streams) && typeof shape.child === 'function';
+  if (!pino && !bunyan) return logger as Logger;
+  const adapted = contextFirst(logger as ContextFirstLogger);
+  CONTEXT_FIRST.add(adapted);
+  return adapted;
 }
 
 /** The default: warnings and errors to stderr, the rest dropped. */

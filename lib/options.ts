@@ -125,6 +125,10 @@ export interface CommonOptions {
   codec?: Codec;
   /** Translators for classes of yours, for this peer's default codec. */
   translators?: Translator[];
+  /**
+   * Where logs go (default: warnings and errors to stderr). Message first, as `console`; a pino or
+   * bunyan logger is recognised and called context first (see {@link LoggerOption}).
+   */
   logger?: Logger;
   /** A zeromq context of your own (the ZAP handler of a CURVE allow-list lives in it). */
   context?: zmq.Context;

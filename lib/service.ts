@@ -15,10 +15,25 @@ import { SOURCE_FUNCTION, type Handler, type RegistrationOptions, type Registry 
 
 const EXPOSED = Symbol('zeropeer.rpcMethod');
 
-/** Marks a method (as a decorator) or a function (as a call) as exposed by registerService. */
-export function rpcMethod<F extends Handler>(fn: F, _context?: ClassMethodDecoratorContext): F {
-  if (typeof fn !== 'function') throw new TypeError('rpcMethod marks a function');
-  (fn as F & { [EXPOSED]?: boolean })[EXPOSED] = true;
+/**
+ * Marks a method (as a decorator) or a function (as a call) as exposed by registerService. Works
+ * as a standard (TC39) decorator and as a legacy one (`experimentalDecorators`, as in NestJS or
+ * TypeORM projects), and as a wrapper: `rpcMethod((s: string) => s.toUpperCase())`.
+ */
+export function rpcMethod<F extends Handler>(fn: F, context?: ClassMethodDecoratorContext): F;
+/** The legacy (`experimentalDecorators`) form: marks the method the descriptor holds. */
+export function rpcMethod(target: object, propertyKey: string | symbol, descriptor: PropertyDescriptor): void;
+export function rpcMethod(fn: unknown, contextOrKey?: unknown, descriptor?: PropertyDescriptor): unknown {
+  if ((typeof contextOrKey === 'string' || typeof contextOrKey === 'symbol') && descriptor !== undefined) {
+    mark(descriptor.value, String(contextOrKey));
+    return undefined; // the descriptor, changed in place, stays
+  }
+  return mark(fn);
+}
+
+function mark(fn: unknown, name?: string): unknown {
+  if (typeof fn !== 'function') throw new TypeError(name === undefined ? 'rpcMethod marks a function' : `rpcMethod marks a method; "${name}" is not one`);
+  (fn as { [EXPOSED]?: boolean })[EXPOSED] = true;
   return fn;
 }
 

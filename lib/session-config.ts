@@ -2,7 +2,7 @@
 import type { SessionConfig } from './engine/session.js';
 import { InterceptorChains } from './engine/interceptors.js';
 import { resolveHeartbeat } from './heartbeat.js';
-import { consoleLogger } from './logger.js';
+import { consoleLogger, toLogger } from './logger.js';
 import type { RateLimit } from './engine/rate-limit.js';
 import { rejectUnknownKeys } from './option-checks.js';
 import { DEFAULTS, positive, type CommonOptions } from './options.js';
@@ -35,7 +35,7 @@ export function sessionConfig(id: string, routingId: string, options: CommonOpti
   return {
     id,
     routingId,
-    logger: options.logger ?? consoleLogger,
+    logger: toLogger(options.logger ?? consoleLogger),
     registry: options.registry ?? createLocalRegistry(id),
     predicates: options.predicates,
     codec,

@@ -146,6 +146,7 @@ export class ClientHandshake {
         const state = this.#state;
         if (state.name !== 'authenticating' || state.helloId !== message.id) return;
         if (message.body.includes(COMPACT_CAPABILITY)) this.#server.framing = 'compact';
+        logger.debug('authenticated by the server', { ...context, framing: this.#server.framing });
         this.#becomeReady();
         return;
       }
@@ -239,6 +240,7 @@ export class ClientHandshake {
       if (generation !== this.#generation || !server.up || !this.#session.started) return;
       const helloId = this.#session.sendHello(server, login, password);
       this.#credentials = [login, password];
+      this.#session.config.logger.debug('HELLO sent', { ...this.#session.context(server), login });
       this.#state = { name: 'authenticating', generation, helloId };
       if (!this.#auth.requiresAuthentication) this.#armHelloFallback(generation);
     };

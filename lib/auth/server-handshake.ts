@@ -183,6 +183,7 @@ export class ServerHandshake {
     }
     // A zeropeer client's HELLO id says it reads compact framing; a pseud client is spoken to in v1.
     const framing: Framing = message.framing === 'compact' || isZeropeerId(message.id) ? 'compact' : 'v1';
+    this.#session.config.logger.debug('HELLO received', { ...this.#session.context(connection), login, framing });
     const key = this.#settings.keyBinding ? this.#provenKey(connection, message, framing) : undefined;
     if (key === null) return;
     const check = new AbortController();

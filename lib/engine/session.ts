@@ -260,6 +260,7 @@ export class Session {
   markUp(connection: Connection): void {
     connection.up = true;
     connection.epoch++;
+    this.config.logger.debug('connection up', this.context(connection));
     this.#role.up(connection);
   }
 
@@ -362,6 +363,7 @@ export class Session {
     connection.departure?.abort();
     connection.departure = undefined;
     connection.up = false;
+    this.config.logger.debug('connection down', this.context(connection));
     this.#role.lost(connection, 'down');
   }
 
@@ -411,6 +413,7 @@ export class Session {
       case MessageType.HEARTBEAT:
         return; // counted as a sign of life on receipt
       case MessageType.GOODBYE:
+        this.config.logger.debug('the peer says goodbye', this.context(connection));
         this.#role.lost(connection, 'goodbye');
     }
   }
