@@ -89,6 +89,36 @@ describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () =>
     expect(seen).to.deep.equal([[1, 'two']]);
   });
 
+  it('answers in standard MessagePack: Set as array, undefined as nil, bytes as bin, wide integers as int64, Date as ext -1', async () => {
+    server.registerRpc('values', () => ({ set: new Set([1, 2]), none: undefined, bytes: new Uint8Array([1, 2]), wide: 2 ** 40, at: new Date(0) }));
+    const { reply } = await work('values', []);
+    const body = expectV1(reply, T.OK).body as Record<string, unknown>;
+    const bytes = reply[4]!;
+    // The only extension in the body is the standard timestamp (type -1): d6 ff.
+    expect(bytes.includes(Buffer.from('d6ff00000000', 'hex')), 'Date as timestamp 32').to.equal(true);
+    expect(bytes.includes(Buffer.from('d30000010000000000', 'hex')), '2^40 as int64').to.equal(true);
+    expect(bytes.includes(Buffer.from('c4020102', 'hex')), 'bytes as bin8').to.equal(true);
+    expect(body['set']).to.deep.equal([1, 2]);
+    expect(body['none']).to.equal(null);
+    expect(body['wide']).to.satisfy((v: unknown) => v === 2 ** 40 || v === 2n ** 40n);
+  });
+
+  it('a 64-bit integer from pseud reaches the handler as a number when safe', async () => {
+    // Python packs 2**40 as uint64 (cf): the handler sees a number, not a BigInt.
+    const id = uuidBytes();
+    const body = Buffer.concat([Buffer.from([0x93, 0xa6]), Buffer.from('record'), Buffer.from([0x91, 0xcf]), Buffer.from('0000010000000000', 'hex'), Buffer.from([0x80])]);
+    await raw.sendV1(id, T.WORK, body, { raw: true });
+    expect(expectV1(await raw.next(5000), T.OK).body).to.equal(1);
+    expect(seen).to.deep.equal([[2 ** 40]]);
+  });
+
+  it('a BigInt beyond 64 bits in a result -> an ERROR (EncodingError), nothing undecodable sent', async () => {
+    server.registerRpc('huge', () => 2n ** 70n);
+    const { reply } = await work('huge', []);
+    const body = expectV1(reply, T.ERROR).body as unknown[];
+    expect(body[0]).to.equal('EncodingError');
+  });
+
   it('a handler that throws TypeError -> ERROR body of exactly [ "TypeError", message, stack ]', async () => {
     const { id, reply } = await work('fail', ['that']);
     const answer = expectV1(reply, T.ERROR);
