@@ -205,6 +205,11 @@ class RawServer {
   reply(to: Buffer[], type: number, body: string | Buffer = ''): void {
     this.socket.send([to[0]!, '', 'v1', to[3]!, Buffer.from([type]), body]).catch(() => {});
   }
+
+  /** A v1 HEARTBEAT to the peer that sent `to`: it shows this server speaks heartbeats. */
+  heartbeat(to: Buffer[]): void {
+    this.socket.send([to[0]!, '', 'v1', '', Buffer.from([T.HEARTBEAT]), '']).catch(() => {});
+  }
 }
 
 /** Whether frames (routing id first) are a v1 message of `type`. */
@@ -688,12 +693,15 @@ describe('heartbeats and the peer table', function () {
   });
 
   describe('a Client against a raw server', () => {
-    it('sends HEARTBEAT (0x06) to an idle server periodically, and stays connected while the server answers in kind', async () => {
+    it('sends HEARTBEAT (0x06) to an idle server that sent one, periodically, and stays connected while the server answers in kind', async () => {
       const rawServer = new RawServer();
       const endpoint = await rawServer.bind();
       rawServer.respond = (frames) => {
-        if (isV1(frames, T.HELLO)) rawServer.reply(frames, T.AUTHENTICATED);
-        if (isV1(frames, T.HEARTBEAT)) rawServer.socket.send([frames[0]!, '', 'v1', '', Buffer.from([T.HEARTBEAT]), '']).catch(() => {});
+        if (isV1(frames, T.HELLO)) {
+          rawServer.reply(frames, T.AUTHENTICATED);
+          rawServer.heartbeat(frames); // shows it speaks heartbeats: from now on the client sends them
+        }
+        if (isV1(frames, T.HEARTBEAT)) rawServer.heartbeat(frames);
       };
       // A roomier timeout than HB (a stall of a few hundred ms must not read as silence), and
       // heartbeats spanning more than two timeouts: only the server's answers keep the client connected.
@@ -721,7 +729,10 @@ describe('heartbeats and the peer table', function () {
       const endpoint = await rawServer.bind();
       let answerHellos = true;
       rawServer.respond = (frames) => {
-        if (answerHellos && isV1(frames, T.HELLO)) rawServer.reply(frames, T.AUTHENTICATED);
+        if (answerHellos && isV1(frames, T.HELLO)) {
+          rawServer.reply(frames, T.AUTHENTICATED);
+          rawServer.heartbeat(frames); // it speaks heartbeats: its silence will count
+        }
       };
       const client = await startClientOf(endpoint, { userId: 'patient', heartbeat: HB, helloTimeoutMs: 10_000, timeoutMs: LONG });
       const events: string[] = [];

@@ -171,6 +171,7 @@ export class RawPeer {
   readonly socket: zmq.Router;
   readonly serverId: Buffer;
   readonly #inbox: Inbox;
+  #waitForRoute = false;
 
   constructor(serverId: string, options: { routingId?: string } = {}) {
     this.socket = new zmq.Router({ mandatory: true, ...(options.routingId ? { routingId: options.routingId } : {}) });
@@ -179,9 +180,17 @@ export class RawPeer {
     this.#inbox = new Inbox(this.socket);
   }
 
-  /** Connects and waits until the route to the server exists. */
-  async connect(endpoint: string): Promise<void> {
+  /**
+   * Connects and waits until the route to the server exists, by sending a HEARTBEAT (which makes
+   * this peer one that speaks heartbeats). With `heartbeat: false` it sends nothing, as a pseud
+   * client does: the first message sent is then retried until the route exists.
+   */
+  async connect(endpoint: string, { heartbeat = true } = {}): Promise<void> {
     this.socket.connect(endpoint);
+    if (!heartbeat) {
+      this.#waitForRoute = true;
+      return;
+    }
     const deadline = Date.now() + 3000;
     for (;;) {
       try {
@@ -195,9 +204,19 @@ export class RawPeer {
     }
   }
 
-  /** Sends raw frames after the server's routing id. */
+  /** Sends raw frames after the server's routing id (retried while the route does not exist yet, after a silent connect). */
   async sendFrames(...frames: Array<Buffer | string>): Promise<void> {
-    await this.socket.send([this.serverId, ...frames]);
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      try {
+        await this.socket.send([this.serverId, ...frames]);
+        this.#waitForRoute = false;
+        return;
+      } catch (error) {
+        if (!this.#waitForRoute || (error as { code?: string }).code !== 'EHOSTUNREACH' || Date.now() > deadline) throw error;
+        await sleep(5);
+      }
+    }
   }
 
   /** Sends a pseud v1 message: `['', 'v1', id, type, body]`, the body MessagePack unless a Buffer/string is given. */

@@ -7,8 +7,9 @@
 import { MessageType } from '../lib/index.js';
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
+import * as zmq from 'zeromq';
 import { Client, RemoteError, type Server } from '../lib/index.js';
-import { cleanup, once, RawPeer, RawServer, recordingLogger, startServer, track, uuidBytes } from './helpers.js';
+import { cleanup, isHeartbeat, once, RawPeer, RawServer, recordingLogger, sleep, startServer, track, uuidBytes } from './helpers.js';
 
 /** Message types, from the exported table (never copied constants). */
 const T = MessageType;
@@ -42,7 +43,7 @@ describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () =>
       throw new TypeError(`cannot handle ${what}`);
     });
     raw = new RawPeer(server.id, { routingId: PSEUD });
-    await raw.connect(server.endpoint);
+    await raw.connect(server.endpoint, { heartbeat: false }); // pseud sends nothing before its first call
   });
 
   afterEach(cleanup);
@@ -240,5 +241,69 @@ describe('pseud v1 interop: a zeropeer Client against a raw pseud noop server', 
     const answer = expectV1(reply.slice(1), T.OK);
     expect(answer.id.equals(id)).to.equal(true);
     expect(answer.body).to.equal(6);
+  });
+});
+
+describe('pseud v1 peers and liveness: nothing unsolicited, no heartbeat verdicts on peers that never heartbeat', function () {
+  this.timeout(15_000);
+  afterEach(cleanup);
+
+  /** Heartbeats far shorter than the waits below: a verdict or a HEARTBEAT would show. */
+  const HB = { intervalMs: 50, timeoutMs: 300 } as const;
+
+  it('a REQ socket (pseud SyncClient) reads the answer to its call as its first reply, even after idle heartbeat intervals', async () => {
+    const server = await startServer({ heartbeat: HB });
+    server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+    const req = track(new zmq.Request({ receiveTimeout: 5000, linger: 0 }));
+    req.connect(server.endpoint);
+    for (const word of ['ABC', 'DEF']) {
+      await sleep(4 * HB.timeoutMs); // several heartbeat intervals and timeouts, idle
+      const id = uuidBytes();
+      await req.send(['v1', id, Buffer.from([T.WORK]), encode(['string.lower', [word], {}])]);
+      const reply = await req.receive();
+      expect(reply, 'a REQ reply: [v1, id, type, body]').to.have.length(4);
+      expect([...reply[2]!], 'the first reply is OK, not a HEARTBEAT').to.deep.equal([T.OK]);
+      expect(reply[1]!.equals(id)).to.equal(true);
+      expect(decode(reply[3]!)).to.equal(word.toLowerCase());
+    }
+  });
+
+  it('an idle pseud client is not dropped as "timeout", is sent no HEARTBEAT, and a push longer than timeoutMs succeeds', async () => {
+    const server = await startServer({ heartbeat: HB });
+    server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+    const gone: unknown[][] = [];
+    server.on('peer:gone', (...args: unknown[]) => gone.push(args));
+    const raw = new RawPeer(server.id, { routingId: PSEUD });
+    await raw.connect(server.endpoint, { heartbeat: false });
+    const id = uuidBytes();
+    await raw.sendV1(id, T.WORK, ['string.lower', ['A'], {}]);
+    const first = await raw.next(5000, { heartbeats: true });
+    expect(isHeartbeat(first), 'nothing unsolicited: the first message is the answer').to.equal(false);
+    expect(decode(first[4]!)).to.equal('a');
+
+    await sleep(4 * HB.timeoutMs);
+    expect(gone).to.deep.equal([]);
+    expect(server.connectedPeers()).to.include(PSEUD);
+
+    const result = server.sendTo(PSEUD).addition(2, 4);
+    const pushed = await raw.next(5000, { heartbeats: true });
+    expect(isHeartbeat(pushed), 'no HEARTBEAT (nor anything else) before the push').to.equal(false);
+    expect([...pushed[3]!]).to.deep.equal([T.WORK]);
+    await sleep(2 * HB.timeoutMs); // the pseud client takes its time
+    await raw.sendV1(pushed[2]!, T.OK, 6);
+    expect(await result).to.equal(6);
+    expect(gone).to.deep.equal([]);
+  });
+
+  it('a pseud client that sends HEARTBEAT is held to heartbeats: silent, it is gone "timeout"', async () => {
+    const server = await startServer({ heartbeat: HB });
+    server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+    const raw = new RawPeer(server.id, { routingId: PSEUD });
+    await raw.connect(server.endpoint, { heartbeat: false });
+    await raw.sendV1(uuidBytes(), T.WORK, ['string.lower', ['A'], {}]);
+    await raw.next(5000);
+    const gone = once(server, 'peer:gone', 5000);
+    await raw.sendV1(Buffer.alloc(0), T.HEARTBEAT, '', { raw: true });
+    expect(await gone).to.deep.equal([PSEUD, 'timeout']);
   });
 });

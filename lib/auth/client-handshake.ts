@@ -104,6 +104,7 @@ export class ClientHandshake {
 
   up(): void {
     this.#server.framing = 'v1'; // until this server says it reads compact
+    this.#server.heartbeats = false; // until it shows it speaks them
     this.#refusal = undefined;
     this.#transportError = undefined;
     this.#announce = true;
@@ -115,6 +116,7 @@ export class ClientHandshake {
       const wasReady = this.ready;
       this.#become({ name: 'down' }, 'disconnect');
       this.#server.framing = 'v1';
+      this.#server.heartbeats = false;
       this.#session.dropQueued(this.#server);
       this.#session.caller.rejectSent(this.#server, (name) => new ServiceClosedError(`connection to "${this.#session.config.id}" lost before "${name}" settled`));
       if (wasReady) this.#events.disconnected();
@@ -140,7 +142,10 @@ export class ClientHandshake {
       case MessageType.AUTHENTICATED: {
         const state = this.#state;
         if (state.name !== 'authenticating' || state.helloId !== message.id) return;
-        if (message.body.includes(COMPACT_CAPABILITY)) this.#server.framing = 'compact';
+        if (message.body.includes(COMPACT_CAPABILITY)) {
+          this.#server.framing = 'compact';
+          this.#server.heartbeats = true; // a zeropeer server: held to heartbeats
+        }
         this.#becomeReady();
         return;
       }

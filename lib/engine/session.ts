@@ -241,11 +241,13 @@ export class Session {
   }
 
   /**
-   * A HEARTBEAT straight to the socket, past the queue: resolves if a route to `connection`
+   * A compact HEARTBEAT straight to the socket, past the queue: resolves if a route to `connection`
    * exists, rejects (EHOSTUNREACH) if not. It is how a peer checks a route (inproc has no ROUTER_NOTIFY).
+   * Compact on purpose: a pseud REQ socket drops a message that does not start with an empty frame,
+   * and pseud's ROUTER peers ignore two-frame messages (probes), so it never reads as an answer.
    */
   probe(connection: Connection): Promise<void> {
-    return this.socket.send(encodeMessage(this.#framing, 'v1', connection.routingId, MessageType.HEARTBEAT, null, ''));
+    return this.socket.send(encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.HEARTBEAT, null, ''));
   }
 
   /** Records that the transport to `connection` is up. */
@@ -265,7 +267,7 @@ export class Session {
   #heartbeatTargets(): Connection[] {
     const targets: Connection[] = [];
     if (this.#state !== 'started') return targets;
-    for (const connection of this.connections.values()) if (connection.up && connection.authenticated) targets.push(connection);
+    for (const connection of this.connections.values()) if (connection.up && connection.authenticated && connection.heartbeats) targets.push(connection);
     return targets;
   }
 
@@ -349,7 +351,8 @@ export class Session {
         this.#role.handshake(connection, message);
         return;
       case MessageType.HEARTBEAT:
-        return; // counted as a sign of life on receipt
+        this.liveness?.heartbeatFrom(connection); // a sign of life was counted on receipt; now it is also expected
+        return;
       case MessageType.GOODBYE:
         this.#role.lost(connection, 'goodbye');
     }
