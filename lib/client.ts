@@ -86,6 +86,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
         up: () => handshake.up(),
         lost: (_connection, reason) => handshake.lost(reason),
         unreachable: (_connection, call) => handshake.unreachable(call),
+        answer: (_connection, message) => handshake.answer(message),
         handshake: (_connection, message) => handshake.handshake(message),
         describeWait: () => handshake.describeWait(),
         builtins: {},

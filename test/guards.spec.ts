@@ -331,6 +331,9 @@ describe('guards: protections a mutation review showed untested', function () {
     const rawServer = async (): Promise<RawWire> => {
       const server = new RawWire({ server: true });
       await server.bind(endpoint);
+      const probe = await server.next();
+      expect(probe.type, 'the probe: a v1 WORK').to.equal(MessageType.WORK);
+      await server.sendV1(probe.id as Buffer, MessageType.UNAUTHORIZED, 'Authentication Required');
       const hello = await server.next();
       expect(hello.type).to.equal(MessageType.HELLO);
       await server.sendV1(hello.id as Buffer, MessageType.AUTHENTICATED, 'welcome');

@@ -28,7 +28,7 @@ import {
   type HeartbeatOptions,
   type TrackedPeer,
 } from '../lib/index.js';
-import { RawPeer, cleanup, isHeartbeat, once, recordingLogger, sleep, startClient, startServer, until, uuidBytes } from './helpers.js';
+import { RawPeer, cleanup, isHeartbeat, isProbe, once, recordingLogger, sleep, startClient, startServer, until, uuidBytes } from './helpers.js';
 
 /** Message types, from the exported table (never copied constants). */
 const T = MessageType;
@@ -163,6 +163,10 @@ class RawServer {
   async #receive(): Promise<void> {
     try {
       for await (const frames of this.socket) {
+        if (isProbe(frames)) {
+          this.reply(frames, T.UNAUTHORIZED, 'Authentication Required'); // as a pseud server with authentication: HELLO next
+          continue;
+        }
         this.received.push(frames);
         this.respond?.(frames);
         for (const watcher of [...this.#watchers]) watcher();

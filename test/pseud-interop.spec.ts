@@ -177,32 +177,28 @@ describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () =>
   });
 });
 
-describe('pseud v1 interop: a zeropeer Client against a raw pseud noop server', () => {
+describe('pseud v1 interop: a zeropeer Client against a raw pseud server', () => {
   afterEach(cleanup);
 
-  async function clientOfPseud(): Promise<{ client: Client; server: RawServer; logger: ReturnType<typeof recordingLogger> }> {
-    const server = new RawServer();
+  /** A client of a raw pseud server without authentication: it answers the probe ERROR, as pseud does. */
+  async function clientOfPseud(options: ConstructorParameters<typeof Client>[1] = {}): Promise<{ client: Client; server: RawServer; logger: ReturnType<typeof recordingLogger> }> {
+    const server = new RawServer({ probe: 'error' });
     track(server);
     const endpoint = await server.bind();
     const logger = recordingLogger();
-    const client = new Client('service', { logger, helloTimeoutMs: 100, timeoutMs: 8000, drainTimeoutMs: 50 });
+    // helloTimeoutMs far beyond the test's limits: being ready must not come from a timeout.
+    const client = new Client('service', { logger, helloTimeoutMs: 60_000, timeoutMs: 8000, drainTimeoutMs: 50, ...options });
     track(client);
     const connected = once(client, 'connected', 5000);
     client.connect(endpoint);
     await client.start();
-    // The client says HELLO in v1; a pseud noop server ignores it.
-    const hello = await server.next();
-    expect(hello).to.have.length(6);
-    expectV1(hello.slice(1), T.HELLO);
-    expect(decode(hello[5]!)).to.be.an('array').with.length(2);
     await connected;
+    expect(server.probes, 'one probe, answered ERROR').to.equal(1);
     return { client, server, logger };
   }
 
-  it('after helloTimeoutMs with no answer to HELLO, calls go through in v1', async () => {
-    const { client, server, logger } = await clientOfPseud();
-    expect(logger.entries.some((e) => e.level === 'warn' && /HELLO/.test(e.message)), logger.text()).to.equal(true);
-
+  it('the first message is a v1 WORK a pseud server answers; answered ERROR, the client is ready at once, no HELLO ever', async () => {
+    const { client, server } = await clientOfPseud({ security: 'plain', userId: 'alice', password: 'pw' });
     const result = client.call.string.lower('ABC');
     const frames = await server.next();
     expect(frames, 'v1 WORK: 6 frames').to.have.length(6);
@@ -211,6 +207,28 @@ describe('pseud v1 interop: a zeropeer Client against a raw pseud noop server', 
     await server.send([frames[0]!, '', 'v1', work.id, Buffer.from([T.OK]), encode('abc')]);
     expect(await result).to.equal('abc');
     expect(client.pendingCalls).to.equal(0);
+  });
+
+  it('a pseud server that authenticates on demand: WORK -> UNAUTHORIZED -> HELLO (bytes it can read) -> AUTHENTICATED -> the call goes out', async () => {
+    const server = new RawServer({ probe: 'none' });
+    track(server);
+    const endpoint = await server.bind();
+    const client = track(new Client('service', { logger: recordingLogger(), security: 'plain', userId: 'alice', password: 'pw', timeoutMs: 8000, drainTimeoutMs: 50, helloTimeoutMs: 60_000 }));
+    client.connect(endpoint);
+    await client.start();
+    const result = client.call.string.lower('ABC');
+    // pseud breaks on a HELLO before any WORK (KeyError): the first message must be a WORK.
+    const first = await server.next();
+    expect([...first[4]!], 'the first message is WORK').to.deep.equal([T.WORK]);
+    await server.send([first[0]!, '', 'v1', first[3]!, Buffer.from([T.UNAUTHORIZED]), 'Authentication Required']);
+    const hello = await server.next();
+    expect([...hello[4]!], 'then HELLO').to.deep.equal([T.HELLO]);
+    expect(decode(hello[5]!)).to.deep.equal(['alice', 'pw']);
+    await server.send([hello[0]!, '', 'v1', hello[3]!, Buffer.from([T.AUTHENTICATED]), "Welcome 'alice'"]);
+    const work = await server.next();
+    expect(decode(work[5]!)).to.deep.equal(['string.lower', ['ABC'], {}]);
+    await server.send([work[0]!, '', 'v1', work[3]!, Buffer.from([T.OK]), encode('abc')]);
+    expect(await result).to.equal('abc');
   });
 
   it('a pseud ERROR answer rejects the call with RemoteError; kwargs travel as the kwargs map', async () => {
@@ -241,6 +259,40 @@ describe('pseud v1 interop: a zeropeer Client against a raw pseud noop server', 
     const answer = expectV1(reply.slice(1), T.OK);
     expect(answer.id.equals(id)).to.equal(true);
     expect(answer.body).to.equal(6);
+  });
+
+  it('an idle pseud server is never sent HEARTBEAT nor declared silent; a call longer than heartbeat.timeoutMs succeeds', async function () {
+    this.timeout(15_000);
+    const { client, server } = await clientOfPseud({ heartbeat: { intervalMs: 50, timeoutMs: 300 } });
+    const events: string[] = [];
+    client.on('disconnected', () => events.push('disconnected'));
+    const result = client.call.slow();
+    const frames = await server.next();
+    await sleep(1200); // four heartbeat timeouts
+    await server.send([frames[0]!, '', 'v1', frames[3]!, Buffer.from([T.OK]), encode('done')]);
+    expect(await result).to.equal('done');
+    await sleep(600);
+    expect(events).to.deep.equal([]);
+    expect(client.connected).to.equal(true);
+    const late = await server.next(200).then((f) => f, () => undefined);
+    expect(late, 'nothing at all from an idle client (no HEARTBEAT)').to.equal(undefined);
+  });
+});
+
+describe('pseud v1 interop: a raw pseud client says HELLO with bytes', () => {
+  afterEach(cleanup);
+
+  it('login and password as MessagePack bin (UTF-8) are accepted', async () => {
+    const { hashPassword } = await import('../lib/index.js');
+    const server = await startServer({ security: 'plain', users: { 'zoë': await hashPassword('pässword') } });
+    server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+    const raw = new RawPeer(server.id, { routingId: PSEUD });
+    await raw.connect(server.endpoint, { heartbeat: false });
+    const helloId = uuidBytes();
+    await raw.sendV1(helloId, T.HELLO, [Buffer.from('zoë'), Buffer.from('pässword')]);
+    const answer = await raw.next(5000);
+    expect([...answer[3]!], 'AUTHENTICATED').to.deep.equal([T.AUTHENTICATED]);
+    expect(server.connectedPeers()).to.deep.equal(['zoë']);
   });
 });
 

@@ -15,7 +15,7 @@ import { RouterSocket, isUnreachable } from '../transport/router-socket.js';
 import type { Codec } from '../wire/codec.js';
 import { decodeFrames, encodeMessage, encodeWithin, type FramingContext, type Inbound } from '../wire/framing.js';
 import { MessageIds } from '../wire/message-ids.js';
-import { MESSAGES, MessageType, typeName, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
+import { MESSAGES, MessageType, PROBE, typeName, workBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import { Caller } from './caller.js';
 import { Connections, routingKey, type Connection } from './connection.js';
 import { Dispatcher } from './dispatcher.js';
@@ -240,6 +240,13 @@ export class Session {
     return id;
   }
 
+  /** Sends the client's first message, {@link PROBE} (v1 WORK); returns its message id. */
+  sendProbe(connection: Connection): number {
+    const id = this.#framing.ids.next();
+    this.send(connection, MessageType.WORK, id, workBody('v1', PROBE, [], undefined, undefined), 'v1');
+    return id;
+  }
+
   /**
    * A compact HEARTBEAT straight to the socket, past the queue: resolves if a route to `connection`
    * exists, rejects (EHOSTUNREACH) if not. It is how a peer checks a route (inproc has no ROUTER_NOTIFY).
@@ -343,6 +350,7 @@ export class Session {
         return;
       case MessageType.OK:
       case MessageType.ERROR:
+        if (this.#role.answer?.(connection, message)) return;
         this.caller.answer(connection, message);
         return;
       case MessageType.HELLO:
