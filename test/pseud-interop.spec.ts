@@ -72,8 +72,35 @@ describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () =>
     expect(answers).to.deep.equal(new Map(ids.map((id, i) => [id.toString('hex'), `x${i}`])));
   });
 
-  it('a non-empty kwargs map arrives as one extra last argument, a plain object', async () => {
-    const { id, reply } = await work('record', [1, 'two'], { a: 1, b: 'bee' });
+  it('kwargs are bound to parameters by name; a parameter not given keeps its default', async () => {
+    server.registerRpc('greet', (name: string, greeting = 'hello', punctuation = '!') => `${greeting} ${name}${punctuation}`);
+    const { id, reply } = await work('greet', ['bob'], { punctuation: '?' });
+    const answer = expectV1(reply, T.OK);
+    expect(answer.id.equals(id)).to.equal(true);
+    expect(answer.body).to.equal('hello bob?');
+    expect(expectV1((await work('greet', [], { name: 'ann', greeting: 'hi' })).reply, T.OK).body).to.equal('hi ann!');
+  });
+
+  it('an unknown keyword, or one also given by position -> ERROR ParameterError; the handler never runs', async () => {
+    let runs = 0;
+    server.registerRpc('greet', (name: string) => {
+      runs++;
+      return name;
+    });
+    const unknown = expectV1((await work('greet', ['bob'], { colour: 'red' })).reply, T.ERROR).body as unknown[];
+    expect(unknown[0]).to.equal('ParameterError');
+    expect(unknown[1]).to.include('colour');
+    const twice = expectV1((await work('greet', ['bob'], { name: 'ann' })).reply, T.ERROR).body as unknown[];
+    expect(twice[0]).to.equal('ParameterError');
+    expect(runs).to.equal(0);
+  });
+
+  it('with { kwargs: "object" } the kwargs map arrives as one extra last argument, a plain object', async () => {
+    server.registerRpc('options', (...args: unknown[]) => {
+      seen.push(args);
+      return args.length;
+    }, { kwargs: 'object' });
+    const { id, reply } = await work('options', [1, 'two'], { a: 1, b: 'bee' });
     const answer = expectV1(reply, T.OK);
     expect(answer.id.equals(id)).to.equal(true);
     expect(answer.body).to.equal(3);
