@@ -90,6 +90,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
         checksDepartures: false,
         lost: (_connection, reason) => handshake.lost(reason),
         unreachable: (_connection, call) => handshake.unreachable(call),
+        answer: (_connection, message) => handshake.answer(message),
         handshake: (_connection, message) => handshake.handshake(message),
         describeWait: () => handshake.describeWait(),
         builtins: {},

@@ -2,10 +2,12 @@
  * Heartbeats: who is still there (pseud's heartbeat backends).
  *
  * Every `intervalMs` a peer sends HEARTBEAT to each peer it tracks; any message from a peer counts
- * as a sign of life. A tracked peer not heard from for `timeoutMs` is gone. The backend is the
- * policy and the store of that table: the in-memory one ships; one of your own (a table in Redis
- * shared by several server processes, say) plugs in by name or as an object. ZeroMQ's own ZMTP
- * heartbeats run beside these, so a dead TCP connection is closed by the transport too.
+ * as a sign of life. A tracked peer not heard from for `timeoutMs` is gone. Only peers that have
+ * shown they speak heartbeats are tracked: a zeropeer peer (compact framing), or one that sent a
+ * HEARTBEAT. Others (pseud) are never sent one; their departure is told by the transport (the
+ * disconnect notification, TCP keepalive). The backend is the policy and the store of that table:
+ * the in-memory one ships; one of your own (a table in Redis shared by several server processes,
+ * say) plugs in by name or as an object.
  */
 import { MAX_OPTION_VALUE, rejectUnknownKeys } from './option-checks.js';
 

@@ -172,7 +172,7 @@ export interface ClientOptions extends CommonOptions {
   userId?: string;
   password?: string;
   token?: string | (() => string | Promise<string>);
-  /** How long to wait for the answer to HELLO before assuming a pseud server without authentication (noop only). Default 1000. */
+  /** How long to wait for the answer to the first message (the probe), then to HELLO (noop only), before going on without it. Default 1000. */
   helloTimeoutMs?: number;
 }
 

@@ -33,6 +33,12 @@ export interface RegistrationOptions {
   params?: Validator[];
   /** A validator for the result. */
   returns?: Validator;
+  /**
+   * What keyword arguments (pseud's `**kw`, `invoke(..., { kwargs })`) become. `'bind'` (the
+   * default): each is bound to the parameter of that name; an unknown name, or one also given by
+   * position, is a ParameterError. `'object'`: they arrive together as one extra last argument.
+   */
+  kwargs?: 'bind' | 'object';
 }
 
 /** Checks (and may convert) one value: returns the value to use, or throws. */
@@ -52,6 +58,8 @@ export interface Registration {
   readonly returns: Validator | undefined;
   /** The names of the parameters the caller passes (identity and channel left out), for inspect and errors. */
   readonly paramNames: readonly string[];
+  /** See {@link RegistrationOptions.kwargs}. */
+  readonly kwargs: 'bind' | 'object';
 }
 
 /** What inspect tells about one function. */
@@ -219,6 +227,9 @@ export class Registry {
     const withContext = options.withContext ?? false;
     if (withIdentity && withContext) throw new RegistrationError('withContext replaces withIdentity: pass one of them');
     const raw = options.raw ?? false;
+    if (options.kwargs !== undefined && options.kwargs !== 'bind' && options.kwargs !== 'object') {
+      throw new RegistrationError(`kwargs of ${JSON.stringify(name)} must be 'bind' or 'object'`);
+    }
     const registration: Registration = {
       name: validateName(name),
       domain: options.domain ?? DEFAULT_DOMAIN,
@@ -231,6 +242,7 @@ export class Registry {
       params: options.params,
       returns: options.returns,
       paramNames: parameterNames(fn as Handler).slice((raw ? 1 : 0) + (withIdentity || withContext ? 1 : 0)),
+      kwargs: options.kwargs ?? 'bind',
     };
     if (typeof registration.domain !== 'string' || registration.domain.length === 0) {
       throw new RegistrationError('domain must be a non-empty string');

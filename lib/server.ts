@@ -21,8 +21,8 @@ import { resolveSecurityPlugin } from '../security/index.js';
 
 export type { GoneReason } from './auth/server-handshake.js';
 
-/** When a new connection's route is checked a second time, in ms. */
-const RECHECK_MS = 250;
+/** How long the record of a new connection that says nothing is kept, in ms. */
+const UNHEARD_MS = 1000;
 /** Topics one connection may subscribe to: each costs memory and a comparison in every publish. */
 export const MAX_TOPICS_PER_CONNECTION = 1024;
 /** sendTo proxies kept for reuse; past that many identities the cache starts over. */
@@ -298,16 +298,12 @@ function keyBindingOf(curve: ServerCurveOptions | undefined, security: string): 
   return new KeyBinding(curve!, allowed);
 }
 
-/** The server's policy: strangers welcome (they must authenticate), a route checked twice. */
+/** The server's policy: strangers welcome (they must authenticate), a silent newcomer's record not kept. */
 function serverRole(session: Session, handshake: ServerHandshake, server: () => Server): Role {
-  const knock = (connection: Connection): void => {
-    if (!session.connections.holds(connection) || !connection.up || !session.started) return;
-    session.probe(connection).catch(() => {
-      if (session.connections.holds(connection) && connection.up) {
-        connection.up = false;
-        handshake.lost(connection, 'disconnect');
-      }
-    });
+  const forgetIfUnheard = (connection: Connection): void => {
+    if (connection.heard || !session.connections.holds(connection) || !connection.up) return;
+    connection.up = false;
+    handshake.lost(connection, 'disconnect');
   };
   let builtins: Record<string, (connection: Connection, work: Work) => void> | undefined;
   return {
@@ -317,14 +313,11 @@ function serverRole(session: Session, handshake: ServerHandshake, server: () => 
     workIdentity: (connection) => handshake.workIdentity(connection),
     up(connection) {
       // A peer can send the empty message ROUTER_NOTIFY uses, and so make its real disconnect read
-      // as a connect. Knock: if no route answers, that "connect" was a departure; forget the record.
-      // libzmq may still hold the departed pipe for a moment, so knock once more a little later,
-      // unless the connection has spoken by then (then it is a real one).
-      knock(connection);
-      const again = setTimeout(() => {
-        if (!connection.heard) knock(connection);
-      }, RECHECK_MS);
-      again.unref();
+      // as a connect. Nothing is sent to check (a pseud REQ socket reads anything it did not ask
+      // for as its answer): a record that has heard nothing after a while is dropped; a peer that
+      // speaks later gets a new one.
+      const check = setTimeout(() => forgetIfUnheard(connection), UNHEARD_MS);
+      check.unref();
     },
     lost: (connection, reason) => handshake.lost(connection, reason === 'down' ? 'disconnect' : reason === 'silent' ? 'timeout' : 'stopped'),
     unreachable(connection) {

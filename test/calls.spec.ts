@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import {
   Client,
+  ParameterError,
   PeerNotConnectedError,
   RpcError,
   Server,
@@ -8,7 +9,7 @@ import {
   ServiceNotFoundError,
   TimeoutError,
 } from '../lib/index.js';
-import { cleanup, endpointFor, once, recordingLogger, sleep, startClient, startServer, until, type Transport } from './helpers.js';
+import { cleanup, endpointFor, once, recordingLogger, rejection, sleep, startClient, startServer, until, type Transport } from './helpers.js';
 
 describe('calls', () => {
   afterEach(cleanup);
@@ -264,12 +265,17 @@ describe('calls', () => {
       expect((error as Error).message).to.contain('does.not.exist');
     });
 
-    it('invoke passes keyword arguments as a last object argument', async () => {
+    it('invoke binds keyword arguments to parameters by name; an unknown name is a ParameterError', async () => {
       const server = await startServer();
-      server.registerRpc('greet', (name: string, options?: { greeting?: string }) => `${options?.greeting ?? 'hello'} ${name}`);
+      server.registerRpc('greet', (name: string, greeting = 'hello') => `${greeting} ${name}`);
+      server.registerRpc('greetWith', (name: string, options?: { greeting?: string }) => `${options?.greeting ?? 'hello'} ${name}`, { kwargs: 'object' });
       const client = await startClient(server);
       expect(await client.invoke('greet', ['eve'], { kwargs: { greeting: 'hi' } })).to.equal('hi eve');
       expect(await client.invoke('greet', ['eve'], { kwargs: {} })).to.equal('hello eve');
+      const error = await rejection(client.invoke('greet', ['eve'], { kwargs: { tone: 'warm' } }));
+      expect(error).to.be.instanceOf(ParameterError);
+      // The trailing-object form, only where the registration asks for it.
+      expect(await client.invoke('greetWith', ['eve'], { kwargs: { greeting: 'hi' } })).to.equal('hi eve');
     });
   });
 

@@ -275,6 +275,8 @@ describe('guards: protections a mutation review showed untested', function () {
       const alice = new RawWire({ routingId });
       alice.connect(server.endpoint);
       await alice.hello('alice');
+      // A peer is held to heartbeats once it has sent one (a pseud peer that never does is not).
+      if (how === 'timeout') await alice.sendV1(Buffer.alloc(0), MessageType.HEARTBEAT, '');
       await alice.sendV1(uuidBytes(), MessageType.WORK, ['slow', [], {}]);
       await until(() => gate.started() === 1, 3000, 'the slow handler runs');
 
@@ -329,6 +331,9 @@ describe('guards: protections a mutation review showed untested', function () {
     const rawServer = async (): Promise<RawWire> => {
       const server = new RawWire({ server: true });
       await server.bind(endpoint);
+      const probe = await server.next();
+      expect(probe.type, 'the probe: a v1 WORK').to.equal(MessageType.WORK);
+      await server.sendV1(probe.id as Buffer, MessageType.UNAUTHORIZED, 'Authentication Required');
       const hello = await server.next();
       expect(hello.type).to.equal(MessageType.HELLO);
       await server.sendV1(hello.id as Buffer, MessageType.AUTHENTICATED, 'welcome');

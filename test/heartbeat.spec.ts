@@ -28,7 +28,7 @@ import {
   type HeartbeatOptions,
   type TrackedPeer,
 } from '../lib/index.js';
-import { RawPeer, cleanup, isHeartbeat, once, recordingLogger, sleep, startClient, startServer, until, uuidBytes } from './helpers.js';
+import { RawPeer, cleanup, isHeartbeat, isProbe, once, recordingLogger, sleep, startClient, startServer, until, uuidBytes } from './helpers.js';
 
 /** Message types, from the exported table (never copied constants). */
 const T = MessageType;
@@ -163,6 +163,10 @@ class RawServer {
   async #receive(): Promise<void> {
     try {
       for await (const frames of this.socket) {
+        if (isProbe(frames)) {
+          this.reply(frames, T.UNAUTHORIZED, 'Authentication Required'); // as a pseud server with authentication: HELLO next
+          continue;
+        }
         this.received.push(frames);
         this.respond?.(frames);
         for (const watcher of [...this.#watchers]) watcher();
@@ -204,6 +208,11 @@ class RawServer {
   /** Answers a v1 message (routing id first) with `type` and a string body, echoing its id. */
   reply(to: Buffer[], type: number, body: string | Buffer = ''): void {
     this.socket.send([to[0]!, '', 'v1', to[3]!, Buffer.from([type]), body]).catch(() => {});
+  }
+
+  /** A v1 HEARTBEAT to the peer that sent `to`: it shows this server speaks heartbeats. */
+  heartbeat(to: Buffer[]): void {
+    this.socket.send([to[0]!, '', 'v1', '', Buffer.from([T.HEARTBEAT]), '']).catch(() => {});
   }
 }
 
@@ -688,12 +697,15 @@ describe('heartbeats and the peer table', function () {
   });
 
   describe('a Client against a raw server', () => {
-    it('sends HEARTBEAT (0x06) to an idle server periodically, and stays connected while the server answers in kind', async () => {
+    it('sends HEARTBEAT (0x06) to an idle server that sent one, periodically, and stays connected while the server answers in kind', async () => {
       const rawServer = new RawServer();
       const endpoint = await rawServer.bind();
       rawServer.respond = (frames) => {
-        if (isV1(frames, T.HELLO)) rawServer.reply(frames, T.AUTHENTICATED);
-        if (isV1(frames, T.HEARTBEAT)) rawServer.socket.send([frames[0]!, '', 'v1', '', Buffer.from([T.HEARTBEAT]), '']).catch(() => {});
+        if (isV1(frames, T.HELLO)) {
+          rawServer.reply(frames, T.AUTHENTICATED);
+          rawServer.heartbeat(frames); // shows it speaks heartbeats: from now on the client sends them
+        }
+        if (isV1(frames, T.HEARTBEAT)) rawServer.heartbeat(frames);
       };
       // A roomier timeout than HB (a stall of a few hundred ms must not read as silence), and
       // heartbeats spanning more than two timeouts: only the server's answers keep the client connected.
@@ -721,7 +733,10 @@ describe('heartbeats and the peer table', function () {
       const endpoint = await rawServer.bind();
       let answerHellos = true;
       rawServer.respond = (frames) => {
-        if (answerHellos && isV1(frames, T.HELLO)) rawServer.reply(frames, T.AUTHENTICATED);
+        if (answerHellos && isV1(frames, T.HELLO)) {
+          rawServer.reply(frames, T.AUTHENTICATED);
+          rawServer.heartbeat(frames); // it speaks heartbeats: its silence will count
+        }
       };
       const client = await startClientOf(endpoint, { userId: 'patient', heartbeat: HB, helloTimeoutMs: 10_000, timeoutMs: LONG });
       const events: string[] = [];

@@ -6,9 +6,10 @@ import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encode as packPlain } from 'msgpackr';
+import { encode as packPlain, decode as unpackPlain } from 'msgpackr';
 import * as zmq from 'zeromq';
 import { Client, Server, type ClientOptions, type Logger, type PeerOptions } from '../lib/index.js';
+import { PROBE } from '../lib/wire/messages.js';
 
 export type Transport = 'tcp' | 'ipc' | 'inproc';
 
@@ -129,13 +130,15 @@ class Inbox {
   readonly #queue: Buffer[][] = [];
   #waiters: Array<(frames: Buffer[]) => void> = [];
 
-  constructor(socket: zmq.Router) {
+  /** `intercept` sees each message first; true keeps it from the queue (answered already). */
+  constructor(socket: zmq.Router, readonly intercept?: (frames: Buffer[]) => boolean) {
     void this.#receive(socket);
   }
 
   async #receive(socket: zmq.Router): Promise<void> {
     try {
       for await (const frames of socket) {
+        if (this.intercept?.(frames)) continue;
         const waiter = this.#waiters.shift();
         if (waiter) waiter(frames);
         else this.#queue.push(frames);
@@ -171,6 +174,7 @@ export class RawPeer {
   readonly socket: zmq.Router;
   readonly serverId: Buffer;
   readonly #inbox: Inbox;
+  #waitForRoute = false;
 
   constructor(serverId: string, options: { routingId?: string } = {}) {
     this.socket = new zmq.Router({ mandatory: true, ...(options.routingId ? { routingId: options.routingId } : {}) });
@@ -179,9 +183,17 @@ export class RawPeer {
     this.#inbox = new Inbox(this.socket);
   }
 
-  /** Connects and waits until the route to the server exists. */
-  async connect(endpoint: string): Promise<void> {
+  /**
+   * Connects and waits until the route to the server exists, by sending a HEARTBEAT (which makes
+   * this peer one that speaks heartbeats). With `heartbeat: false` it sends nothing, as a pseud
+   * client does: the first message sent is then retried until the route exists.
+   */
+  async connect(endpoint: string, { heartbeat = true } = {}): Promise<void> {
     this.socket.connect(endpoint);
+    if (!heartbeat) {
+      this.#waitForRoute = true;
+      return;
+    }
     const deadline = Date.now() + 3000;
     for (;;) {
       try {
@@ -195,9 +207,19 @@ export class RawPeer {
     }
   }
 
-  /** Sends raw frames after the server's routing id. */
+  /** Sends raw frames after the server's routing id (retried while the route does not exist yet, after a silent connect). */
   async sendFrames(...frames: Array<Buffer | string>): Promise<void> {
-    await this.socket.send([this.serverId, ...frames]);
+    const deadline = Date.now() + 3000;
+    for (;;) {
+      try {
+        await this.socket.send([this.serverId, ...frames]);
+        this.#waitForRoute = false;
+        return;
+      } catch (error) {
+        if (!this.#waitForRoute || (error as { code?: string }).code !== 'EHOSTUNREACH' || Date.now() > deadline) throw error;
+        await sleep(5);
+      }
+    }
   }
 
   /** Sends a pseud v1 message: `['', 'v1', id, type, body]`, the body MessagePack unless a Buffer/string is given. */
@@ -223,13 +245,41 @@ export class RawPeer {
   }
 }
 
+/**
+ * How a raw server answers a zeropeer client's first message (the probe, a v1 WORK): as a pseud
+ * server with authentication (UNAUTHORIZED: the client says HELLO next), as one without
+ * (ERROR ServiceNotFoundError: the client is ready at once), or not at all (it is handed to next()).
+ */
+export type ProbeAnswer = 'unauthorized' | 'error' | 'none';
+
+/** Whether frames (routing id first) are a zeropeer client's probe. */
+export function isProbe(frames: Buffer[]): boolean {
+  if (frames.length !== 6 || frames[4]?.length !== 1 || frames[4][0] !== 0x03) return false;
+  try {
+    return (unpackPlain(frames[5]!) as unknown[])[0] === PROBE;
+  } catch {
+    return false;
+  }
+}
+
 /** A raw ROUTER bound with routing id 'service', playing a server by hand (pseud v1). Closed at cleanup. */
 export class RawServer {
   readonly socket = new zmq.Router({ routingId: 'service', mandatory: true, linger: 0 });
-  readonly #inbox = new Inbox(this.socket);
+  readonly #inbox: Inbox;
+  /** Probes answered so far. */
+  probes = 0;
 
-  constructor() {
+  constructor({ probe = 'unauthorized' }: { probe?: ProbeAnswer } = {}) {
     live.push(this.socket);
+    this.#inbox = new Inbox(this.socket, (frames) => {
+      if (probe === 'none' || !isProbe(frames)) return false;
+      this.probes++;
+      const [type, body] = probe === 'unauthorized'
+        ? [0x11, 'Authentication Required']
+        : [0x10, packPlain(['ServiceNotFoundError', `${PROBE}`, 'Traceback ...'])];
+      this.socket.send([frames[0]!, '', 'v1', frames[3]!, Buffer.from([type]), body]).catch(() => {});
+      return true;
+    });
   }
 
   async bind(): Promise<string> {

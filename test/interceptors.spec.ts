@@ -457,10 +457,10 @@ describe('interceptors', () => {
     });
 
     it('a client of a raw pseud server sends [name, args, kwargs] only', async () => {
-      const rawServer = new RawServer();
+      const rawServer = new RawServer({ probe: 'error' }); // a pseud server without authentication
       const endpoint = await rawServer.bind();
       const client = track(new Client('service', {
-        logger: recordingLogger(), helloTimeoutMs: 100, drainTimeoutMs: 50,
+        logger: recordingLogger(), drainTimeoutMs: 50,
         interceptors: {
           outgoing: [(next) => (call) => {
             call.metadata['traceparent'] = '00-aa-bb-01';
@@ -471,7 +471,6 @@ describe('interceptors', () => {
       const connected = once(client, 'connected', 5000);
       client.connect(endpoint);
       await client.start();
-      await rawServer.next(); // HELLO, which a pseud noop server ignores
       await connected;
 
       const result = client.invoke('compute', [1], { metadata: { tenant: 'acme' } });

@@ -7,8 +7,9 @@
 import { MessageType } from '../lib/index.js';
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
+import * as zmq from 'zeromq';
 import { Client, RemoteError, type Server } from '../lib/index.js';
-import { cleanup, once, RawPeer, RawServer, recordingLogger, startServer, track, uuidBytes } from './helpers.js';
+import { cleanup, isHeartbeat, once, RawPeer, RawServer, recordingLogger, sleep, startServer, track, uuidBytes } from './helpers.js';
 
 /** Message types, from the exported table (never copied constants). */
 const T = MessageType;
@@ -42,7 +43,7 @@ describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () =>
       throw new TypeError(`cannot handle ${what}`);
     });
     raw = new RawPeer(server.id, { routingId: PSEUD });
-    await raw.connect(server.endpoint);
+    await raw.connect(server.endpoint, { heartbeat: false }); // pseud sends nothing before its first call
   });
 
   afterEach(cleanup);
@@ -71,8 +72,35 @@ describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () =>
     expect(answers).to.deep.equal(new Map(ids.map((id, i) => [id.toString('hex'), `x${i}`])));
   });
 
-  it('a non-empty kwargs map arrives as one extra last argument, a plain object', async () => {
-    const { id, reply } = await work('record', [1, 'two'], { a: 1, b: 'bee' });
+  it('kwargs are bound to parameters by name; a parameter not given keeps its default', async () => {
+    server.registerRpc('greet', (name: string, greeting = 'hello', punctuation = '!') => `${greeting} ${name}${punctuation}`);
+    const { id, reply } = await work('greet', ['bob'], { punctuation: '?' });
+    const answer = expectV1(reply, T.OK);
+    expect(answer.id.equals(id)).to.equal(true);
+    expect(answer.body).to.equal('hello bob?');
+    expect(expectV1((await work('greet', [], { name: 'ann', greeting: 'hi' })).reply, T.OK).body).to.equal('hi ann!');
+  });
+
+  it('an unknown keyword, or one also given by position -> ERROR ParameterError; the handler never runs', async () => {
+    let runs = 0;
+    server.registerRpc('greet', (name: string) => {
+      runs++;
+      return name;
+    });
+    const unknown = expectV1((await work('greet', ['bob'], { colour: 'red' })).reply, T.ERROR).body as unknown[];
+    expect(unknown[0]).to.equal('ParameterError');
+    expect(unknown[1]).to.include('colour');
+    const twice = expectV1((await work('greet', ['bob'], { name: 'ann' })).reply, T.ERROR).body as unknown[];
+    expect(twice[0]).to.equal('ParameterError');
+    expect(runs).to.equal(0);
+  });
+
+  it('with { kwargs: "object" } the kwargs map arrives as one extra last argument, a plain object', async () => {
+    server.registerRpc('options', (...args: unknown[]) => {
+      seen.push(args);
+      return args.length;
+    }, { kwargs: 'object' });
+    const { id, reply } = await work('options', [1, 'two'], { a: 1, b: 'bee' });
     const answer = expectV1(reply, T.OK);
     expect(answer.id.equals(id)).to.equal(true);
     expect(answer.body).to.equal(3);
@@ -87,6 +115,36 @@ describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () =>
     const { reply } = await work('record', [1, 'two'], {});
     expect(expectV1(reply, T.OK).body).to.equal(2);
     expect(seen).to.deep.equal([[1, 'two']]);
+  });
+
+  it('answers in standard MessagePack: Set as array, undefined as nil, bytes as bin, wide integers as int64, Date as ext -1', async () => {
+    server.registerRpc('values', () => ({ set: new Set([1, 2]), none: undefined, bytes: new Uint8Array([1, 2]), wide: 2 ** 40, at: new Date(0) }));
+    const { reply } = await work('values', []);
+    const body = expectV1(reply, T.OK).body as Record<string, unknown>;
+    const bytes = reply[4]!;
+    // The only extension in the body is the standard timestamp (type -1): d6 ff.
+    expect(bytes.includes(Buffer.from('d6ff00000000', 'hex')), 'Date as timestamp 32').to.equal(true);
+    expect(bytes.includes(Buffer.from('d30000010000000000', 'hex')), '2^40 as int64').to.equal(true);
+    expect(bytes.includes(Buffer.from('c4020102', 'hex')), 'bytes as bin8').to.equal(true);
+    expect(body['set']).to.deep.equal([1, 2]);
+    expect(body['none']).to.equal(null);
+    expect(body['wide']).to.satisfy((v: unknown) => v === 2 ** 40 || v === 2n ** 40n);
+  });
+
+  it('a 64-bit integer from pseud reaches the handler as a number when safe', async () => {
+    // Python packs 2**40 as uint64 (cf): the handler sees a number, not a BigInt.
+    const id = uuidBytes();
+    const body = Buffer.concat([Buffer.from([0x93, 0xa6]), Buffer.from('record'), Buffer.from([0x91, 0xcf]), Buffer.from('0000010000000000', 'hex'), Buffer.from([0x80])]);
+    await raw.sendV1(id, T.WORK, body, { raw: true });
+    expect(expectV1(await raw.next(5000), T.OK).body).to.equal(1);
+    expect(seen).to.deep.equal([[2 ** 40]]);
+  });
+
+  it('a BigInt beyond 64 bits in a result -> an ERROR (EncodingError), nothing undecodable sent', async () => {
+    server.registerRpc('huge', () => 2n ** 70n);
+    const { reply } = await work('huge', []);
+    const body = expectV1(reply, T.ERROR).body as unknown[];
+    expect(body[0]).to.equal('EncodingError');
   });
 
   it('a handler that throws TypeError -> ERROR body of exactly [ "TypeError", message, stack ]', async () => {
@@ -146,32 +204,28 @@ describe('pseud v1 interop: a raw pseud client against a zeropeer Server', () =>
   });
 });
 
-describe('pseud v1 interop: a zeropeer Client against a raw pseud noop server', () => {
+describe('pseud v1 interop: a zeropeer Client against a raw pseud server', () => {
   afterEach(cleanup);
 
-  async function clientOfPseud(): Promise<{ client: Client; server: RawServer; logger: ReturnType<typeof recordingLogger> }> {
-    const server = new RawServer();
+  /** A client of a raw pseud server without authentication: it answers the probe ERROR, as pseud does. */
+  async function clientOfPseud(options: ConstructorParameters<typeof Client>[1] = {}): Promise<{ client: Client; server: RawServer; logger: ReturnType<typeof recordingLogger> }> {
+    const server = new RawServer({ probe: 'error' });
     track(server);
     const endpoint = await server.bind();
     const logger = recordingLogger();
-    const client = new Client('service', { logger, helloTimeoutMs: 100, timeoutMs: 8000, drainTimeoutMs: 50 });
+    // helloTimeoutMs far beyond the test's limits: being ready must not come from a timeout.
+    const client = new Client('service', { logger, helloTimeoutMs: 60_000, timeoutMs: 8000, drainTimeoutMs: 50, ...options });
     track(client);
     const connected = once(client, 'connected', 5000);
     client.connect(endpoint);
     await client.start();
-    // The client says HELLO in v1; a pseud noop server ignores it.
-    const hello = await server.next();
-    expect(hello).to.have.length(6);
-    expectV1(hello.slice(1), T.HELLO);
-    expect(decode(hello[5]!)).to.be.an('array').with.length(2);
     await connected;
+    expect(server.probes, 'one probe, answered ERROR').to.equal(1);
     return { client, server, logger };
   }
 
-  it('after helloTimeoutMs with no answer to HELLO, calls go through in v1', async () => {
-    const { client, server, logger } = await clientOfPseud();
-    expect(logger.entries.some((e) => e.level === 'warn' && /HELLO/.test(e.message)), logger.text()).to.equal(true);
-
+  it('the first message is a v1 WORK a pseud server answers; answered ERROR, the client is ready at once, no HELLO ever', async () => {
+    const { client, server } = await clientOfPseud({ security: 'plain', userId: 'alice', password: 'pw' });
     const result = client.call.string.lower('ABC');
     const frames = await server.next();
     expect(frames, 'v1 WORK: 6 frames').to.have.length(6);
@@ -180,6 +234,28 @@ describe('pseud v1 interop: a zeropeer Client against a raw pseud noop server', 
     await server.send([frames[0]!, '', 'v1', work.id, Buffer.from([T.OK]), encode('abc')]);
     expect(await result).to.equal('abc');
     expect(client.pendingCalls).to.equal(0);
+  });
+
+  it('a pseud server that authenticates on demand: WORK -> UNAUTHORIZED -> HELLO (bytes it can read) -> AUTHENTICATED -> the call goes out', async () => {
+    const server = new RawServer({ probe: 'none' });
+    track(server);
+    const endpoint = await server.bind();
+    const client = track(new Client('service', { logger: recordingLogger(), security: 'plain', userId: 'alice', password: 'pw', timeoutMs: 8000, drainTimeoutMs: 50, helloTimeoutMs: 60_000 }));
+    client.connect(endpoint);
+    await client.start();
+    const result = client.call.string.lower('ABC');
+    // pseud breaks on a HELLO before any WORK (KeyError): the first message must be a WORK.
+    const first = await server.next();
+    expect([...first[4]!], 'the first message is WORK').to.deep.equal([T.WORK]);
+    await server.send([first[0]!, '', 'v1', first[3]!, Buffer.from([T.UNAUTHORIZED]), 'Authentication Required']);
+    const hello = await server.next();
+    expect([...hello[4]!], 'then HELLO').to.deep.equal([T.HELLO]);
+    expect(decode(hello[5]!)).to.deep.equal(['alice', 'pw']);
+    await server.send([hello[0]!, '', 'v1', hello[3]!, Buffer.from([T.AUTHENTICATED]), "Welcome 'alice'"]);
+    const work = await server.next();
+    expect(decode(work[5]!)).to.deep.equal(['string.lower', ['ABC'], {}]);
+    await server.send([work[0]!, '', 'v1', work[3]!, Buffer.from([T.OK]), encode('abc')]);
+    expect(await result).to.equal('abc');
   });
 
   it('a pseud ERROR answer rejects the call with RemoteError; kwargs travel as the kwargs map', async () => {
@@ -210,5 +286,103 @@ describe('pseud v1 interop: a zeropeer Client against a raw pseud noop server', 
     const answer = expectV1(reply.slice(1), T.OK);
     expect(answer.id.equals(id)).to.equal(true);
     expect(answer.body).to.equal(6);
+  });
+
+  it('an idle pseud server is never sent HEARTBEAT nor declared silent; a call longer than heartbeat.timeoutMs succeeds', async function () {
+    this.timeout(15_000);
+    const { client, server } = await clientOfPseud({ heartbeat: { intervalMs: 50, timeoutMs: 300 } });
+    const events: string[] = [];
+    client.on('disconnected', () => events.push('disconnected'));
+    const result = client.call.slow();
+    const frames = await server.next();
+    await sleep(1200); // four heartbeat timeouts
+    await server.send([frames[0]!, '', 'v1', frames[3]!, Buffer.from([T.OK]), encode('done')]);
+    expect(await result).to.equal('done');
+    await sleep(600);
+    expect(events).to.deep.equal([]);
+    expect(client.connected).to.equal(true);
+    const late = await server.next(200).then((f) => f, () => undefined);
+    expect(late, 'nothing at all from an idle client (no HEARTBEAT)').to.equal(undefined);
+  });
+});
+
+describe('pseud v1 interop: a raw pseud client says HELLO with bytes', () => {
+  afterEach(cleanup);
+
+  it('login and password as MessagePack bin (UTF-8) are accepted', async () => {
+    const { hashPassword } = await import('../lib/index.js');
+    const server = await startServer({ security: 'plain', users: { 'zoë': await hashPassword('pässword') } });
+    server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+    const raw = new RawPeer(server.id, { routingId: PSEUD });
+    await raw.connect(server.endpoint, { heartbeat: false });
+    const helloId = uuidBytes();
+    await raw.sendV1(helloId, T.HELLO, [Buffer.from('zoë'), Buffer.from('pässword')]);
+    const answer = await raw.next(5000);
+    expect([...answer[3]!], 'AUTHENTICATED').to.deep.equal([T.AUTHENTICATED]);
+    expect(server.connectedPeers()).to.deep.equal(['zoë']);
+  });
+});
+
+describe('pseud v1 peers and liveness: nothing unsolicited, no heartbeat verdicts on peers that never heartbeat', function () {
+  this.timeout(15_000);
+  afterEach(cleanup);
+
+  /** Heartbeats far shorter than the waits below: a verdict or a HEARTBEAT would show. */
+  const HB = { intervalMs: 50, timeoutMs: 300 } as const;
+
+  it('a REQ socket (pseud SyncClient) reads the answer to its call as its first reply, even after idle heartbeat intervals', async () => {
+    const server = await startServer({ heartbeat: HB });
+    server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+    const req = track(new zmq.Request({ receiveTimeout: 5000, linger: 0 }));
+    req.connect(server.endpoint);
+    for (const word of ['ABC', 'DEF']) {
+      await sleep(4 * HB.timeoutMs); // several heartbeat intervals and timeouts, idle
+      const id = uuidBytes();
+      await req.send(['v1', id, Buffer.from([T.WORK]), encode(['string.lower', [word], {}])]);
+      const reply = await req.receive();
+      expect(reply, 'a REQ reply: [v1, id, type, body]').to.have.length(4);
+      expect([...reply[2]!], 'the first reply is OK, not a HEARTBEAT').to.deep.equal([T.OK]);
+      expect(reply[1]!.equals(id)).to.equal(true);
+      expect(decode(reply[3]!)).to.equal(word.toLowerCase());
+    }
+  });
+
+  it('an idle pseud client is not dropped as "timeout", is sent no HEARTBEAT, and a push longer than timeoutMs succeeds', async () => {
+    const server = await startServer({ heartbeat: HB });
+    server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+    const gone: unknown[][] = [];
+    server.on('peer:gone', (...args: unknown[]) => gone.push(args));
+    const raw = new RawPeer(server.id, { routingId: PSEUD });
+    await raw.connect(server.endpoint, { heartbeat: false });
+    const id = uuidBytes();
+    await raw.sendV1(id, T.WORK, ['string.lower', ['A'], {}]);
+    const first = await raw.next(5000, { heartbeats: true });
+    expect(isHeartbeat(first), 'nothing unsolicited: the first message is the answer').to.equal(false);
+    expect(decode(first[4]!)).to.equal('a');
+
+    await sleep(4 * HB.timeoutMs);
+    expect(gone).to.deep.equal([]);
+    expect(server.connectedPeers()).to.include(PSEUD);
+
+    const result = server.sendTo(PSEUD).addition(2, 4);
+    const pushed = await raw.next(5000, { heartbeats: true });
+    expect(isHeartbeat(pushed), 'no HEARTBEAT (nor anything else) before the push').to.equal(false);
+    expect([...pushed[3]!]).to.deep.equal([T.WORK]);
+    await sleep(2 * HB.timeoutMs); // the pseud client takes its time
+    await raw.sendV1(pushed[2]!, T.OK, 6);
+    expect(await result).to.equal(6);
+    expect(gone).to.deep.equal([]);
+  });
+
+  it('a pseud client that sends HEARTBEAT is held to heartbeats: silent, it is gone "timeout"', async () => {
+    const server = await startServer({ heartbeat: HB });
+    server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+    const raw = new RawPeer(server.id, { routingId: PSEUD });
+    await raw.connect(server.endpoint, { heartbeat: false });
+    await raw.sendV1(uuidBytes(), T.WORK, ['string.lower', ['A'], {}]);
+    await raw.next(5000);
+    const gone = once(server, 'peer:gone', 5000);
+    await raw.sendV1(Buffer.alloc(0), T.HEARTBEAT, '', { raw: true });
+    expect(await gone).to.deep.equal([PSEUD, 'timeout']);
   });
 });

@@ -1,7 +1,13 @@
 /**
  * The client's side of authentication, as one state machine per server connection:
- * down -> authenticating (HELLO out, or credentials being fetched) -> ready, with refusals
- * remembered so that calls fail at once instead of at their deadline.
+ * down -> probing (a v1 WORK every server answers: what is this server?) -> authenticating (HELLO
+ * out, or credentials being fetched) -> ready, with refusals remembered so that calls fail at once
+ * instead of at their deadline.
+ *
+ * The probe's answer says who the server is: OK from a zeropeer server (then HELLO, compact
+ * framing); ERROR from a pseud server without authentication (ready at once, v1); UNAUTHORIZED
+ * from a pseud server with authentication (pseud's own flow: WORK -> UNAUTHORIZED -> HELLO ->
+ * AUTHENTICATED -> the waiting calls go out).
  */
 import { ServiceClosedError, UnauthorizedError } from '../errors.js';
 import type { Connection } from '../engine/connection.js';
@@ -9,7 +15,7 @@ import type { PendingCall } from '../engine/pending-calls.js';
 import type { HandshakeMessage, LostReason } from '../engine/role.js';
 import type { Session } from '../engine/session.js';
 import type { ClientSecurity } from '../../security/plugin.js';
-import { BUSY, COMPACT_CAPABILITY, EXPIRED, MessageType, REPLACED } from '../wire/messages.js';
+import { BUSY, COMPACT_CAPABILITY, EXPIRED, MessageType, REPLACED, type Message } from '../wire/messages.js';
 import { challengeNonce, type KeyProver } from './key-proof.js';
 
 /** First pause before a HELLO the server answered 'busy' is sent again; it doubles, with jitter, up to the max. */
@@ -18,6 +24,7 @@ const BUSY_RETRY_MAX_MS = 5000;
 
 type State =
   | { readonly name: 'down' }
+  | { readonly name: 'probing'; readonly generation: number; readonly probeId: number }
   | { readonly name: 'authenticating'; readonly generation: number; readonly helloId: number | undefined }
   | { readonly name: 'ready' };
 
@@ -109,10 +116,37 @@ export class ClientHandshake {
 
   up(): void {
     this.#server.framing = 'v1'; // until this server says it reads compact
+    this.#server.heartbeats = false; // until it shows it speaks them
     this.#refusal = undefined;
     this.#transportError = undefined;
     this.#announce = true;
-    this.#authenticate();
+    this.#probe();
+  }
+
+  /** Asks the server what it is (see the file's comment); without an answer in time, says HELLO anyway. */
+  #probe(): void {
+    this.#become({ name: 'down' }, 'disconnect'); // a new generation: a HELLO still being prepared is dropped
+    if (!this.#server.up || !this.#session.started) return;
+    const generation = this.#generation;
+    this.#state = { name: 'probing', generation, probeId: this.#session.sendProbe(this.#server) };
+    this.#helloTimer = setTimeout(() => {
+      this.#helloTimer = undefined;
+      if (this.#state.name === 'probing' && this.#state.generation === generation) this.#authenticate();
+    }, this.#settings.helloTimeoutMs);
+    this.#helloTimer.unref();
+  }
+
+  /** The answer to the probe, if `message` is one: OK (zeropeer: authenticate) or ERROR (pseud without authentication: ready). */
+  answer(message: Extract<Message, { type: 0x01 | 0x10 }>): boolean {
+    const state = this.#state;
+    if (state.name !== 'probing' || message.id !== state.probeId) return false;
+    if (message.type === MessageType.OK) {
+      this.#authenticate();
+    } else {
+      this.#session.config.logger.debug('the server is not zeropeer and lets anybody call: plain v1', this.#session.context(this.#server));
+      this.#becomeReady();
+    }
+    return true;
   }
 
   lost(reason: LostReason): void {
@@ -120,6 +154,7 @@ export class ClientHandshake {
       const wasReady = this.ready;
       this.#become({ name: 'down' }, 'disconnect');
       this.#server.framing = 'v1';
+      this.#server.heartbeats = false;
       this.#session.dropQueued(this.#server);
       this.#session.caller.rejectSent(this.#server, (name) => new ServiceClosedError(`connection to "${this.#session.config.id}" lost before "${name}" settled`));
       if (wasReady) this.#events.disconnected();
@@ -145,7 +180,10 @@ export class ClientHandshake {
       case MessageType.AUTHENTICATED: {
         const state = this.#state;
         if (state.name !== 'authenticating' || state.helloId !== message.id) return;
-        if (message.body.includes(COMPACT_CAPABILITY)) this.#server.framing = 'compact';
+        if (message.body.includes(COMPACT_CAPABILITY)) {
+          this.#server.framing = 'compact';
+          this.#server.heartbeats = true; // a zeropeer server: held to heartbeats
+        }
         logger.debug('authenticated by the server', { ...context, framing: this.#server.framing });
         this.#becomeReady();
         return;
@@ -169,6 +207,11 @@ export class ClientHandshake {
         return;
       }
       reason = 'the server binds identities to CURVE keys: give this client curve keys listed in its curve.allowedClientKeys';
+    }
+    if (state.name === 'probing' && id === state.probeId) {
+      // A pseud server that authenticates on demand: HELLO now (it would break on one sent before any WORK).
+      this.#authenticate();
+      return;
     }
     if (state.name === 'authenticating' && id === state.helloId && id !== undefined && reason === BUSY) {
       // The server cannot check us now (a login flood, say): calls keep waiting; ask again later.

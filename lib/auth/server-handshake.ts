@@ -254,8 +254,9 @@ export class ServerHandshake {
     }
     if (!connection.up || !this.#session.started) return;
     this.#loginFailures.delete(login);
-    this.#admit(connection, identity, typeof expiresAt === 'number' ? expiresAt : undefined);
     connection.framing = framing;
+    if (framing === 'compact') connection.heartbeats = true; // a zeropeer peer: held to heartbeats
+    this.#admit(connection, identity, typeof expiresAt === 'number' ? expiresAt : undefined);
     this.#answer(connection, message, true);
   }
 

@@ -18,6 +18,11 @@ export interface Connection {
   /** A message came on this connection (it is a live peer, not a misread departure). */
   heard: boolean;
   /**
+   * The peer has shown it speaks heartbeats (compact framing, or it sent HEARTBEAT): only then is it
+   * sent HEARTBEATs and held to the heartbeat timeout. Others (pseud) rely on the transport.
+   */
+  heartbeats: boolean;
+  /**
    * Bumped each time the transport comes up: an answer is only sent on the same connection, in
    * the same epoch, as the work it answers (a routing id can be reused by somebody else).
    */
@@ -67,6 +72,7 @@ export class Connections {
       framing: 'v1',
       up,
       heard: false,
+      heartbeats: false,
       epoch: 0,
       identity: undefined,
       authenticated: false,

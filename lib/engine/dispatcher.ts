@@ -6,7 +6,7 @@ import { BusyError, ServiceClosedError, ServiceNotFoundError, errorToWire, type 
 import type { LogContext, Logger } from '../logger.js';
 import { domainAllows, type Predicate } from '../predicates.js';
 import { RESERVED_PREFIX, type FunctionInfo, type Registration, type Registry } from '../registry.js';
-import { MessageType, isOneWayId, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
+import { COMPACT_CAPABILITY, MessageType, PROBE, isOneWayId, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import type { Connection } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
 import type { Builtin, Role } from './role.js';
@@ -106,6 +106,11 @@ export class Dispatcher {
   work(connection: Connection, message: Extract<Message, { type: 0x03 }>): void {
     const { framing, id, body } = message;
     const oneWay = isOneWayId(id);
+    if (body.name === PROBE && !oneWay) {
+      // A client asks what this server is, before it authenticates: nothing but the capabilities.
+      this.#host.send(connection, framing, MessageType.OK, id, COMPACT_CAPABILITY, 'OK');
+      return;
+    }
     const role = this.#role!;
     const identity = role.workIdentity(connection);
     if (identity === undefined) {

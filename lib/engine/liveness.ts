@@ -1,6 +1,8 @@
 /**
- * Heartbeats on the engine side: a HEARTBEAT to every authenticated connection each interval, any
- * message as a sign of life, and the backend's verdict on who fell silent.
+ * Heartbeats on the engine side: a HEARTBEAT to every authenticated connection that speaks them
+ * each interval, any message as a sign of life, and the backend's verdict on who fell silent.
+ * A peer that never showed it speaks heartbeats (a pseud peer) is neither sent them nor judged by
+ * them: a REQ socket would read a HEARTBEAT as its answer, and an idle pseud peer is healthy.
  */
 import type { HeartbeatBackend } from '../heartbeat.js';
 import type { Logger } from '../logger.js';
@@ -28,6 +30,9 @@ export class Liveness {
   readonly #settings: LivenessSettings;
   readonly #host: LivenessHost;
   #timer: NodeJS.Timeout | undefined;
+  /** When the last tick ran: a much later tick means this process was paused (SIGSTOP, a blocked loop). */
+  #lastTick = 0;
+  readonly #tracked = new WeakSet<Connection>();
 
   constructor(settings: LivenessSettings, host: LivenessHost) {
     this.#settings = settings;
@@ -35,6 +40,7 @@ export class Liveness {
   }
 
   start(): void {
+    this.#lastTick = Date.now();
     this.#timer = setInterval(() => this.#tick(), this.#settings.intervalMs);
     this.#timer.unref(); // heartbeats alone never keep a process alive
   }
@@ -44,14 +50,24 @@ export class Liveness {
     this.#settings.backend.seen(key, Date.now());
   }
 
+  /** Tracks an authenticated connection, if it speaks heartbeats (else only the transport tells). */
   track(connection: Connection): void {
-    if (connection.identity === undefined) return;
+    if (connection.identity === undefined || !connection.heartbeats) return;
+    this.#tracked.add(connection);
     void this.#settle(this.#settings.backend.track(this.#peer(connection.key, connection.identity), Date.now()), 'track');
   }
 
   untrack(connection: Connection, reason: string): void {
-    if (connection.identity === undefined) return;
+    if (connection.identity === undefined || !this.#tracked.has(connection)) return;
+    this.#tracked.delete(connection);
     void this.#settle(this.#settings.backend.untrack(this.#peer(connection.key, connection.identity), reason), 'untrack');
+  }
+
+  /** The peer on `connection` sent HEARTBEAT: it speaks them, so it is held to them from now on. */
+  heartbeatFrom(connection: Connection): void {
+    if (connection.heartbeats) return;
+    connection.heartbeats = true;
+    if (connection.authenticated) this.track(connection);
   }
 
   async stop(): Promise<void> {
@@ -64,11 +80,23 @@ export class Liveness {
   }
 
   #tick(): void {
-    const { backend, timeoutMs, logger, peerId } = this.#settings;
-    for (const connection of this.#host.targets()) this.#host.heartbeat(connection);
+    const { backend, timeoutMs, intervalMs, logger, peerId } = this.#settings;
+    const now = Date.now();
+    const lateMs = now - this.#lastTick - intervalMs;
+    const paused = lateMs > intervalMs;
+    this.#lastTick = now;
+    for (const connection of this.#host.targets()) {
+      // This process was paused: what its peers sent meanwhile is not read yet. Their silence is ours; start the count again.
+      if (paused) backend.seen(connection.key, now);
+      this.#host.heartbeat(connection);
+    }
+    if (paused) {
+      logger.debug('heartbeat tick late (this process was paused): silence verdicts skipped once', { peer: peerId, lateMs });
+      return;
+    }
     let silent: string[];
     try {
-      silent = [...backend.expired(Date.now() - timeoutMs)];
+      silent = [...backend.expired(now - timeoutMs)];
     } catch (error) {
       logger.error('heartbeat backend expired() failed', { peer: peerId, error: (error as Error)?.message });
       return;

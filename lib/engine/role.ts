@@ -35,6 +35,8 @@ export interface Role {
   lost(connection: Connection, reason: LostReason): void;
   /** A call found no route to `connection` when it was handed to ZeroMQ. */
   unreachable(connection: Connection, call: PendingCall): void;
+  /** An OK or ERROR the role itself waits for (the client's probe); returns whether it was. */
+  answer?(connection: Connection, message: Extract<Message, { type: 0x01 | 0x10 }>): boolean;
   /** HELLO, AUTHENTICATED or UNAUTHORIZED arrived. */
   handshake(connection: Connection, message: HandshakeMessage): void;
   /** Why calls to `connection` still wait to be sent, if the role knows (for their TimeoutError). */

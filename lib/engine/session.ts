@@ -16,7 +16,7 @@ import { RouterSocket, isUnreachable } from '../transport/router-socket.js';
 import type { Codec } from '../wire/codec.js';
 import { decodeFrames, encodeMessage, encodeWithin, type FramingContext, type Inbound } from '../wire/framing.js';
 import { MessageIds } from '../wire/message-ids.js';
-import { MESSAGES, MessageType, isOneWayId, typeName, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
+import { MESSAGES, MessageType, PROBE, isOneWayId, typeName, workBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import { Caller } from './caller.js';
 import { Connections, routingKey, type Connection } from './connection.js';
 import { Dispatcher } from './dispatcher.js';
@@ -248,12 +248,21 @@ export class Session {
     return id;
   }
 
+  /** Sends the client's first message, {@link PROBE} (v1 WORK); returns its message id. */
+  sendProbe(connection: Connection): number {
+    const id = this.#framing.ids.next();
+    this.send(connection, MessageType.WORK, id, workBody('v1', PROBE, [], undefined, undefined), 'v1');
+    return id;
+  }
+
   /**
-   * A HEARTBEAT straight to the socket, past the queue: resolves if a route to `connection`
+   * A compact HEARTBEAT straight to the socket, past the queue: resolves if a route to `connection`
    * exists, rejects (EHOSTUNREACH) if not. It is how a peer checks a route (inproc has no ROUTER_NOTIFY).
+   * Compact on purpose: a pseud REQ socket drops a message that does not start with an empty frame,
+   * and pseud's ROUTER peers ignore two-frame messages (probes), so it never reads as an answer.
    */
   probe(connection: Connection): Promise<void> {
-    return this.socket.send(encodeMessage(this.#framing, 'v1', connection.routingId, MessageType.HEARTBEAT, null, ''));
+    return this.socket.send(encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.HEARTBEAT, null, ''));
   }
 
   /** Records that the transport to `connection` is up. */
@@ -274,7 +283,7 @@ export class Session {
   #heartbeatTargets(): Connection[] {
     const targets: Connection[] = [];
     if (this.#state !== 'started') return targets;
-    for (const connection of this.connections.values()) if (connection.up && connection.authenticated) targets.push(connection);
+    for (const connection of this.connections.values()) if (connection.up && connection.authenticated && connection.heartbeats) targets.push(connection);
     return targets;
   }
 
@@ -317,6 +326,12 @@ export class Session {
         this.#departed(known);
         const fresh = this.#role.connectionFor(routingId);
         if (fresh) this.markUp(fresh);
+        return;
+      }
+      if (!known.heard && this.#role.checksDepartures) {
+        // Nothing heard yet: pseud's Client announces itself with this very message (PROBE_ROUTER).
+        // Nothing is sent to check; a record that hears nothing is dropped by the role after a while.
+        this.config.logger.debug('an empty message from a connection that has not spoken: ignored', this.context(known));
         return;
       }
       if (this.#role.checksDepartures) void this.#confirmDeparture(known);
@@ -394,7 +409,7 @@ export class Session {
     connection.heard = true;
     switch (message.type) {
       case MessageType.WORK:
-        if (this.#rateLimiter && !this.#rateLimiter.take(connection)) {
+        if (this.#rateLimiter && message.body.name !== PROBE && !this.#rateLimiter.take(connection)) {
           this.peerWarning(connection.key, 'rate limit: work refused', this.context(connection));
           if (!isOneWayId(message.id)) this.dispatcher.refuse(connection, message.framing, message.id, new BusyError(`over the rate limit of ${this.config.rateLimit!.perSecond} calls/s: try again later`));
           return;
@@ -403,6 +418,7 @@ export class Session {
         return;
       case MessageType.OK:
       case MessageType.ERROR:
+        if (this.#role.answer?.(connection, message)) return;
         this.caller.answer(connection, message);
         return;
       case MessageType.HELLO:
@@ -411,7 +427,8 @@ export class Session {
         this.#role.handshake(connection, message);
         return;
       case MessageType.HEARTBEAT:
-        return; // counted as a sign of life on receipt
+        this.liveness?.heartbeatFrom(connection); // a sign of life was counted on receipt; now it is also expected
+        return;
       case MessageType.GOODBYE:
         this.config.logger.debug('the peer says goodbye', this.context(connection));
         this.#role.lost(connection, 'goodbye');

@@ -153,11 +153,37 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
+/**
+ * Positional arguments with keyword arguments added: bound by parameter name (a parameter not
+ * given stays undefined, so its default applies), or as one trailing object when the
+ * registration asks for that. Throws ParameterError for a name it has no parameter for.
+ */
+function withKeywords(registration: Registration, args: readonly unknown[], kwargs: Record<string, unknown>): unknown[] {
+  if (registration.kwargs === 'object') return [...args, kwargs];
+  const bound = [...args];
+  for (const [name, value] of Object.entries(kwargs)) {
+    const index = name.startsWith('#') ? -1 : registration.paramNames.indexOf(name);
+    if (index < 0) {
+      const failure = new ParameterError(`"${registration.name}" has no parameter named "${name}" (it takes ${registration.paramNames.join(', ') || 'none'})`);
+      failure.parameter = name;
+      throw failure;
+    }
+    if (index < args.length) {
+      const failure = new ParameterError(`"${registration.name}" got "${name}" both by position and by name`);
+      failure.parameter = name;
+      throw failure;
+    }
+    while (bound.length < index) bound.push(undefined);
+    bound[index] = value;
+  }
+  return bound;
+}
+
 /** Runs `work` with `registration`; the responder hears the outcome exactly once. */
 export function runWork(registration: Registration, work: Work, hooks: WorkHooks): void {
   let args: unknown[];
   try {
-    args = work.kwargs && Object.keys(work.kwargs).length > 0 ? [...work.args, work.kwargs] : work.args;
+    args = work.kwargs && Object.keys(work.kwargs).length > 0 ? withKeywords(registration, work.args, work.kwargs) : work.args;
     args = validateArgs(registration, args);
   } catch (error) {
     work.responder.fail(error);

@@ -5,12 +5,15 @@
  */
 import { Packr, Unpackr, addExtension } from 'msgpackr';
 import { EncodingError, ProtocolError } from '../errors.js';
+import { widenIntegers } from './plain-values.js';
 import { DEFAULT_MSGPACK_LIMITS, MSGPACKR_WRAPPING_EXTENSIONS, checkMessagePack, type MessagePackLimits } from './msgpack-guard.js';
 
 /**
  * Two dialects. `rich` (compact framing, zeropeer to zeropeer) may use anything both sides' codecs
- * agree on (msgpackr records, so a Map stays a Map). `plain` (pseud v1) must be what any
- * MessagePack library reads: objects and Maps as maps.
+ * agree on (msgpackr records, so a Map stays a Map). `plain` (pseud v1) is standard MessagePack
+ * that any library reads: objects and Maps as maps, a Set as an array, undefined as nil, bytes as
+ * bin, integers as integers (up to 64 bits; a wider BigInt is an EncodingError), a Date as the
+ * timestamp extension -1.
  */
 export type Dialect = 'rich' | 'plain';
 
@@ -90,6 +93,9 @@ function switchClass(Class: object): void {
   });
 }
 
+/** msgpackr's `int64AsType: 'auto'` (number within 2^53, else BigInt): supported since 1.11, missing from its types. */
+const INT64_AUTO = 'auto' as unknown as 'number';
+
 const writeFunction = (): never => {
   throw new EncodingError('a function cannot be sent');
 };
@@ -104,11 +110,13 @@ export class MsgpackCodec implements Codec {
   #wrapping: readonly number[] = MSGPACKR_WRAPPING_EXTENSIONS;
   readonly #packers = {
     rich: new Packr({ useRecords: true, moreTypes: true, writeFunction }),
-    plain: new Packr({ useRecords: false, moreTypes: true, writeFunction }),
+    // Standard MessagePack only (pseud reads it): no msgpackr extensions; undefined is nil.
+    plain: new Packr({ useRecords: false, moreTypes: false, encodeUndefinedAsNil: true, writeFunction }),
   };
   readonly #unpackers = {
     rich: new Unpackr({ moreTypes: true, mapsAsObjects: false }),
-    plain: new Unpackr({ moreTypes: true, mapsAsObjects: true }),
+    // A Python int beyond 32 bits comes as int64/uint64: a number when it is safe, else a BigInt.
+    plain: new Unpackr({ moreTypes: true, mapsAsObjects: true, int64AsType: INT64_AUTO }),
   };
 
   constructor(options: MsgpackCodecOptions = {}) {
@@ -155,7 +163,7 @@ export class MsgpackCodec implements Codec {
   }
 
   encode(value: unknown, dialect: Dialect): Buffer {
-    return this.#asActive(() => this.#packers[dialect].pack(value), EncodingError, 'cannot encode value', 'the value is cyclic or nested too deeply');
+    return this.#asActive(() => this.#packers[dialect].pack(dialect === 'plain' ? widenIntegers(value) : value), EncodingError, 'cannot encode value', 'the value is cyclic or nested too deeply');
   }
 
   decode(bytes: Uint8Array, dialect: Dialect): unknown {

@@ -194,6 +194,14 @@ export const BUSY = 'busy';
 /** The word a zeropeer server puts in its AUTHENTICATED body to say it reads compact framing. */
 export const COMPACT_CAPABILITY = 'zeropeer/1 compact';
 
+/**
+ * The first message of a zeropeer client: a v1 WORK every server answers. A zeropeer server
+ * answers OK (its capabilities) before any authentication; a pseud server without authentication
+ * answers ERROR (no such function); a pseud server with authentication answers UNAUTHORIZED, and
+ * then expects HELLO (a HELLO before any WORK breaks it).
+ */
+export const PROBE = '_zeropeer.hello';
+
 /** The wire form of a WORK body: pseud v1 always has kwargs; compact drops what is empty. */
 export function workBody(framing: Framing, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined,
   metadata: Readonly<Record<string, string>> | undefined): unknown[] {

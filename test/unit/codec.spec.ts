@@ -71,15 +71,65 @@ describe('MsgpackCodec', () => {
       expect(back).to.not.be.instanceOf(Map);
     });
 
-    it('BigInt, Date and Buffer survive both dialects', () => {
+    it('BigInt, Date and Buffer survive both dialects (a BigInt beyond 64 bits only in rich)', () => {
       const codec = new MsgpackCodec({ translators: [pointTranslator] });
-      const value = [2n ** 70n, new Date(1_700_000_000_000), Buffer.from([1, 2, 3])];
+      const value = [2n ** 63n + 5n, new Date(1_700_000_000_000), Buffer.from([1, 2, 3])];
       for (const dialect of ['rich', 'plain'] as const) {
         const [big, date, bytes] = codec.decode(codec.encode(value, dialect), dialect) as [bigint, Date, Buffer];
-        expect(big, dialect).to.equal(2n ** 70n);
+        expect(big, dialect).to.equal(2n ** 63n + 5n);
         expect(date.getTime(), dialect).to.equal(1_700_000_000_000);
         expect([...bytes], dialect).to.deep.equal([1, 2, 3]);
       }
+      expect(codec.decode(codec.encode([2n ** 70n], 'rich'), 'rich')).to.deep.equal([2n ** 70n]);
+    });
+  });
+
+  describe('plain (pseud v1) is standard MessagePack, byte for byte', () => {
+    const codec = new MsgpackCodec();
+    const hex = (value: unknown): string => codec.encode(value, 'plain').toString('hex');
+
+    it('a Set is an array, undefined is nil, a Uint8Array is bin', () => {
+      expect(hex(new Set([1, 2]))).to.equal('920102');
+      expect(hex(undefined)).to.equal('c0');
+      expect(hex([undefined, null])).to.equal('92c0c0');
+      expect(hex(new Uint8Array([1, 2]))).to.equal('c4020102');
+      expect(hex(Buffer.from([7]))).to.equal('c40107');
+    });
+
+    it('integers beyond 32 bits are int64 / uint64, not floats; fractions stay float64', () => {
+      expect(hex(2 ** 33)).to.equal('d30000000200000000');
+      expect(hex(-(2 ** 33))).to.equal('d3fffffffe00000000');
+      expect(hex(Number.MAX_SAFE_INTEGER)).to.equal('d3001fffffffffffff');
+      expect(hex(2 ** 32 - 1)).to.equal('ceffffffff');
+      expect(hex(1.5)).to.equal('cb3ff8000000000000');
+      // Nested, in arrays, maps and objects, without touching the caller's values.
+      const nested = { a: [2 ** 40], m: new Map([['k', 2 ** 40]]), s: 'x' };
+      expect(genericUnpack(codec.encode(nested, 'plain'), { int64AsType: 'bigint' } as never)).to.deep.equal({ a: [2n ** 40n], m: { k: 2n ** 40n }, s: 'x' });
+      expect(nested.a[0]).to.equal(2 ** 40);
+    });
+
+    it('a BigInt within 64 bits is an integer; beyond, EncodingError before anything is sent', () => {
+      expect(hex(5n)).to.equal('d30000000000000005');
+      expect(hex(2n ** 64n - 1n)).to.equal('cfffffffffffffffff');
+      expect(thrownBy(() => codec.encode([2n ** 64n], 'plain'))).to.be.instanceOf(EncodingError);
+      expect(thrownBy(() => codec.encode([-(2n ** 63n) - 1n], 'plain'))).to.be.instanceOf(EncodingError);
+    });
+
+    it('a Date is the timestamp extension -1', () => {
+      expect(hex(new Date(0))).to.equal('d6ff00000000');
+      expect(hex(new Date(1500))).to.match(/^d7ff/); // timestamp 64: nanoseconds and seconds
+    });
+
+    it('64-bit integers received decode to number when safe, BigInt otherwise', () => {
+      expect(codec.decode(Buffer.from('cf0000000200000000', 'hex'), 'plain')).to.equal(2 ** 33);
+      expect(codec.decode(Buffer.from('d3fffffffe00000000', 'hex'), 'plain')).to.equal(-(2 ** 33));
+      expect(codec.decode(Buffer.from('cfffffffffffffffff', 'hex'), 'plain')).to.equal(2n ** 64n - 1n);
+    });
+
+    it('a cyclic value is an EncodingError', () => {
+      const cyclic: unknown[] = [];
+      cyclic.push(cyclic);
+      expect(thrownBy(() => codec.encode(cyclic, 'plain'))).to.be.instanceOf(EncodingError);
     });
   });
 

@@ -3,7 +3,7 @@ import type { Connection } from '../../lib/engine/connection.js';
 import { RateLimiter } from '../../lib/engine/rate-limit.js';
 
 /** A connection record for the limiter (it only uses it as a key). */
-const connection = (): Connection => ({ key: 'k', routingId: Buffer.from('k'), address: 'k', framing: 'v1', up: true, heard: true, epoch: 1, identity: undefined, authenticated: false });
+const connection = (): Connection => ({ key: 'k', routingId: Buffer.from('k'), address: 'k', framing: 'v1', up: true, heard: true, epoch: 1, identity: undefined, authenticated: false, heartbeats: false });
 
 describe('RateLimiter', () => {
   it('lets a burst through, then refuses until time refills the bucket', () => {
