@@ -42,6 +42,7 @@ export {
 } from './registry.js';
 export { rpcMethod } from './service.js';
 export { ReplyChannel, type ReplyOptions, type CallContext } from './engine/work.js';
+export { currentCall, deadlineOf } from './engine/call-scope.js';
 export {
   RpcError,
   ServiceNotFoundError,
@@ -57,6 +58,7 @@ export {
   MessageTooLargeError,
   RegistrationError,
   BusyError,
+  CancelledError,
   type ErrorCode,
   type ErrorTable,
   type ErrorClass,

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import {
+  CancelledError,
   Client,
   PeerNotConnectedError,
   RpcError,
@@ -8,7 +9,7 @@ import {
   ServiceNotFoundError,
   TimeoutError,
 } from '../lib/index.js';
-import { cleanup, endpointFor, once, recordingLogger, sleep, startClient, startServer, until, type Transport } from './helpers.js';
+import { cleanup, endpointFor, once, recordingLogger, rejection, sleep, startClient, startServer, until, type Transport } from './helpers.js';
 
 describe('calls', () => {
   afterEach(cleanup);
@@ -104,7 +105,7 @@ describe('calls', () => {
       expect(await client.call.slow().catch((e: unknown) => e)).to.be.instanceOf(TimeoutError);
     });
 
-    it('an AbortSignal rejects the wait at once with its reason', async () => {
+    it('an AbortSignal rejects the wait at once with CancelledError, its reason as the cause', async () => {
       const server = await startServer();
       server.registerRpc('hang', () => new Promise(() => {}));
       const client = await startClient(server, { timeoutMs: 5000 });
@@ -112,12 +113,17 @@ describe('calls', () => {
       const call = client.invoke('hang', [], { signal: controller.signal });
       const reason = new Error('user gave up');
       controller.abort(reason);
-      expect(await call.catch((e: unknown) => e)).to.equal(reason);
+      const error = await rejection(call);
+      expect(error).to.be.instanceOf(CancelledError);
+      expect(error).to.include({ code: 'cancelled' });
+      expect(error.cause).to.equal(reason);
+      expect(error.message).to.include('user gave up');
       expect(client.pendingCalls).to.equal(0);
 
       const aborted = AbortSignal.abort();
-      const error = await client.invoke('hang', [], { signal: aborted }).catch((e: unknown) => e);
-      expect((error as Error).name).to.equal('AbortError');
+      const early = await rejection(client.invoke('hang', [], { signal: aborted }));
+      expect(early).to.be.instanceOf(CancelledError);
+      expect((early.cause as Error).name).to.equal('AbortError');
     });
 
     it('an answer that arrives after the deadline is dropped', async () => {

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { runCancellation } from '../examples/cancellation.js';
 import { runCustomAuth } from '../examples/custom-auth.js';
 import { runDemo } from '../examples/demo.js';
 import { runSharedTable } from '../examples/heartbeat-backend.js';
@@ -44,6 +45,17 @@ describe('examples', function () {
     await runPubSub((line) => lines.push(line));
     expect(lines[0]).to.equal('fx.eur.usd went to 2 subscribers');
     expect(lines.slice(1).sort()).to.deep.equal(['all-fx got EURUSD 1.0842', 'eur-desk got EURUSD 1.0842']);
+  });
+
+  it('cancellation reaches the handler two hops away, and a deadline travels through the gateway', async () => {
+    const lines: string[] = [];
+    await runCancellation((line) => lines.push(line));
+    expect(lines).to.deep.equal([
+      'report(2) = 2 pages for gateway',
+      'report(100), cancelled: CancelledError',
+      'reports: "build" for gateway stopped: CancelledError',
+      'report(100) with a 100 ms deadline: TimeoutError',
+    ]);
   });
 
   it('the reply-channel job queue acks what it accepts and nacks when full', async () => {

@@ -2,13 +2,14 @@
  * Outgoing calls: encoding, the pending table, deadlines, and the answers that settle them. A call
  * rejects, never hangs: TimeoutError after its deadline, at once when it cannot be sent.
  */
-import { RpcError, ServiceClosedError, TimeoutError, UnauthorizedError, errorFromWire, type ErrorTable } from '../errors.js';
+import { CancelledError, RpcError, ServiceClosedError, TimeoutError, UnauthorizedError, errorFromWire, type ErrorTable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { positive } from '../option-checks.js';
 import { isUnreachable } from '../transport/router-socket.js';
 import type { Outbox } from '../transport/outbox.js';
-import { encodeWithin, type FramingContext } from '../wire/framing.js';
+import { encodeMessage, encodeWithin, type FramingContext } from '../wire/framing.js';
 import { MessageType, typeName, workBody, type Message, type MessageId } from '../wire/messages.js';
+import { deadlineOf } from './call-scope.js';
 import type { Connection, Connections } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
 import { PendingCall, PendingCalls } from './pending-calls.js';
@@ -18,7 +19,11 @@ import type { Role } from './role.js';
 export interface CallOptions {
   /** Deadline in ms; overrides the peer's `timeoutMs`. */
   timeoutMs?: number;
-  /** Aborting rejects the call at once with the signal's reason (the remote side may still run it). */
+  /**
+   * Aborting rejects the call at once with CancelledError (the reason as its `cause`) and, between
+   * zeropeer peers, aborts the handler's `ctx.signal` over there. A handler's own `ctx.signal`
+   * also passes its deadline on: the call waits no longer than the caller's caller.
+   */
   signal?: AbortSignal;
   /** Keyword arguments, for pseud peers whose functions take them. */
   kwargs?: Record<string, unknown>;
@@ -39,6 +44,22 @@ export interface CallerSettings {
   readonly callSites: boolean;
 }
 
+/** A CANCEL is small and bounded by the calls in flight: never refused by the queue limit. */
+const CANCEL_HOOKS = { exempt: true } as const;
+
+/** Why a call was cancelled, as the CANCEL message says it (short text: the body is capped). */
+function describeReason(reason: unknown): string {
+  const text = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : '';
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
+}
+
+/** The rejection of a call whose signal aborted: a deadline passed on the way (a handler's ctx.signal) stays a TimeoutError. */
+function cancelledError(name: string, reason: unknown): CancelledError | TimeoutError {
+  const why = describeReason(reason);
+  if (reason instanceof TimeoutError) return new TimeoutError(`"${name}" got no answer: ${why}`, { cause: reason });
+  return new CancelledError(`"${name}" was cancelled${why ? `: ${why}` : ''}`, { cause: reason });
+}
+
 export class Caller {
   readonly #settings: CallerSettings;
   readonly #framing: FramingContext;
@@ -47,6 +68,8 @@ export class Caller {
   readonly #pending: PendingCalls;
   #role: Role | undefined;
   #closed = false;
+  /** Answers that came for no call in flight (after its deadline or cancel, duplicated, or not ours). */
+  droppedAnswers = 0;
 
   constructor(settings: CallerSettings, framing: FramingContext, outbox: Outbox, connections: Connections) {
     this.#settings = settings;
@@ -64,6 +87,7 @@ export class Caller {
         if (connection && isUnreachable(error)) this.#role?.unreachable(connection, call);
         else this.#pending.reject(call.id, new RpcError(`"${call.name}" could not be sent: ${error.message}`, { cause: error }));
       },
+      cancelled: (call, reason) => this.cancel(call, reason),
     });
   }
 
@@ -87,7 +111,7 @@ export class Caller {
       args,
       direction: 'outgoing',
       identity: target.identity,
-      deadline: Date.now() + (options.timeoutMs ?? this.#settings.timeoutMs),
+      deadline: Date.now() + this.#timeoutFor(options),
       signal: options.signal,
       metadata: { ...options.metadata },
     };
@@ -107,7 +131,7 @@ export class Caller {
     if (typeof name !== 'string' || name.length === 0) return Promise.reject(new TypeError('a call needs a function name'));
     if (!Array.isArray(args)) return Promise.reject(new TypeError('args must be an array'));
     const { signal } = options;
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (signal?.aborted) return Promise.reject(cancelledError(name, signal.reason));
     if (this.#pending.full) {
       return Promise.reject(new RpcError(`too many calls in flight (maxPendingCalls = ${this.#pending.limit}); "${name}" was not sent`));
     }
@@ -118,8 +142,15 @@ export class Caller {
     const metadata = options.metadata && Object.keys(options.metadata).length > 0 ? options.metadata : undefined;
     try {
       timeoutMs = positive(options.timeoutMs, 'timeoutMs', this.#settings.timeoutMs);
+      const inherited = signal && deadlineOf(signal);
+      if (inherited !== undefined) {
+        // Called from a handler with its ctx.signal: never wait past the deadline of the caller's caller.
+        const left = inherited - Date.now();
+        if (left <= 0) throw new TimeoutError(`"${name}" was not sent: the deadline it inherits passed`);
+        timeoutMs = Math.min(timeoutMs, left);
+      }
       // Encode now, so that a value that cannot be sent fails here and nothing is queued.
-      frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata);
+      frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata, timeoutMs);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -135,11 +166,35 @@ export class Caller {
     return promise;
   }
 
+  #timeoutFor(options: CallOptions): number {
+    const timeoutMs = options.timeoutMs ?? this.#settings.timeoutMs;
+    const inherited = options.signal && deadlineOf(options.signal);
+    return inherited === undefined ? timeoutMs : Math.min(timeoutMs, inherited - Date.now());
+  }
+
   #encode(target: Connection, id: number, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined,
-    metadata: Readonly<Record<string, string>> | undefined): Buffer[] {
-    // Id 0: one-way (an empty id in v1).
+    metadata: Readonly<Record<string, string>> | undefined, timeoutMs: number): Buffer[] {
+    // Id 0: one-way (an empty id in v1); a one-way call has nobody waiting, hence no deadline to send.
     const wireId = id === 0 ? (target.framing === 'v1' ? Buffer.alloc(0) : 0) : id;
-    return encodeWithin(this.#framing, target.framing, target.routingId, MessageType.WORK, wireId, workBody(target.framing, name, args, kwargs, metadata), `call "${name}"`);
+    const body = workBody(target.framing, name, args, kwargs, metadata, id === 0 ? undefined : timeoutMs);
+    return encodeWithin(this.#framing, target.framing, target.routingId, MessageType.WORK, wireId, body, `call "${name}"`);
+  }
+
+  /**
+   * The caller's signal aborted: the call rejects at once with CancelledError; if it went out to a
+   * zeropeer peer, a CANCEL tells the handler there. A call not sent yet is never sent.
+   */
+  cancel(call: PendingCall, reason: unknown): void {
+    this.#pending.reject(call.id, cancelledError(call.name, reason));
+    const connection = this.#connections.byKey(call.connectionKey);
+    if (!call.sent || call.oneWay || !connection || connection.framing !== 'compact') return;
+    let frames: Buffer[];
+    try {
+      frames = encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.CANCEL, call.id, describeReason(reason));
+    } catch {
+      return; // a string body always encodes; nothing to tell otherwise
+    }
+    this.#outbox.sendNow(connection.key, frames, CANCEL_HOOKS);
   }
 
   #hand(connection: Connection, call: PendingCall, frames: Buffer[]): void {
@@ -152,7 +207,7 @@ export class Caller {
     for (const call of this.#pending.unsent(connection.key)) {
       let frames: Buffer[];
       try {
-        frames = this.#encode(connection, call.oneWay ? 0 : call.id, call.name, call.args, call.kwargs, call.metadata);
+        frames = this.#encode(connection, call.oneWay ? 0 : call.id, call.name, call.args, call.kwargs, call.metadata, Math.max(1, call.deadline - Date.now()));
       } catch (error) {
         this.#pending.reject(call.id, error as Error);
         continue;
@@ -198,7 +253,8 @@ export class Caller {
   answer(connection: Connection, message: Extract<Message, { type: 0x01 | 0x10 }>): void {
     const call = this.#pending.get(message.id);
     if (!call || call.connectionKey !== connection.key) {
-      // Late (after a deadline), duplicated, or not ours: never let one peer settle another's call.
+      // Late (after a deadline or a cancel), duplicated, or not ours: never let one peer settle another's call.
+      this.droppedAnswers++;
       this.#settings.logger.debug('answer to no pending call dropped', { peer: this.#settings.peerId, routingId: connection.address, type: typeName(message.type) });
       return;
     }

@@ -2,11 +2,12 @@
  * Incoming work: identity -> lookup (predicates applied) -> interceptors -> handler -> one answer,
  * in the framing the call came in, only to the connection that asked.
  */
-import { BusyError, ServiceClosedError, ServiceNotFoundError, errorToWire, type ErrorClass } from '../errors.js';
+import { BusyError, CancelledError, ServiceClosedError, ServiceNotFoundError, errorToWire, type ErrorClass } from '../errors.js';
 import type { LogContext, Logger } from '../logger.js';
 import { domainAllows, type Predicate } from '../predicates.js';
 import { RESERVED_PREFIX, type FunctionInfo, type Registration, type Registry } from '../registry.js';
 import { MessageType, isOneWayId, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
+import { CallScope } from './call-scope.js';
 import type { Connection } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
 import type { Builtin, Role } from './role.js';
@@ -52,6 +53,8 @@ export class Dispatcher {
   #builtins: Readonly<Record<string, Builtin>> | undefined;
   #running = 0;
   readonly #runningBy = new Map<string, number>();
+  /** Calls that may still be cancelled (compact framing, an answer wanted), by connection key and id. */
+  readonly #cancellable = new Map<string, CallResponder>();
   #drained: (() => void) | undefined;
 
   constructor(settings: DispatcherSettings, host: DispatcherHost) {
@@ -113,7 +116,18 @@ export class Dispatcher {
       else this.#host.warn(connection, 'one-way work from an unauthenticated peer dropped');
       return;
     }
-    const responder = oneWay ? this.#oneWayResponder(connection, body.name) : new CallResponder(this, connection, connection.epoch, framing, id, body.name);
+    const scope = new CallScope(this.#host.stopping, body.timeoutMs === undefined ? undefined : Date.now() + body.timeoutMs);
+    let responder: Responder;
+    if (oneWay) {
+      responder = this.#oneWayResponder(connection, body.name);
+    } else {
+      const answer = new CallResponder(this, connection, connection.epoch, framing, id, body.name, scope);
+      if (framing === 'compact' && typeof id === 'number') {
+        answer.key = cancelKey(connection, id);
+        this.#cancellable.set(answer.key, answer);
+      }
+      responder = answer;
+    }
     if (!this.#host.serving()) {
       responder.fail(new ServiceClosedError(`peer "${this.#settings.peerId}" is stopping`));
       return;
@@ -126,7 +140,7 @@ export class Dispatcher {
     }
     const work: Work = {
       name: body.name, args: body.args, kwargs: body.kwargs, metadata: body.metadata, identity, address: connection.address,
-      connectionKey: connection.key, signal: this.#host.stopping, responder,
+      connectionKey: connection.key, scope, responder,
     };
     if (work.name.startsWith(RESERVED_PREFIX)) {
       this.#runBuiltin(connection, work);
@@ -149,8 +163,8 @@ export class Dispatcher {
       args: work.args,
       direction: 'incoming',
       identity: work.identity,
-      deadline: undefined,
-      signal: this.#host.stopping,
+      deadline: work.scope.deadline,
+      signal: work.scope.signal,
       metadata: { ...work.metadata },
     };
     const last = (c: InterceptedCall): Promise<unknown> => new Promise((resolve, reject) => {
@@ -174,6 +188,25 @@ export class Dispatcher {
       outcome = Promise.reject(error);
     }
     outcome.then((value) => work.responder.ok(value), (error: unknown) => work.responder.fail(error));
+  }
+
+  /**
+   * The caller cancelled its call `id` (CANCEL): the handler's signal aborts, and whatever it still
+   * answers is dropped. Work not started yet never starts. An unknown id (answered already) is ignored.
+   */
+  cancel(connection: Connection, id: MessageId, reason: string): void {
+    if (typeof id !== 'number') return;
+    const answer = this.#cancellable.get(cancelKey(connection, id));
+    if (!answer) return;
+    this.#cancellable.delete(answer.key!);
+    answer.sent = true; // nobody waits for the answer any more
+    answer.scope.abort(new CancelledError(`the caller cancelled "${answer.name}"${reason ? `: ${reason}` : ''}`));
+  }
+
+  /** An answer goes out (or was dropped): the call can no longer be cancelled. */
+  settled(answer: CallResponder): void {
+    if (answer.key !== undefined) this.#cancellable.delete(answer.key);
+    answer.scope.end();
   }
 
   /** The registration `identity` gets for `name`, predicates applied. */
@@ -259,9 +292,15 @@ export class Dispatcher {
   }
 }
 
+function cancelKey(connection: Connection, id: number): string {
+  return `${connection.key}\0${id}`;
+}
+
 /** The answer of a normal call: OK or ERROR, once, in the framing the call came in. */
 class CallResponder implements Responder {
   sent = false;
+  /** Its key among the cancellable calls, when it is one. */
+  key: string | undefined;
 
   constructor(
     readonly dispatcher: Dispatcher,
@@ -270,17 +309,20 @@ class CallResponder implements Responder {
     readonly framing: Framing,
     readonly id: MessageId,
     readonly name: string,
+    readonly scope: CallScope,
   ) {}
 
   ok(value: unknown): void {
     if (this.sent) return;
     this.sent = true;
+    this.dispatcher.settled(this);
     this.dispatcher.answerOk(this, value);
   }
 
   fail(error: unknown): void {
     if (this.sent) return;
     this.sent = true;
+    this.dispatcher.settled(this);
     this.dispatcher.answerError(this, error);
   }
 }

@@ -17,6 +17,8 @@ export interface PendingCallsOwner {
   expire(call: PendingCall): void;
   /** A call could not be handed to ZeroMQ. */
   sendFailed(call: PendingCall, error: Error): void;
+  /** The caller's signal aborted: reject the call (CancelledError) and tell the other side. */
+  cancelled(call: PendingCall, reason: unknown): void;
 }
 
 /** One call in flight (or waiting for its connection). It is its own outbox hooks. */
@@ -61,7 +63,9 @@ export class PendingCall implements OutgoingHooks {
     this.#reject = reject;
     if (signal) {
       this.#signal = signal;
-      this.#onAbort = () => this.table.reject(this.id, signal.reason as Error);
+      this.#onAbort = () => {
+        if (!this.settled) this.table.owner.cancelled(this, signal.reason);
+      };
       signal.addEventListener('abort', this.#onAbort, { once: true });
     }
   }

@@ -352,6 +352,9 @@ export class Session {
         return; // counted as a sign of life on receipt
       case MessageType.GOODBYE:
         this.#role.lost(connection, 'goodbye');
+        return;
+      case MessageType.CANCEL:
+        this.dispatcher.cancel(connection, message.id, message.body);
     }
   }
 }

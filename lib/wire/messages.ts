@@ -21,6 +21,8 @@ export const MessageType = {
   ERROR: 0x10,
   /** Credentials refused, or work from a peer that has not authenticated: body a UTF-8 string. */
   UNAUTHORIZED: 0x11,
+  /** zeropeer only (compact framing): the caller gave up on its call `id`; body the reason, a UTF-8 string. */
+  CANCEL: 0x20,
 } as const;
 
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
@@ -37,6 +39,8 @@ export interface WorkBody {
   readonly kwargs: Record<string, unknown> | undefined;
   /** Per-call metadata (compact framing only): string keys and values. */
   readonly metadata: Readonly<Record<string, string>> | undefined;
+  /** How long the caller still waits, in ms, as it sent the call (compact framing only). */
+  readonly timeoutMs: number | undefined;
 }
 
 /** An ERROR body, checked: pseud's three fields, and in compact framing what else the error carried. */
@@ -67,7 +71,7 @@ export type Message =
   | (Envelope & { readonly type: typeof MessageType.ERROR; readonly body: ErrorBody })
   | (Envelope & { readonly type: typeof MessageType.HELLO; readonly body: HelloBody })
   | (Envelope & { readonly type: typeof MessageType.AUTHENTICATED | typeof MessageType.UNAUTHORIZED; readonly body: string })
-  | (Envelope & { readonly type: typeof MessageType.HEARTBEAT | typeof MessageType.GOODBYE; readonly body: string });
+  | (Envelope & { readonly type: typeof MessageType.HEARTBEAT | typeof MessageType.GOODBYE | typeof MessageType.CANCEL; readonly body: string });
 
 /** A body that failed its check, and why. */
 export class Invalid {
@@ -130,14 +134,18 @@ function readWork(body: unknown, framing: Framing): WorkBody | Invalid {
   const [name, args, kwargs, extras] = body as [unknown, unknown, unknown, unknown];
   if (typeof name !== 'string' || !Array.isArray(args) || (kwargs != null && !isPlainRecord(kwargs))) return new Invalid(shape);
   let metadata: Record<string, string> | undefined;
+  let timeoutMs: number | undefined;
   if (extras != null) {
     if (!isPlainRecord(extras)) return new Invalid('WORK extras must be a map');
     const read = readMetadata(extras['m']);
     if (read instanceof Invalid) return read;
     metadata = read;
+    const left = extras['d'];
+    if (left != null && (typeof left !== 'number' || !Number.isFinite(left) || left < 0)) return new Invalid('a WORK deadline must be a number of ms >= 0');
+    timeoutMs = left ?? undefined;
   }
   const named = kwargs as Record<string, unknown> | null | undefined;
-  return { name, args, kwargs: named && Object.keys(named).length > 0 ? named : undefined, metadata };
+  return { name, args, kwargs: named && Object.keys(named).length > 0 ? named : undefined, metadata, timeoutMs };
 }
 
 function readError(body: unknown): ErrorBody | Invalid {
@@ -165,6 +173,7 @@ const rows: MessageSpec[] = [
   { code: MessageType.GOODBYE, name: 'GOODBYE', v1Body: 'text', answer: true, compactOnly: true, maxBodyBytes: SMALL_BODY, read: readText },
   { code: MessageType.ERROR, name: 'ERROR', v1Body: 'msgpack', answer: true, compactOnly: false, maxBodyBytes: undefined, read: readError },
   { code: MessageType.UNAUTHORIZED, name: 'UNAUTHORIZED', v1Body: 'text', answer: true, compactOnly: false, maxBodyBytes: SMALL_BODY, read: readText },
+  { code: MessageType.CANCEL, name: 'CANCEL', v1Body: 'text', answer: true, compactOnly: true, maxBodyBytes: SMALL_BODY, read: readText },
 ];
 
 /** The table, by code. */
@@ -187,10 +196,14 @@ export const BUSY = 'busy';
 /** The word a zeropeer server puts in its AUTHENTICATED body to say it reads compact framing. */
 export const COMPACT_CAPABILITY = 'zeropeer/1 compact';
 
-/** The wire form of a WORK body: pseud v1 always has kwargs; compact drops what is empty. */
+/**
+ * The wire form of a WORK body: pseud v1 always has kwargs; compact drops what is empty, and
+ * carries metadata (`m`) and the time the caller still waits (`d`, ms: relative, so clocks need not agree).
+ */
 export function workBody(framing: Framing, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined,
-  metadata: Readonly<Record<string, string>> | undefined): unknown[] {
+  metadata: Readonly<Record<string, string>> | undefined, timeoutMs?: number): unknown[] {
   if (framing === 'v1') return [name, args, kwargs ?? {}];
+  if (timeoutMs !== undefined) return [name, args, kwargs ?? null, metadata ? { m: metadata, d: timeoutMs } : { d: timeoutMs }];
   if (metadata) return [name, args, kwargs ?? null, { m: metadata }];
   return kwargs ? [name, args, kwargs] : [name, args];
 }

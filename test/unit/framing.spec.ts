@@ -29,8 +29,11 @@ const SAMPLES: Record<number, { sent: (framing: Framing) => unknown; read: (fram
   },
   [MessageType.HELLO]: { sent: () => ['alice', 's3cret'], read: () => ({ login: 'alice', password: 's3cret' }) },
   [MessageType.WORK]: {
-    sent: (framing) => workBody(framing, 'string.lower', ['ABC', 2], { flag: true }, { trace: 'abc' }),
-    read: (framing) => ({ name: 'string.lower', args: ['ABC', 2], kwargs: { flag: true }, metadata: framing === 'compact' ? { trace: 'abc' } : undefined }),
+    sent: (framing) => workBody(framing, 'string.lower', ['ABC', 2], { flag: true }, { trace: 'abc' }, 1500),
+    read: (framing) => ({
+      name: 'string.lower', args: ['ABC', 2], kwargs: { flag: true },
+      metadata: framing === 'compact' ? { trace: 'abc' } : undefined, timeoutMs: framing === 'compact' ? 1500 : undefined,
+    }),
   },
   [MessageType.AUTHENTICATED]: { sent: () => 'zeropeer/1 compact', read: () => 'zeropeer/1 compact' },
   [MessageType.HEARTBEAT]: { sent: () => '', read: () => '' },
@@ -40,6 +43,7 @@ const SAMPLES: Record<number, { sent: (framing: Framing) => unknown; read: (fram
     read: (framing) => ({ name: 'TypeError', message: 'bad', stack: 'at x', details: framing === 'compact' ? { fields: { code: 'E' } } : undefined }),
   },
   [MessageType.UNAUTHORIZED]: { sent: () => 'expired', read: () => 'expired' },
+  [MessageType.CANCEL]: { sent: () => 'user gave up', read: () => 'user gave up' },
 };
 
 function expectMessage(inbound: Inbound): Extract<Inbound, { kind: 'message' }>['message'] {
@@ -240,6 +244,8 @@ describe('framing: encodeMessage / decodeFrames', () => {
       ['WORK, extras not a map', MessageType.WORK, ['f', [], null, 7], /WORK extras must be a map/],
       ['WORK, metadata a list', MessageType.WORK, ['f', [], null, { m: ['a'] }], /metadata must be a map of strings/],
       ['WORK, a metadata value not a string', MessageType.WORK, ['f', [], null, { m: { n: 1 } }], /metadata values must be strings/],
+      ['WORK, a negative deadline', MessageType.WORK, ['f', [], null, { d: -1 }], /deadline must be a number of ms >= 0/],
+      ['WORK, a deadline not a number', MessageType.WORK, ['f', [], null, { d: '5' }], /deadline must be a number of ms >= 0/],
       ['WORK, five elements', MessageType.WORK, ['f', [], null, {}, 1], /a WORK body must be/],
       ['ERROR, a number for the message', MessageType.ERROR, ['E', 1, ''], /an ERROR body must be \[class name, message, stack\]/],
       ['ERROR, one element', MessageType.ERROR, ['E'], /an ERROR body must be/],
