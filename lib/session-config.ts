@@ -1,9 +1,10 @@
 /** Turns the options every peer shares into a validated SessionConfig (one place for every limit). */
 import type { SessionConfig } from './engine/session.js';
 import { InterceptorChains } from './engine/interceptors.js';
+import { DEFAULT_STREAM_WINDOW, type StreamWindow } from './engine/streams.js';
 import { resolveHeartbeat } from './heartbeat.js';
 import { consoleLogger } from './logger.js';
-import { DEFAULTS, positive, type CommonOptions } from './options.js';
+import { DEFAULTS, positive, rejectUnknownKeys, type CommonOptions } from './options.js';
 import { createLocalRegistry } from './registry.js';
 import { MsgpackCodec } from './wire/codec.js';
 
@@ -13,6 +14,16 @@ export function checkPeerId(id: unknown): string {
     throw new TypeError('a peer id must be a string of 1 to 255 bytes');
   }
   return id;
+}
+
+function streamWindow(window: StreamWindow | undefined): StreamWindow {
+  if (window === undefined) return DEFAULT_STREAM_WINDOW;
+  if (typeof window !== 'object' || window === null) throw new TypeError('options.streamWindow must be { items, bytes }');
+  rejectUnknownKeys(window, ['items', 'bytes'], 'options.streamWindow');
+  const items = positive(window.items, 'streamWindow.items', DEFAULT_STREAM_WINDOW.items);
+  const bytes = positive(window.bytes, 'streamWindow.bytes', DEFAULT_STREAM_WINDOW.bytes);
+  if (!Number.isInteger(items) || !Number.isInteger(bytes)) throw new TypeError('options.streamWindow items and bytes must be whole numbers');
+  return { items, bytes };
 }
 
 export function sessionConfig(id: string, routingId: string, options: CommonOptions): SessionConfig {
@@ -44,6 +55,7 @@ export function sessionConfig(id: string, routingId: string, options: CommonOpti
     excludeLogExceptions: options.excludeLogExceptions ?? [],
     sendStacks: options.sendStacks ?? false,
     callSites: options.callSites ?? false,
+    streamWindow: streamWindow(options.streamWindow),
     context: options.context,
     interceptors: new InterceptorChains(options.interceptors),
   };

@@ -10,6 +10,7 @@
 import type { ErrorTable } from '../errors.js';
 import type { OutgoingHooks } from '../transport/outbox.js';
 import type { MessageId } from '../wire/messages.js';
+import type { CallStream, StreamWindow } from './streams.js';
 
 /** What the table asks of its owner (the engine). */
 export interface PendingCallsOwner {
@@ -31,6 +32,12 @@ export class PendingCall implements OutgoingHooks {
   retried = false;
   settled = false;
   readonly deadline: number;
+  /** A streaming call: its items go to this consumer; the call settles when the stream ends. */
+  stream: CallStream<unknown> | undefined;
+  /** The window the stream's consumer grants (sent with the WORK). */
+  streamWindow: StreamWindow | undefined;
+  /** The time left the WORK says (a stream without a deadline says none). */
+  wireTimeoutMs: number | undefined;
   #resolve: (value: unknown) => void = noop;
   #reject: (error: Error) => void = noop;
   #signal: AbortSignal | undefined;
