@@ -8,6 +8,7 @@ import { runInterceptorsTiming } from '../examples/interceptors-timing.js';
 import { formatTraceparent, parseTraceparent, runInterceptorsTracing } from '../examples/interceptors-tracing.js';
 import { runPubSub } from '../examples/pubsub.js';
 import { runReplyChannel } from '../examples/reply-channel.js';
+import { runStreams } from '../examples/streams.js';
 
 describe('examples', function () {
   this.timeout(20_000);
@@ -55,6 +56,18 @@ describe('examples', function () {
       'report(100), cancelled: CancelledError',
       'reports: "build" for gateway stopped: CancelledError',
       'report(100) with a 100 ms deadline: TimeoutError',
+    ]);
+  });
+
+  it('streams: items in order, an early stop runs the producer\'s finally, the server reads a client\'s stream', async () => {
+    const lines: string[] = [];
+    await runStreams((line) => lines.push(line));
+    expect(lines).to.deep.equal([
+      'logs.tail for desk finished',
+      'desk: line 1 | desk: line 2 | desk: line 3',
+      'stopped after "desk: line 2"',
+      'logs.tail for desk finished',
+      'prices: 100, 101, 102',
     ]);
   });
 
