@@ -7,9 +7,10 @@ import { KeyProver } from './auth/key-proof.js';
 import { ClientHandshake } from './auth/client-handshake.js';
 import type { Connection } from './engine/connection.js';
 import { Session } from './engine/session.js';
-import { DEFAULTS, checkClientOptions, positive, rejectUnknownKeys, type CallOptions, type ClientOptions } from './options.js';
+import { DEFAULTS, checkClientOptions, positive, rejectUnknownKeys, type CallOptions, type ClientOptions, type StreamOptions } from './options.js';
 import { Peer } from './peer.js';
-import { createCallProxy, type CallProxy, type NotifyProxy } from './proxy.js';
+import { CallStream } from './engine/streams.js';
+import { createCallProxy, type CallProxy, type NotifyProxy, type StreamProxy } from './proxy.js';
 import type { FunctionInfo } from './registry.js';
 import { checkPeerId, sessionConfig } from './session-config.js';
 import { resolveSecurityPlugin } from '../security/index.js';
@@ -42,6 +43,8 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   readonly call: CallProxy<ServerApi>;
   /** One-way calls to the server: resolve once handed to the transport; no answer comes back. */
   readonly notify: NotifyProxy<ServerApi>;
+  /** Streaming calls to the server: `for await (const x of client.stream.logs.tail(10))`. */
+  readonly stream: StreamProxy<ServerApi>;
   /** Topics this client subscribed to; sent again after every reconnection. */
   readonly #topics = new Set<string>();
   readonly #server: Connection;
@@ -107,6 +110,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     this.#server = made!.server;
     this.call = createCallProxy<ServerApi>((name, args) => this.invoke(name, args));
     this.notify = createCallProxy<ServerApi, NotifyProxy<ServerApi>>((name, args) => this.invokeOneWay(name, args));
+    this.stream = createCallProxy<ServerApi, StreamProxy<ServerApi>>((name, args) => this.invokeStream(name, args));
   }
 
   /** @internal the handshake made this client ready. */
@@ -211,6 +215,27 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
    */
   requestShutdown(options: CallOptions = {}): Promise<void> {
     return this.invoke('_zeropeer.shutdown', [], options) as Promise<void>;
+  }
+
+  /**
+   * Calls `name` on the server for a streamed result (the explicit form of `client.stream`):
+   * `timeoutMs` bounds the wait for each item, `deadline` (epoch ms) the whole stream.
+   */
+  invokeStream<T = unknown>(name: string, args: unknown[] = [], options: StreamOptions = {}): CallStream<T> {
+    let stream: CallStream<T> | undefined;
+    const refused = this.#handshake.afterRefusal(async () => {
+      stream = this.session.caller.stream<T>(this.#server, name, args, options);
+    });
+    if (stream) return stream;
+    // Refused credentials: a stream that ends with the UnauthorizedError at once.
+    const failed = new CallStream<T>(name, this.session.config.streamWindow, this.session.config.timeoutMs, { credit() {}, cancel() {} });
+    refused.then(undefined, (error: Error) => failed.end(error));
+    return failed;
+  }
+
+  /** A `stream` proxy whose streams use these options: `client.streamWith({ streamWindow, deadline }).logs.tail()`. */
+  streamWith(options: StreamOptions): StreamProxy<ServerApi> {
+    return createCallProxy<ServerApi, StreamProxy<ServerApi>>((name, args) => this.invokeStream(name, args, options));
   }
 
   /** A `call` proxy whose calls use these options: `client.callWith({ timeoutMs: 100, metadata }).slow()`. */

@@ -14,6 +14,7 @@ export {
   type ClientOptions,
   type PeerOptions,
   type CallOptions,
+  type StreamOptions,
   type CurveOptions,
   type ServerCurveOptions,
   type ClientCurveOptions,
@@ -42,6 +43,8 @@ export {
 } from './registry.js';
 export { rpcMethod } from './service.js';
 export { ReplyChannel, type ReplyOptions, type CallContext } from './engine/work.js';
+export { currentCall, deadlineOf } from './engine/call-scope.js';
+export { CallStream, DEFAULT_STREAM_WINDOW, type StreamWindow } from './engine/streams.js';
 export {
   RpcError,
   ServiceNotFoundError,
@@ -57,6 +60,7 @@ export {
   MessageTooLargeError,
   RegistrationError,
   BusyError,
+  CancelledError,
   type ErrorCode,
   type ErrorTable,
   type ErrorClass,
@@ -65,7 +69,7 @@ export { MsgpackCodec, type Codec, type Dialect, type Translator, type MsgpackCo
 export { DEFAULT_MSGPACK_LIMITS, type MessagePackLimits } from './wire/msgpack-guard.js';
 export { MessageType, COMPACT_CAPABILITY, MESSAGES, type Framing, type MessageSpec } from './wire/messages.js';
 export { PROTOCOL_VERSION } from './wire/framing.js';
-export type { RemoteApi, CallProxy, AnyCallProxy, FixedResultApi, NotifyApi, NotifyProxy, PublishApi, PublishProxy } from './proxy.js';
+export type { StreamApi, StreamProxy, AnyStreamProxy, StreamItem, RemoteApi, CallProxy, AnyCallProxy, FixedResultApi, NotifyApi, NotifyProxy, PublishApi, PublishProxy } from './proxy.js';
 export { registerPredicate, unregisterPredicate, type Predicate } from './predicates.js';
 export { consoleLogger, silentLogger, contextFirst, type Logger, type ContextFirstLogger, type LoggerOption, type LogContext } from './logger.js';
 export {

@@ -5,6 +5,7 @@
 import type * as zmq from 'zeromq';
 import type { ErrorClass, ErrorTable } from './errors.js';
 import type { InterceptorOptions } from './engine/interceptors.js';
+import type { StreamWindow } from './engine/streams.js';
 import type { HeartbeatOptions } from './heartbeat.js';
 import type { Logger } from './logger.js';
 import type { Predicate } from './predicates.js';
@@ -13,7 +14,7 @@ import type { Codec, Translator } from './wire/codec.js';
 import type { SecurityPlugin } from '../security/plugin.js';
 import type { Client } from './client.js';
 
-export type { CallOptions } from './engine/caller.js';
+export type { CallOptions, StreamOptions } from './engine/caller.js';
 import { rejectUnknownKeys } from './option-checks.js';
 import type { RateLimit } from './engine/rate-limit.js';
 
@@ -121,6 +122,11 @@ export interface CommonOptions {
    * capturing a stack costs a few µs per call, about a third of the throughput at 64 in flight.
    */
   callSites?: boolean;
+  /**
+   * How far a stream's producer may run ahead of this peer consuming it: items and bytes sent and
+   * not yet consumed. Default `{ items: 256, bytes: 1 MiB }`; per stream: `peer.streamWith({ streamWindow })`.
+   */
+  streamWindow?: StreamWindow;
   /** The serializer. Default: a MsgpackCodec with `translators`. */
   codec?: Codec;
   /** Translators for classes of yours, for this peer's default codec. */
@@ -181,7 +187,7 @@ export type PeerOptions = Omit<ServerOptions & ClientOptions, 'curve'> & { curve
 
 const COMMON_KEYS = [
   'security', 'timeoutMs', 'heartbeat', 'registry', 'predicates', 'maxMessageBytes', 'maxPendingCalls', 'drainTimeoutMs',
-  'maxSendQueue', 'maxSendQueueBytes', 'maxSendQueueTotalBytes', 'sendHighWaterMark', 'maxRunningPerConnection', 'maxRunning', 'rateLimit', 'errorTable', 'logExceptions', 'excludeLogExceptions', 'sendStacks', 'callSites', 'codec',
+  'maxSendQueue', 'maxSendQueueBytes', 'maxSendQueueTotalBytes', 'sendHighWaterMark', 'maxRunningPerConnection', 'maxRunning', 'rateLimit', 'errorTable', 'logExceptions', 'excludeLogExceptions', 'sendStacks', 'callSites', 'streamWindow', 'codec',
   'translators', 'logger', 'context', 'securitySettings', 'interceptors',
 ] as const satisfies readonly (keyof CommonOptions)[];
 const SERVER_KEYS = ['curve', 'users', 'jwt', 'maxFailedLogins', 'failedLoginDelayMs', 'remoteShutdown', 'proxyTo', 'trustedProxies'] as const satisfies readonly (keyof ServerOptions)[];

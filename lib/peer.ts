@@ -19,6 +19,8 @@ export interface PeerStats {
   readonly pendingCalls: number;
   /** Handlers of this peer still running. */
   readonly runningHandlers: number;
+  /** Answers dropped because no call waited for them any more (after its deadline or cancel). */
+  readonly droppedAnswers: number;
 }
 
 export class Peer<Events extends EventEmitter.ValidEventTypes> extends EventEmitter<Events> {
@@ -105,7 +107,7 @@ export class Peer<Events extends EventEmitter.ValidEventTypes> extends EventEmit
 
   /** Counters of this peer, now. */
   stats(): PeerStats {
-    return { connections: this.session.connections.size, pendingCalls: this.session.caller.size, runningHandlers: this.session.dispatcher.running };
+    return { connections: this.session.connections.size, pendingCalls: this.session.caller.size, runningHandlers: this.session.dispatcher.running, droppedAnswers: this.session.caller.droppedAnswers };
   }
 
   /** Number of calls in flight or waiting. */

@@ -4,6 +4,8 @@
  * `await peer.call.x` is safe and a proxy is never mistaken for a promise.
  */
 
+import type { CallStream } from './engine/streams.js';
+
 /** The remote view of an API interface: every function returns a promise of its awaited result. */
 export type RemoteApi<T> = {
   [K in keyof T]: T[K] extends (...args: infer A) => infer R
@@ -44,7 +46,29 @@ export interface AnyCallProxy {
 /** `RemoteApi<T>` for an interface, `AnyCallProxy` when no interface is given (`any`). */
 export type CallProxy<T> = 0 extends 1 & T ? AnyCallProxy : RemoteApi<T>;
 
-export type Invoke = (name: string, args: unknown[]) => Promise<unknown>;
+/** What one item of a streaming function is: what its AsyncIterable yields (or its list's elements). */
+export type StreamItem<R> = Awaited<R> extends AsyncIterable<infer I> ? I : Awaited<R> extends ReadonlyArray<infer E> ? E : Awaited<R>;
+
+/** The streaming view of an API interface: every function returns a CallStream of its items. */
+export type StreamApi<T> = {
+  [K in keyof T]: T[K] extends (...args: infer A) => infer R
+    ? (...args: A) => CallStream<StreamItem<R>>
+    : T[K] extends object
+      ? StreamApi<T[K]>
+      : never;
+};
+
+/** The untyped stream proxy: any dotted name, any arguments. */
+export interface AnyStreamProxy {
+  [name: string]: AnyStreamProxy;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- an untyped stream yields whatever the remote yields
+  (...args: unknown[]): CallStream<any>;
+}
+
+/** A stream proxy for an interface, or the untyped one. */
+export type StreamProxy<T> = 0 extends 1 & T ? AnyStreamProxy : StreamApi<T>;
+
+export type Invoke = (name: string, args: unknown[]) => unknown;
 
 const noop = function () {};
 

@@ -10,10 +10,11 @@ import type { Role } from './engine/role.js';
 import { Session } from './engine/session.js';
 import type { Work } from './engine/work.js';
 import { RpcError, ServiceNotFoundError } from './errors.js';
-import { DEFAULTS, checkServerOptions, positive, rejectUnknownKeys, wholeNumber, type CallOptions, type ServerCurveOptions, type ServerOptions } from './options.js';
+import { DEFAULTS, checkServerOptions, positive, rejectUnknownKeys, wholeNumber, type CallOptions, type ServerCurveOptions, type ServerOptions, type StreamOptions } from './options.js';
 import { Peer } from './peer.js';
 import type { Predicate } from './predicates.js';
-import { createCallProxy, type CallProxy, type NotifyProxy, type PublishProxy } from './proxy.js';
+import type { CallStream } from './engine/streams.js';
+import { createCallProxy, type CallProxy, type NotifyProxy, type PublishProxy, type StreamProxy } from './proxy.js';
 import { RESERVED_PREFIX, type FunctionInfo } from './registry.js';
 import { checkPeerId, sessionConfig } from './session-config.js';
 import { isOpenNetwork } from './transport/router-socket.js';
@@ -164,6 +165,19 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       this.#proxies.set(identity, proxy);
     }
     return proxy as CallProxy<T>;
+  }
+
+  /**
+   * Streaming calls to the client `identity`: `for await (const x of server.streamTo('alice').feed.items())`.
+   * `timeoutMs` bounds the wait for each item, `deadline` (epoch ms) the whole stream.
+   */
+  streamTo<T = ClientApi>(identity: string, options: StreamOptions = {}): StreamProxy<T> {
+    return createCallProxy<T, StreamProxy<T>>((name, args) => this.session.caller.stream(this.#target(identity), name, args, options));
+  }
+
+  /** Calls `name` on the client `options.to` for a streamed result (the explicit form of `streamTo`). */
+  invokeStream<T = unknown>(name: string, args: unknown[], options: StreamOptions & { to: string }): CallStream<T> {
+    return this.session.caller.stream<T>(this.#target(options?.to), name, args, options);
   }
 
   /** Calls `name` on the client `options.to` with positional `args`. */

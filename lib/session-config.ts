@@ -1,6 +1,7 @@
 /** Turns the options every peer shares into a validated SessionConfig (one place for every limit). */
 import type { SessionConfig } from './engine/session.js';
 import { InterceptorChains } from './engine/interceptors.js';
+import { DEFAULT_STREAM_WINDOW, type StreamWindow } from './engine/streams.js';
 import { resolveHeartbeat } from './heartbeat.js';
 import { consoleLogger, toLogger } from './logger.js';
 import type { RateLimit } from './engine/rate-limit.js';
@@ -24,6 +25,16 @@ function rateLimitOf(limit: RateLimit | undefined): RateLimit | undefined {
   const perSecond = positive(limit.perSecond, 'rateLimit.perSecond', Number.NaN);
   if (Number.isNaN(perSecond)) throw new TypeError('options.rateLimit.perSecond is required');
   return { perSecond, burst: Math.max(1, positive(limit.burst, 'rateLimit.burst', perSecond)) };
+}
+
+function streamWindow(window: StreamWindow | undefined): StreamWindow {
+  if (window === undefined) return DEFAULT_STREAM_WINDOW;
+  if (typeof window !== 'object' || window === null) throw new TypeError('options.streamWindow must be { items, bytes }');
+  rejectUnknownKeys(window, ['items', 'bytes'], 'options.streamWindow');
+  const items = positive(window.items, 'streamWindow.items', DEFAULT_STREAM_WINDOW.items);
+  const bytes = positive(window.bytes, 'streamWindow.bytes', DEFAULT_STREAM_WINDOW.bytes);
+  if (!Number.isInteger(items) || !Number.isInteger(bytes)) throw new TypeError('options.streamWindow items and bytes must be whole numbers');
+  return { items, bytes };
 }
 
 export function sessionConfig(id: string, routingId: string, options: CommonOptions): SessionConfig {
@@ -56,6 +67,7 @@ export function sessionConfig(id: string, routingId: string, options: CommonOpti
     excludeLogExceptions: options.excludeLogExceptions ?? [],
     sendStacks: options.sendStacks ?? false,
     callSites: options.callSites ?? false,
+    streamWindow: streamWindow(options.streamWindow),
     context: options.context,
     interceptors: new InterceptorChains(options.interceptors),
   };

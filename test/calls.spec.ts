@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import {
+  CancelledError,
   Client,
   ParameterError,
   PeerNotConnectedError,
@@ -105,7 +106,7 @@ describe('calls', () => {
       expect(await client.call.slow().catch((e: unknown) => e)).to.be.instanceOf(TimeoutError);
     });
 
-    it('an AbortSignal rejects the wait at once with its reason', async () => {
+    it('an AbortSignal rejects the wait at once with CancelledError, its reason as the cause', async () => {
       const server = await startServer();
       server.registerRpc('hang', () => new Promise(() => {}));
       const client = await startClient(server, { timeoutMs: 5000 });
@@ -113,12 +114,17 @@ describe('calls', () => {
       const call = client.invoke('hang', [], { signal: controller.signal });
       const reason = new Error('user gave up');
       controller.abort(reason);
-      expect(await call.catch((e: unknown) => e)).to.equal(reason);
+      const error = await rejection(call);
+      expect(error).to.be.instanceOf(CancelledError);
+      expect(error).to.include({ code: 'cancelled' });
+      expect(error.cause).to.equal(reason);
+      expect(error.message).to.include('user gave up');
       expect(client.pendingCalls).to.equal(0);
 
       const aborted = AbortSignal.abort();
-      const error = await client.invoke('hang', [], { signal: aborted }).catch((e: unknown) => e);
-      expect((error as Error).name).to.equal('AbortError');
+      const early = await rejection(client.invoke('hang', [], { signal: aborted }));
+      expect(early).to.be.instanceOf(CancelledError);
+      expect((early.cause as Error).name).to.equal('AbortError');
     });
 
     it('an answer that arrives after the deadline is dropped', async () => {

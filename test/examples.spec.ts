@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { runCancellation } from '../examples/cancellation.js';
 import { runCustomAuth } from '../examples/custom-auth.js';
 import { runDemo } from '../examples/demo.js';
 import { runSharedTable } from '../examples/heartbeat-backend.js';
@@ -7,6 +8,7 @@ import { runInterceptorsTiming } from '../examples/interceptors-timing.js';
 import { formatTraceparent, parseTraceparent, runInterceptorsTracing } from '../examples/interceptors-tracing.js';
 import { runPubSub } from '../examples/pubsub.js';
 import { runReplyChannel } from '../examples/reply-channel.js';
+import { runStreams } from '../examples/streams.js';
 
 describe('examples', function () {
   this.timeout(20_000);
@@ -44,6 +46,29 @@ describe('examples', function () {
     await runPubSub((line) => lines.push(line));
     expect(lines[0]).to.equal('fx.eur.usd went to 2 subscribers');
     expect(lines.slice(1).sort()).to.deep.equal(['all-fx got EURUSD 1.0842', 'eur-desk got EURUSD 1.0842']);
+  });
+
+  it('cancellation reaches the handler two hops away, and a deadline travels through the gateway', async () => {
+    const lines: string[] = [];
+    await runCancellation((line) => lines.push(line));
+    expect(lines).to.deep.equal([
+      'report(2) = 2 pages for gateway',
+      'report(100), cancelled: CancelledError',
+      'reports: "build" for gateway stopped: CancelledError',
+      'report(100) with a 100 ms deadline: TimeoutError',
+    ]);
+  });
+
+  it('streams: items in order, an early stop runs the producer\'s finally, the server reads a client\'s stream', async () => {
+    const lines: string[] = [];
+    await runStreams((line) => lines.push(line));
+    expect(lines).to.deep.equal([
+      'logs.tail for desk finished',
+      'desk: line 1 | desk: line 2 | desk: line 3',
+      'stopped after "desk: line 2"',
+      'logs.tail for desk finished',
+      'prices: 100, 101, 102',
+    ]);
   });
 
   it('the reply-channel job queue acks what it accepts and nacks when full', async () => {

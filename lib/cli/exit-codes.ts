@@ -23,6 +23,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
   encoding: 20,
   message_too_large: 21,
   registration: 22,
+  cancelled: 23,
 };
 
 /** The exit status for an error's `code` (a remote error's own code that is not ours: `remote`). */

@@ -2,23 +2,29 @@
  * Outgoing calls: encoding, the pending table, deadlines, and the answers that settle them. A call
  * rejects, never hangs: TimeoutError after its deadline, at once when it cannot be sent.
  */
-import { RpcError, ServiceClosedError, TimeoutError, UnauthorizedError, errorFromWire, type ErrorTable } from '../errors.js';
+import { CancelledError, PeerNotConnectedError, RpcError, ServiceClosedError, TimeoutError, UnauthorizedError, errorFromWire, type ErrorTable } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { positive } from '../option-checks.js';
+import { MAX_OPTION_VALUE, positive } from '../option-checks.js';
 import { isUnreachable } from '../transport/router-socket.js';
 import type { Outbox } from '../transport/outbox.js';
-import { encodeWithin, type FramingContext } from '../wire/framing.js';
-import { MessageType, typeName, workBody, type Message, type MessageId } from '../wire/messages.js';
+import { encodeMessage, encodeWithin, type FramingContext } from '../wire/framing.js';
+import { MessageType, typeName, workBody, type Message, type MessageId, type StreamEndBody } from '../wire/messages.js';
+import { deadlineOf } from './call-scope.js';
 import type { Connection, Connections } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
 import { PendingCall, PendingCalls } from './pending-calls.js';
 import type { Role } from './role.js';
+import { CallStream, RESULT_SLOT, type StreamWindow } from './streams.js';
 
 /** Options of one call. */
 export interface CallOptions {
   /** Deadline in ms; overrides the peer's `timeoutMs`. */
   timeoutMs?: number;
-  /** Aborting rejects the call at once with the signal's reason (the remote side may still run it). */
+  /**
+   * Aborting rejects the call at once with CancelledError (the reason as its `cause`) and, between
+   * zeropeer peers, aborts the handler's `ctx.signal` over there. A handler's own `ctx.signal`
+   * also passes its deadline on: the call waits no longer than the caller's caller.
+   */
   signal?: AbortSignal;
   /** Keyword arguments, for pseud peers whose functions take them. */
   kwargs?: Record<string, unknown>;
@@ -26,6 +32,21 @@ export interface CallOptions {
   metadata?: Record<string, string>;
   /** Extra remote-name -> class mappings for this call. */
   errorTable?: ErrorTable;
+}
+
+/** Options of one streaming call: `timeoutMs` is the wait for each next item. */
+export interface StreamOptions extends CallOptions {
+  /** When the whole stream must have ended, epoch ms (default: none; each item still has `timeoutMs`). */
+  deadline?: number;
+  /** How far the producer may run ahead of this consumer (default: the peer's `streamWindow`). */
+  streamWindow?: StreamWindow;
+}
+
+/** What a streaming call needs besides a call's options. */
+interface StreamRequest {
+  readonly stream: CallStream<unknown>;
+  readonly window: StreamWindow;
+  readonly deadline: number | undefined;
 }
 
 export interface CallerSettings {
@@ -37,6 +58,58 @@ export interface CallerSettings {
   readonly logger: Logger;
   /** Append the caller's stack to every rejection. */
   readonly callSites: boolean;
+  /** The window a consumer of a stream grants by default. */
+  readonly streamWindow: StreamWindow;
+}
+
+/** CANCEL and STREAM_CREDIT are small and bounded by the calls in flight: never refused by the queue limit. */
+const CONTROL_HOOKS = { exempt: true } as const;
+
+/** What settles a stream's pending call when its producer ended it (not a value: a list answer is one). */
+const STREAM_DONE = Symbol('stream done');
+
+/** A stream without a deadline still sits in the pending table: with the longest timer there is. */
+function streamTimeout(deadline: number | undefined): number {
+  if (deadline === undefined) return MAX_OPTION_VALUE;
+  if (typeof deadline !== 'number' || !Number.isFinite(deadline)) throw new TypeError('options.deadline must be epoch ms (a number)');
+  const left = deadline - Date.now();
+  if (left <= 0) throw new TimeoutError('the stream\'s deadline passed before it started');
+  return Math.min(left, MAX_OPTION_VALUE);
+}
+
+function checkWindow(window: StreamWindow): StreamWindow {
+  const items = positive(window.items, 'streamWindow.items', 1);
+  const bytes = positive(window.bytes, 'streamWindow.bytes', 1);
+  if (!Number.isInteger(items) || !Number.isInteger(bytes)) throw new TypeError('options.streamWindow items and bytes must be whole numbers');
+  return { items, bytes };
+}
+
+/** A stream's call settled with a value: its producer's end, or (pseud, a plain handler) one answer whose items are the stream. */
+function finishStream(stream: CallStream<unknown>, value: unknown): void {
+  if (value !== STREAM_DONE) {
+    for (const item of Array.isArray(value) ? value : [value]) stream.push(item, 0);
+  }
+  stream.end();
+}
+
+/** Why a call was cancelled, as the CANCEL message says it (short text: the body is capped). */
+function describeReason(reason: unknown): string {
+  const text = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : '';
+  return text.length > 200 ? `${text.slice(0, 200)}...` : text;
+}
+
+/** A stream ends with PeerNotConnectedError when the other peer goes, on both sides, whatever the role says for calls. */
+function lostError(call: PendingCall, makeError: (name: string) => Error): Error {
+  const error = makeError(call.name);
+  if (!call.stream || error instanceof PeerNotConnectedError || error instanceof UnauthorizedError) return error;
+  return new PeerNotConnectedError(error.message, { cause: error });
+}
+
+/** The rejection of a call whose signal aborted: a deadline passed on the way (a handler's ctx.signal) stays a TimeoutError. */
+function cancelledError(name: string, reason: unknown): CancelledError | TimeoutError {
+  const why = describeReason(reason);
+  if (reason instanceof TimeoutError) return new TimeoutError(`"${name}" got no answer: ${why}`, { cause: reason });
+  return new CancelledError(`"${name}" was cancelled${why ? `: ${why}` : ''}`, { cause: reason });
 }
 
 export class Caller {
@@ -47,6 +120,10 @@ export class Caller {
   readonly #pending: PendingCalls;
   #role: Role | undefined;
   #closed = false;
+  /** Answers that came for no call in flight (after its deadline or cancel, duplicated, or not ours). */
+  droppedAnswers = 0;
+  /** Told when the calls of a connection are failed because it is gone (the work it sent ends too). */
+  onLost: ((connection: Connection) => void) | undefined;
 
   constructor(settings: CallerSettings, framing: FramingContext, outbox: Outbox, connections: Connections) {
     this.#settings = settings;
@@ -64,6 +141,7 @@ export class Caller {
         if (connection && isUnreachable(error)) this.#role?.unreachable(connection, call);
         else this.#pending.reject(call.id, new RpcError(`"${call.name}" could not be sent: ${error.message}`, { cause: error }));
       },
+      cancelled: (call, reason) => this.cancel(call, reason),
     });
   }
 
@@ -87,7 +165,7 @@ export class Caller {
       args,
       direction: 'outgoing',
       identity: target.identity,
-      deadline: Date.now() + (options.timeoutMs ?? this.#settings.timeoutMs),
+      deadline: Date.now() + this.#timeoutFor(options),
       signal: options.signal,
       metadata: { ...options.metadata },
     };
@@ -100,14 +178,78 @@ export class Caller {
     }
   }
 
-  #send(target: Connection | Error, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
+  /**
+   * Calls `name` for a streamed result: the items arrive as the producer sends them, never more
+   * than the window ahead. A caller that is not a zeropeer peer answers with one list: its items.
+   */
+  stream<T>(target: Connection | Error, name: string, args: unknown[], options: StreamOptions = {}): CallStream<T> {
+    let window: StreamWindow;
+    let itemTimeoutMs: number;
+    try {
+      window = options.streamWindow ? checkWindow(options.streamWindow) : this.#settings.streamWindow;
+      itemTimeoutMs = positive(options.timeoutMs, 'timeoutMs', this.#settings.timeoutMs);
+    } catch (error) {
+      const failed = new CallStream<T>(name, this.#settings.streamWindow, 1, { credit() {}, cancel() {} });
+      failed.end(error as Error);
+      return failed;
+    }
+    let call: PendingCall | undefined;
+    const stream = new CallStream<T>(name, window, itemTimeoutMs, {
+      credit: (items, bytes) => {
+        const connection = call && this.#connections.byKey(call.connectionKey);
+        if (connection && !call!.settled) this.#control(connection, MessageType.STREAM_CREDIT, call!.id, [RESULT_SLOT, items, bytes]);
+      },
+      cancel: (reason) => {
+        if (call && !call.settled) this.cancel(call, reason);
+      },
+    });
+    const request: StreamRequest = { stream: stream as CallStream<unknown>, window, deadline: options.deadline };
+    const started = this.#send(target, name, args, options, false, request);
+    if (started instanceof PendingCall) call = started;
+    else started.then(undefined, (error: Error) => stream.end(error));
+    return stream;
+  }
+
+  /** One item of a stream this peer consumes. */
+  streamItem(connection: Connection, id: MessageId, value: unknown, bytes: number): void {
+    const call = this.#pending.get(id);
+    if (!call?.stream || call.connectionKey !== connection.key) {
+      this.droppedAnswers++;
+      return;
+    }
+    call.stream.push(value, Math.max(1, bytes));
+  }
+
+  /** The end of a stream this peer consumes. */
+  streamEnd(connection: Connection, id: MessageId, body: StreamEndBody): void {
+    const call = this.#pending.get(id);
+    if (!call?.stream || call.connectionKey !== connection.key) return;
+    if (body.error) this.#pending.reject(call.id, errorFromWire(body.error, call.errorTable));
+    else this.#pending.resolve(call.id, STREAM_DONE);
+  }
+
+  /** A small message about call `id` (CANCEL, STREAM_CREDIT), zeropeer peers only. */
+  #control(connection: Connection, type: typeof MessageType.CANCEL | typeof MessageType.STREAM_CREDIT, id: number, body: unknown): void {
+    if (connection.framing !== 'compact') return;
+    let frames: Buffer[];
+    try {
+      frames = encodeMessage(this.#framing, 'compact', connection.routingId, type, id, body);
+    } catch {
+      return; // strings and numbers always encode
+    }
+    this.#outbox.sendNow(connection.key, frames, CONTROL_HOOKS);
+  }
+
+  #send(target: Connection | Error, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown>;
+  #send(target: Connection | Error, name: string, args: unknown[], options: CallOptions, oneWay: boolean, stream: StreamRequest): PendingCall | Promise<unknown>;
+  #send(target: Connection | Error, name: string, args: unknown[], options: CallOptions, oneWay: boolean, stream?: StreamRequest): PendingCall | Promise<unknown> {
     const { peerId } = this.#settings;
     if (this.#closed) return Promise.reject(new ServiceClosedError(`peer "${peerId}" is stopped; "${name}" was not sent`));
     if (target instanceof Error) return Promise.reject(target);
     if (typeof name !== 'string' || name.length === 0) return Promise.reject(new TypeError('a call needs a function name'));
     if (!Array.isArray(args)) return Promise.reject(new TypeError('args must be an array'));
     const { signal } = options;
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (signal?.aborted) return Promise.reject(cancelledError(name, signal.reason));
     if (this.#pending.full) {
       return Promise.reject(new RpcError(`too many calls in flight (maxPendingCalls = ${this.#pending.limit}); "${name}" was not sent`));
     }
@@ -116,15 +258,34 @@ export class Caller {
     const id = this.#framing.ids.next();
     const kwargs = options.kwargs && Object.keys(options.kwargs).length > 0 ? options.kwargs : undefined;
     const metadata = options.metadata && Object.keys(options.metadata).length > 0 ? options.metadata : undefined;
+    let wireTimeoutMs: number | undefined;
     try {
-      timeoutMs = positive(options.timeoutMs, 'timeoutMs', this.#settings.timeoutMs);
+      timeoutMs = stream ? streamTimeout(stream.deadline) : positive(options.timeoutMs, 'timeoutMs', this.#settings.timeoutMs);
+      const inherited = signal && deadlineOf(signal);
+      if (inherited !== undefined) {
+        // Called from a handler with its ctx.signal: never wait past the deadline of the caller's caller.
+        const left = inherited - Date.now();
+        if (left <= 0) throw new TimeoutError(`"${name}" was not sent: the deadline it inherits passed`);
+        timeoutMs = Math.min(timeoutMs, left);
+      }
+      // A stream without a deadline says none: each item has its own wait, the whole has no end.
+      wireTimeoutMs = stream && stream.deadline === undefined && inherited === undefined ? undefined : timeoutMs;
       // Encode now, so that a value that cannot be sent fails here and nothing is queued.
-      frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata);
+      frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata, wireTimeoutMs, stream?.window);
     } catch (error) {
       return Promise.reject(error);
     }
     const errorTable = options.errorTable ? { ...this.#settings.errorTable, ...options.errorTable } : this.#settings.errorTable;
     const call = new PendingCall(this.#pending, id, target.key, name, args, kwargs, metadata, errorTable, timeoutMs, oneWay);
+    if (stream) {
+      call.stream = stream.stream;
+      call.streamWindow = stream.window;
+      call.wireTimeoutMs = wireTimeoutMs;
+      call.bind((value) => finishStream(stream.stream, value), (error) => stream.stream.end(error), signal);
+      this.#pending.add(call);
+      if (this.#role!.ready(target)) this.#hand(target, call, frames);
+      return call;
+    }
     // The call site, captured now and formatted only if the call fails. Capturing costs a few µs
     // per call (a third of the throughput at 64 in flight), hence opt-in.
     let site: { stack?: string } | undefined;
@@ -135,11 +296,29 @@ export class Caller {
     return promise;
   }
 
+  #timeoutFor(options: CallOptions): number {
+    const timeoutMs = options.timeoutMs ?? this.#settings.timeoutMs;
+    const inherited = options.signal && deadlineOf(options.signal);
+    return inherited === undefined ? timeoutMs : Math.min(timeoutMs, inherited - Date.now());
+  }
+
   #encode(target: Connection, id: number, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined,
-    metadata: Readonly<Record<string, string>> | undefined): Buffer[] {
-    // Id 0: one-way (an empty id in v1).
+    metadata: Readonly<Record<string, string>> | undefined, timeoutMs: number | undefined, window?: StreamWindow): Buffer[] {
+    // Id 0: one-way (an empty id in v1); a one-way call has nobody waiting, hence no deadline to send.
     const wireId = id === 0 ? (target.framing === 'v1' ? Buffer.alloc(0) : 0) : id;
-    return encodeWithin(this.#framing, target.framing, target.routingId, MessageType.WORK, wireId, workBody(target.framing, name, args, kwargs, metadata), `call "${name}"`);
+    const body = workBody(target.framing, name, args, kwargs, metadata, id === 0 ? undefined : timeoutMs, window);
+    return encodeWithin(this.#framing, target.framing, target.routingId, MessageType.WORK, wireId, body, `call "${name}"`);
+  }
+
+  /**
+   * The caller's signal aborted: the call rejects at once with CancelledError; if it went out to a
+   * zeropeer peer, a CANCEL tells the handler there. A call not sent yet is never sent.
+   */
+  cancel(call: PendingCall, reason: unknown): void {
+    this.#pending.reject(call.id, cancelledError(call.name, reason));
+    const connection = this.#connections.byKey(call.connectionKey);
+    if (!call.sent || call.oneWay || !connection) return;
+    this.#control(connection, MessageType.CANCEL, call.id, describeReason(reason));
   }
 
   #hand(connection: Connection, call: PendingCall, frames: Buffer[]): void {
@@ -152,7 +331,8 @@ export class Caller {
     for (const call of this.#pending.unsent(connection.key)) {
       let frames: Buffer[];
       try {
-        frames = this.#encode(connection, call.oneWay ? 0 : call.id, call.name, call.args, call.kwargs, call.metadata);
+        const left = call.stream && call.wireTimeoutMs === undefined ? undefined : Math.max(1, call.deadline - Date.now());
+        frames = this.#encode(connection, call.oneWay ? 0 : call.id, call.name, call.args, call.kwargs, call.metadata, left, call.streamWindow);
       } catch (error) {
         this.#pending.reject(call.id, error as Error);
         continue;
@@ -163,12 +343,14 @@ export class Caller {
 
   /** Rejects the calls sent on `connection` (not the ones still waiting to be sent). */
   rejectSent(connection: Connection, makeError: (name: string) => Error): void {
-    this.#pending.rejectWhere((call) => call.connectionKey === connection.key && call.sent, (call) => makeError(call.name));
+    this.#pending.rejectWhere((call) => call.connectionKey === connection.key && call.sent, (call) => lostError(call, makeError));
+    this.onLost?.(connection);
   }
 
   /** Rejects every call for `connection`, sent or waiting. */
   rejectAll(connection: Connection, makeError: (name: string) => Error): void {
-    this.#pending.rejectWhere((call) => call.connectionKey === connection.key, (call) => makeError(call.name));
+    this.#pending.rejectWhere((call) => call.connectionKey === connection.key, (call) => lostError(call, makeError));
+    this.onLost?.(connection);
   }
 
   /** Rejects everything, and takes no more calls: the peer stops. */
@@ -198,7 +380,8 @@ export class Caller {
   answer(connection: Connection, message: Extract<Message, { type: 0x01 | 0x10 }>): void {
     const call = this.#pending.get(message.id);
     if (!call || call.connectionKey !== connection.key) {
-      // Late (after a deadline), duplicated, or not ours: never let one peer settle another's call.
+      // Late (after a deadline or a cancel), duplicated, or not ours: never let one peer settle another's call.
+      this.droppedAnswers++;
       this.#settings.logger.debug('answer to no pending call dropped', { peer: this.#settings.peerId, routingId: connection.address, type: typeName(message.type) });
       return;
     }

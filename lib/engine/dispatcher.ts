@@ -2,14 +2,16 @@
  * Incoming work: identity -> lookup (predicates applied) -> interceptors -> handler -> one answer,
  * in the framing the call came in, only to the connection that asked.
  */
-import { BusyError, ServiceClosedError, ServiceNotFoundError, errorToWire, type ErrorClass } from '../errors.js';
+import { BusyError, CancelledError, MessageTooLargeError, PeerNotConnectedError, ServiceClosedError, ServiceNotFoundError, errorToWire, type ErrorClass } from '../errors.js';
 import type { LogContext, Logger } from '../logger.js';
 import { domainAllows, type Predicate } from '../predicates.js';
 import { RESERVED_PREFIX, type FunctionInfo, type Registration, type Registry } from '../registry.js';
 import { COMPACT_CAPABILITY, MessageType, PROBE, isOneWayId, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
+import { CallScope } from './call-scope.js';
 import type { Connection } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
 import type { Builtin, Role } from './role.js';
+import { RESULT_SLOT, StreamProducer, collect, isAsyncIterable, type StreamWindow } from './streams.js';
 import { runWork, type Responder, type Work, type WorkHooks } from './work.js';
 
 export interface DispatcherSettings {
@@ -35,6 +37,11 @@ export interface DispatcherHost {
   serving(): boolean;
   /** Encodes and sends one message; returns the error when it could not be encoded, else undefined. */
   send(connection: Connection, framing: Framing, type: MessageTypeCode, id: MessageId, body: unknown, what: string): Error | undefined;
+  /** The same, for a stream's items: returns the message's size in bytes, or why it was not sent. */
+  sendSized(connection: Connection, framing: Framing, type: MessageTypeCode, id: MessageId, body: unknown, what: string): number | Error;
+  /** The encoded size of a value, in bytes (to bound a stream gathered into one list). */
+  sizeOf(value: unknown, framing: Framing): number;
+  readonly maxMessageBytes: number;
   /** Whether `connection`, as of `epoch`, is still the one its routing id reaches. */
   stillThere(connection: Connection, epoch: number): boolean;
   /** Aborts when the peer stops: what incoming interceptors see as the call's signal. */
@@ -52,18 +59,15 @@ export class Dispatcher {
   #builtins: Readonly<Record<string, Builtin>> | undefined;
   #running = 0;
   readonly #runningBy = new Map<string, number>();
+  /** Calls that may still be cancelled (compact framing, an answer wanted), by connection key and id. */
+  readonly #cancellable = new Map<string, CallResponder>();
   #drained: (() => void) | undefined;
 
   constructor(settings: DispatcherSettings, host: DispatcherHost) {
     this.#settings = settings;
     this.#host = host;
     this.#hooks = {
-      running: (work) => {
-        this.#running++;
-        const key = work.connectionKey;
-        this.#runningBy.set(key, (this.#runningBy.get(key) ?? 0) + 1);
-        return () => this.#handlerDone(key);
-      },
+      running: (work) => this.#runningFor(work.connectionKey),
       rawReplyTimeoutMs: settings.rawReplyTimeoutMs,
       logFailure: (name, error) =>
         settings.logger.error(`one-way "${name}" failed`, { peer: settings.peerId, name, error: error instanceof Error ? error.stack : String(error) }),
@@ -89,6 +93,13 @@ export class Dispatcher {
         resolve();
       };
     });
+  }
+
+  /** Counts a handler (or a stream's producer) running for a connection; call what it returns when it ends. */
+  #runningFor(key: string): () => void {
+    this.#running++;
+    this.#runningBy.set(key, (this.#runningBy.get(key) ?? 0) + 1);
+    return () => this.#handlerDone(key);
   }
 
   #handlerDone(key: string): void {
@@ -118,7 +129,19 @@ export class Dispatcher {
       else this.#host.warn(connection, 'one-way work from an unauthenticated peer dropped');
       return;
     }
-    const responder = oneWay ? this.#oneWayResponder(connection, body.name) : new CallResponder(this, connection, connection.epoch, framing, id, body.name);
+    const scope = new CallScope(this.#host.stopping, body.timeoutMs === undefined ? undefined : Date.now() + body.timeoutMs);
+    let responder: Responder;
+    if (oneWay) {
+      responder = this.#oneWayResponder(connection, body.name);
+    } else {
+      const answer = new CallResponder(this, connection, connection.epoch, framing, id, body.name, scope);
+      answer.window = framing === 'compact' ? body.stream : undefined;
+      if (framing === 'compact' && typeof id === 'number') {
+        answer.key = cancelKey(connection, id);
+        this.#cancellable.set(answer.key, answer);
+      }
+      responder = answer;
+    }
     if (!this.#host.serving()) {
       responder.fail(new ServiceClosedError(`peer "${this.#settings.peerId}" is stopping`));
       return;
@@ -131,7 +154,7 @@ export class Dispatcher {
     }
     const work: Work = {
       name: body.name, args: body.args, kwargs: body.kwargs, metadata: body.metadata, identity, address: connection.address,
-      connectionKey: connection.key, signal: this.#host.stopping, responder,
+      connectionKey: connection.key, scope, responder,
     };
     if (work.name.startsWith(RESERVED_PREFIX)) {
       this.#runBuiltin(connection, work);
@@ -154,8 +177,8 @@ export class Dispatcher {
       args: work.args,
       direction: 'incoming',
       identity: work.identity,
-      deadline: undefined,
-      signal: this.#host.stopping,
+      deadline: work.scope.deadline,
+      signal: work.scope.signal,
       metadata: { ...work.metadata },
     };
     const last = (c: InterceptedCall): Promise<unknown> => new Promise((resolve, reject) => {
@@ -179,6 +202,96 @@ export class Dispatcher {
       outcome = Promise.reject(error);
     }
     outcome.then((value) => work.responder.ok(value), (error: unknown) => work.responder.fail(error));
+  }
+
+  /**
+   * The caller cancelled its call `id` (CANCEL): the handler's signal aborts, and whatever it still
+   * answers is dropped. Work not started yet never starts. An unknown id (answered already) is ignored.
+   */
+  cancel(connection: Connection, id: MessageId, reason: string): void {
+    if (typeof id !== 'number') return;
+    const answer = this.#cancellable.get(cancelKey(connection, id));
+    if (!answer) return;
+    this.#cancellable.delete(answer.key!);
+    answer.sent = true; // nobody waits for the answer any more
+    answer.producer?.stop(); // the caller stopped reading: no end to send
+    answer.scope.abort(new CancelledError(`the caller cancelled "${answer.name}"${reason ? `: ${reason}` : ''}`));
+  }
+
+  /** The caller of `id` consumed items of its stream: its producer may send more. */
+  credit(connection: Connection, id: MessageId, items: number, bytes: number): void {
+    if (typeof id !== 'number') return;
+    this.#cancellable.get(cancelKey(connection, id))?.producer?.credit(items, bytes);
+  }
+
+  /** `connection` is gone: its work is abandoned (signals abort) and its streams end. */
+  connectionLost(connection: Connection): void {
+    const prefix = `${connection.key}\0`;
+    for (const [key, answer] of this.#cancellable) {
+      if (!key.startsWith(prefix)) continue;
+      this.#cancellable.delete(key);
+      answer.sent = true;
+      const error = new PeerNotConnectedError(`"${connection.identity ?? connection.address}" went away during "${answer.name}"`);
+      answer.producer?.stop();
+      answer.scope.abort(error);
+    }
+  }
+
+  /**
+   * A handler returned an AsyncIterable: stream it to a caller that asked for a stream, or gather
+   * it into one list (bounded by maxMessageBytes) for one that did not (pseud, `peer.call`).
+   */
+  streamResult(answer: CallResponder, iterable: AsyncIterable<unknown>): void {
+    const { window } = answer;
+    if (!window || typeof answer.id !== 'number') {
+      const limit = this.#host.maxMessageBytes;
+      collect(iterable, limit, (value) => this.#host.sizeOf(value, answer.framing),
+        (bytes) => new MessageTooLargeError(`the stream "${answer.name}" gathered into one list is over ${bytes} bytes, over maxMessageBytes (${limit}): call it as a stream (peer.stream)`))
+        .then((items) => answer.ok(items), (error: unknown) => answer.fail(error));
+      return;
+    }
+    this.#startProducer(answer, iterable, window);
+  }
+
+  #startProducer(answer: CallResponder, iterable: AsyncIterable<unknown>, window: StreamWindow): void {
+    const { connection, framing, id, name, scope } = answer;
+    const done = this.#runningFor(connection.key);
+    let producer: StreamProducer;
+    try {
+      producer = new StreamProducer(iterable, window, {
+        item: (value) => {
+          if (!this.#host.stillThere(connection, answer.epoch)) return new PeerNotConnectedError(`the caller of "${name}" went away`);
+          return this.#host.sendSized(connection, framing, MessageType.STREAM_ITEM, id, [RESULT_SLOT, value], `an item of "${name}"`);
+        },
+        end: (error) => {
+          if (error !== undefined) this.#logFailure(connection, name, error);
+          if (!answer.sent && this.#host.stillThere(connection, answer.epoch)) {
+            const body = error === undefined ? null : errorToWire(error, this.#settings.sendStacks, framing);
+            this.#host.send(connection, framing, MessageType.STREAM_END, id, [RESULT_SLOT, body], `the end of "${name}"`);
+          }
+        },
+        finished: () => {
+          answer.sent = true;
+          this.settled(answer);
+          done();
+        },
+        returnFailed: (error) => this.#host.warn(connection, `stopping the stream "${name}" failed: ${(error as Error)?.message ?? String(error)}`),
+      });
+    } catch (error) {
+      done();
+      answer.fail(error); // [Symbol.asyncIterator]() threw
+      return;
+    }
+    answer.producer = producer;
+    // A deadline passing or this peer stopping ends the stream for both sides; a cancel (above) stops it quietly.
+    scope.signal.addEventListener('abort', () => producer.stop(scope.signal.reason), { once: true });
+    producer.start();
+  }
+
+  /** An answer goes out (or was dropped): the call can no longer be cancelled. */
+  settled(answer: CallResponder): void {
+    if (answer.key !== undefined) this.#cancellable.delete(answer.key);
+    answer.scope.end();
   }
 
   /** The registration `identity` gets for `name`, predicates applied. */
@@ -264,9 +377,19 @@ export class Dispatcher {
   }
 }
 
+function cancelKey(connection: Connection, id: number): string {
+  return `${connection.key}\0${id}`;
+}
+
 /** The answer of a normal call: OK or ERROR, once, in the framing the call came in. */
 class CallResponder implements Responder {
   sent = false;
+  /** Its key among the cancellable calls, when it is one. */
+  key: string | undefined;
+  /** The caller takes a streamed result, with this window (compact framing). */
+  window: StreamWindow | undefined;
+  /** The producer of a streamed result, once the handler returned one. */
+  producer: StreamProducer | undefined;
 
   constructor(
     readonly dispatcher: Dispatcher,
@@ -275,17 +398,24 @@ class CallResponder implements Responder {
     readonly framing: Framing,
     readonly id: MessageId,
     readonly name: string,
+    readonly scope: CallScope,
   ) {}
 
   ok(value: unknown): void {
-    if (this.sent) return;
+    if (this.sent || this.producer) return;
+    if (isAsyncIterable(value)) {
+      this.dispatcher.streamResult(this, value);
+      return;
+    }
     this.sent = true;
+    this.dispatcher.settled(this);
     this.dispatcher.answerOk(this, value);
   }
 
   fail(error: unknown): void {
-    if (this.sent) return;
+    if (this.sent || this.producer) return;
     this.sent = true;
+    this.dispatcher.settled(this);
     this.dispatcher.answerError(this, error);
   }
 }

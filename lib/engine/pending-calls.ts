@@ -10,6 +10,7 @@
 import type { ErrorTable } from '../errors.js';
 import type { OutgoingHooks } from '../transport/outbox.js';
 import type { MessageId } from '../wire/messages.js';
+import type { CallStream, StreamWindow } from './streams.js';
 
 /** What the table asks of its owner (the engine). */
 export interface PendingCallsOwner {
@@ -17,6 +18,8 @@ export interface PendingCallsOwner {
   expire(call: PendingCall): void;
   /** A call could not be handed to ZeroMQ. */
   sendFailed(call: PendingCall, error: Error): void;
+  /** The caller's signal aborted: reject the call (CancelledError) and tell the other side. */
+  cancelled(call: PendingCall, reason: unknown): void;
 }
 
 /** One call in flight (or waiting for its connection). It is its own outbox hooks. */
@@ -29,6 +32,12 @@ export class PendingCall implements OutgoingHooks {
   retried = false;
   settled = false;
   readonly deadline: number;
+  /** A streaming call: its items go to this consumer; the call settles when the stream ends. */
+  stream: CallStream<unknown> | undefined;
+  /** The window the stream's consumer grants (sent with the WORK). */
+  streamWindow: StreamWindow | undefined;
+  /** The time left the WORK says (a stream without a deadline says none). */
+  wireTimeoutMs: number | undefined;
   #resolve: (value: unknown) => void = noop;
   #reject: (error: Error) => void = noop;
   #signal: AbortSignal | undefined;
@@ -61,7 +70,9 @@ export class PendingCall implements OutgoingHooks {
     this.#reject = reject;
     if (signal) {
       this.#signal = signal;
-      this.#onAbort = () => this.table.reject(this.id, signal.reason as Error);
+      this.#onAbort = () => {
+        if (!this.settled) this.table.owner.cancelled(this, signal.reason);
+      };
       signal.addEventListener('abort', this.#onAbort, { once: true });
     }
   }

@@ -14,7 +14,7 @@ import type { Registry } from '../registry.js';
 import { Outbox } from '../transport/outbox.js';
 import { RouterSocket, isUnreachable } from '../transport/router-socket.js';
 import type { Codec } from '../wire/codec.js';
-import { decodeFrames, encodeMessage, encodeWithin, type FramingContext, type Inbound } from '../wire/framing.js';
+import { decodeFrames, encodeMessage, encodeWithin, payloadBytes, type FramingContext, type Inbound } from '../wire/framing.js';
 import { MessageIds } from '../wire/message-ids.js';
 import { MESSAGES, MessageType, PROBE, isOneWayId, typeName, workBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import { Caller } from './caller.js';
@@ -24,6 +24,7 @@ import type { InterceptorChains } from './interceptors.js';
 import { Liveness } from './liveness.js';
 import { RateLimiter, type RateLimit } from './rate-limit.js';
 import type { Role } from './role.js';
+import { RESULT_SLOT, type StreamWindow } from './streams.js';
 
 /** Everything a session is made from, validated (see options.ts). */
 export interface SessionConfig {
@@ -52,6 +53,8 @@ export interface SessionConfig {
   readonly excludeLogExceptions: readonly ErrorClass[];
   readonly sendStacks: boolean;
   readonly callSites: boolean;
+  /** The window this peer grants the producers of the streams it consumes. */
+  readonly streamWindow: StreamWindow;
   readonly context: zmq.Context | undefined;
   readonly interceptors: InterceptorChains;
 }
@@ -88,7 +91,7 @@ export class Session {
     this.#framing = { codec: config.codec, ids: new MessageIds(), maxMessageBytes: config.maxMessageBytes };
     this.#outbox = new Outbox(this.socket, { messages: config.maxSendQueue, bytes: config.maxSendQueueBytes, totalBytes: config.maxSendQueueTotalBytes });
     this.caller = new Caller(
-      { peerId, timeoutMs: config.timeoutMs, maxPendingCalls: config.maxPendingCalls, errorTable: config.errorTable, outgoing: config.interceptors.outgoing, logger, callSites: config.callSites },
+      { peerId, timeoutMs: config.timeoutMs, maxPendingCalls: config.maxPendingCalls, errorTable: config.errorTable, outgoing: config.interceptors.outgoing, logger, callSites: config.callSites, streamWindow: config.streamWindow },
       this.#framing, this.#outbox, this.connections,
     );
     this.dispatcher = new Dispatcher(
@@ -100,6 +103,9 @@ export class Session {
       {
         serving: () => this.#state === 'started',
         send: (connection, framing, type, id, body, what) => this.#sendChecked(connection, framing, type, id, body, what),
+        sendSized: (connection, framing, type, id, body, what) => this.#sendSized(connection, framing, type, id, body, what),
+        sizeOf: (value, framing) => config.codec.encode(value, framing === 'v1' ? 'plain' : 'rich').length,
+        maxMessageBytes: config.maxMessageBytes,
         stillThere: (connection, epoch) => this.#stillThere(connection, epoch),
         stopping: this.#stopping.signal,
         context: (connection) => this.context(connection),
@@ -120,6 +126,8 @@ export class Session {
     }
     this.caller.role = this.#role;
     this.dispatcher.role = this.#role;
+    // The calls of a connection that is gone fail; the work it sent (and its streams) ends too.
+    this.caller.onLost = (connection) => this.dispatcher.connectionLost(connection);
   }
 
   get state(): State {
@@ -221,6 +229,18 @@ export class Session {
     return undefined;
   }
 
+  /** Sends one message of a stream; returns its size in bytes, or why it could not be sent. */
+  #sendSized(connection: Connection, framing: Framing, type: MessageTypeCode, id: MessageId, body: unknown, what: string): number | Error {
+    let frames: Buffer[];
+    try {
+      frames = encodeWithin(this.#framing, framing, connection.routingId, type, id, body, what);
+    } catch (error) {
+      return error instanceof EncodingError ? new EncodingError(`${what} cannot be sent: ${error.message}`) : (error as Error);
+    }
+    this.#hand(connection, frames);
+    return payloadBytes(frames);
+  }
+
   /** Hands frames to the outbox; a failure is logged (answers have nobody else to tell). */
   #hand(connection: Connection, frames: Buffer[]): void {
     connection.sendHooks ??= {
@@ -312,7 +332,7 @@ export class Session {
         this.#onMalformed(inbound);
         return;
       case 'message':
-        this.#onMessage(inbound.message);
+        this.#onMessage(inbound.message, frames);
     }
   }
 
@@ -400,7 +420,7 @@ export class Session {
     }
   }
 
-  #onMessage(message: Message): void {
+  #onMessage(message: Message, frames: Buffer[]): void {
     const connection = this.#role.connectionFor(message.routingId);
     if (!connection) {
       this.peerWarning(routingKey(message.routingId), 'message from an unknown peer dropped', { peer: this.config.id, routingId: describeRoutingId(message.routingId), type: typeName(message.type) });
@@ -432,6 +452,19 @@ export class Session {
       case MessageType.GOODBYE:
         this.config.logger.debug('the peer says goodbye', this.context(connection));
         this.#role.lost(connection, 'goodbye');
+        return;
+      case MessageType.CANCEL:
+        this.dispatcher.cancel(connection, message.id, message.body);
+        return;
+      // A stream's result flows to the caller; its credit flows back to the producer.
+      case MessageType.STREAM_ITEM:
+        if (message.body.slot === RESULT_SLOT) this.caller.streamItem(connection, message.id, message.body.value, payloadBytes(frames));
+        return;
+      case MessageType.STREAM_END:
+        if (message.body.slot === RESULT_SLOT) this.caller.streamEnd(connection, message.id, message.body);
+        return;
+      case MessageType.STREAM_CREDIT:
+        if (message.body.slot === RESULT_SLOT) this.dispatcher.credit(connection, message.id, message.body.items, message.body.bytes);
     }
   }
 }

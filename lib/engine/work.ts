@@ -2,8 +2,9 @@
  * Running one unit of incoming work: arguments (keyword arguments, identity, validators), the
  * handler (plain, raw with a reply channel, or one-way), and the one answer it gets.
  */
-import { NackError, ParameterError, TimeoutError } from '../errors.js';
+import { CancelledError, NackError, ParameterError, TimeoutError } from '../errors.js';
 import type { Registration } from '../registry.js';
+import { callStorage, type CallScope } from './call-scope.js';
 
 /** Sends the one answer a unit of work gets; later attempts are ignored. */
 export interface Responder {
@@ -24,8 +25,8 @@ export interface Work {
   readonly connectionKey: string;
   /** Per-call metadata the caller sent (compact framing). */
   readonly metadata: Readonly<Record<string, string>> | undefined;
-  /** Aborts when the work is abandoned. */
-  readonly signal: AbortSignal;
+  /** The deadline the caller sent, and the signal that aborts on a cancel, the deadline or a stop. */
+  readonly scope: CallScope;
   readonly responder: Responder;
 }
 
@@ -44,13 +45,47 @@ export interface CallContext {
   readonly metadata: Readonly<Record<string, string>>;
   /** Where the call came from (the connection's routing id). */
   readonly address: string;
-  /** When the caller stops waiting, epoch ms; undefined when not known. */
+  /** When the caller stops waiting, epoch ms; undefined when not known (pseud callers, one-way calls). */
   readonly deadline: number | undefined;
-  /** Aborts when the work is abandoned. */
+  /**
+   * Aborts when the caller cancels (reason: CancelledError), the deadline passes (TimeoutError) or
+   * this peer stops (ServiceClosedError). Pass it on, `{ signal: ctx.signal }`, and a call made from
+   * the handler inherits both the cancel and the deadline.
+   */
   readonly signal: AbortSignal;
 }
 
 const NO_METADATA: Readonly<Record<string, string>> = Object.freeze({});
+
+/** The context of one running call; the signal is made only when asked for. */
+class Context implements CallContext {
+  readonly identity: string;
+  readonly method: string;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly address: string;
+  readonly #scope: CallScope;
+
+  constructor(work: Work) {
+    this.identity = work.identity;
+    this.method = work.name;
+    this.metadata = work.metadata ?? NO_METADATA;
+    this.address = work.address;
+    this.#scope = work.scope;
+  }
+
+  get deadline(): number | undefined {
+    return this.#scope.deadline;
+  }
+
+  get signal(): AbortSignal {
+    return this.#scope.signal;
+  }
+}
+
+/** Calls the handler inside its context, so that currentCall() finds it. */
+function callHandler(registration: Registration, context: CallContext, args: unknown[]): unknown {
+  return callStorage.run(context, registration.handler, ...args);
+}
 
 /** What the engine lends to a running handler. */
 export interface WorkHooks {
@@ -189,14 +224,20 @@ export function runWork(registration: Registration, work: Work, hooks: WorkHooks
     work.responder.fail(error);
     return;
   }
+  if (work.scope.aborted) {
+    // Cancelled (or stopping) before it started: it never starts.
+    work.responder.fail(new CancelledError(`"${work.name}" was cancelled before it started`));
+    return;
+  }
+  const context = new Context(work);
   if (registration.withContext) {
-    args.unshift({ identity: work.identity, method: work.name, metadata: work.metadata ?? NO_METADATA, address: work.address, deadline: undefined, signal: work.signal } satisfies CallContext);
+    args.unshift(context);
   } else if (registration.withIdentity) {
     args.unshift(work.identity);
   }
 
   if (registration.raw) {
-    runRaw(registration, work, args, hooks);
+    runRaw(registration, work, context, args, hooks);
     return;
   }
 
@@ -207,7 +248,7 @@ export function runWork(registration: Registration, work: Work, hooks: WorkHooks
   }
   let result: unknown;
   try {
-    result = registration.handler(...args);
+    result = callHandler(registration, context, args);
   } catch (error) {
     responder.fail(error);
     return;
@@ -244,7 +285,7 @@ function settleResult(registration: Registration, responder: Responder, value: u
  * A raw handler answers through its channel, whenever it likes; it counts as running until it
  * does, and if it has not by `rawReplyTimeoutMs`, its caller gets a TimeoutError.
  */
-function runRaw(registration: Registration, work: Work, args: unknown[], hooks: WorkHooks): void {
+function runRaw(registration: Registration, work: Work, context: CallContext, args: unknown[], hooks: WorkHooks): void {
   const done = hooks.running(work);
   let finished = false;
   const finish = (): void => {
@@ -273,7 +314,7 @@ function runRaw(registration: Registration, work: Work, args: unknown[], hooks: 
   timer.unref(); // a safety net, not a reason to keep a process alive
   const channel = new ReplyChannel(work.identity, work.address, tracked);
   try {
-    const result = registration.handler(channel, ...args);
+    const result = callHandler(registration, context, [channel, ...args]);
     if (isThenable(result)) {
       result.then(undefined, (error: unknown) => {
         if (!responder.sent) tracked.fail(error);

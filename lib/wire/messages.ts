@@ -21,6 +21,14 @@ export const MessageType = {
   ERROR: 0x10,
   /** Credentials refused, or work from a peer that has not authenticated: body a UTF-8 string. */
   UNAUTHORIZED: 0x11,
+  /** zeropeer only (compact framing): the caller gave up on its call `id`; body the reason, a UTF-8 string. */
+  CANCEL: 0x20,
+  /** zeropeer only: one item of a stream of call `id`; body `[slot, value]` (slot -1: the result). */
+  STREAM_ITEM: 0x21,
+  /** zeropeer only: the end of a stream of call `id`; body `[slot, error body or null]`. */
+  STREAM_END: 0x22,
+  /** zeropeer only: the consumer of a stream of call `id` consumed `[slot, items, bytes]`: send more. */
+  STREAM_CREDIT: 0x23,
 } as const;
 
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
@@ -37,6 +45,29 @@ export interface WorkBody {
   readonly kwargs: Record<string, unknown> | undefined;
   /** Per-call metadata (compact framing only): string keys and values. */
   readonly metadata: Readonly<Record<string, string>> | undefined;
+  /** How long the caller still waits, in ms, as it sent the call (compact framing only). */
+  readonly timeoutMs: number | undefined;
+  /** The caller takes a streamed result with this window (compact framing only). */
+  readonly stream: { readonly items: number; readonly bytes: number } | undefined;
+}
+
+/** A STREAM_ITEM body, checked. */
+export interface StreamItemBody {
+  readonly slot: number;
+  readonly value: unknown;
+}
+
+/** A STREAM_END body, checked: the error it ended with, if any. */
+export interface StreamEndBody {
+  readonly slot: number;
+  readonly error: ErrorBody | undefined;
+}
+
+/** A STREAM_CREDIT body, checked. */
+export interface StreamCreditBody {
+  readonly slot: number;
+  readonly items: number;
+  readonly bytes: number;
 }
 
 /** An ERROR body, checked: pseud's three fields, and in compact framing what else the error carried. */
@@ -69,7 +100,10 @@ export type Message =
   | (Envelope & { readonly type: typeof MessageType.ERROR; readonly body: ErrorBody })
   | (Envelope & { readonly type: typeof MessageType.HELLO; readonly body: HelloBody })
   | (Envelope & { readonly type: typeof MessageType.AUTHENTICATED | typeof MessageType.UNAUTHORIZED; readonly body: string })
-  | (Envelope & { readonly type: typeof MessageType.HEARTBEAT | typeof MessageType.GOODBYE; readonly body: string });
+  | (Envelope & { readonly type: typeof MessageType.HEARTBEAT | typeof MessageType.GOODBYE | typeof MessageType.CANCEL; readonly body: string })
+  | (Envelope & { readonly type: typeof MessageType.STREAM_ITEM; readonly body: StreamItemBody })
+  | (Envelope & { readonly type: typeof MessageType.STREAM_END; readonly body: StreamEndBody })
+  | (Envelope & { readonly type: typeof MessageType.STREAM_CREDIT; readonly body: StreamCreditBody });
 
 /** A body that failed its check, and why. */
 export class Invalid {
@@ -132,14 +166,24 @@ function readWork(body: unknown, framing: Framing): WorkBody | Invalid {
   const [name, args, kwargs, extras] = body as [unknown, unknown, unknown, unknown];
   if (typeof name !== 'string' || !Array.isArray(args) || (kwargs != null && !isPlainRecord(kwargs))) return new Invalid(shape);
   let metadata: Record<string, string> | undefined;
+  let timeoutMs: number | undefined;
+  let stream: WorkBody['stream'];
   if (extras != null) {
     if (!isPlainRecord(extras)) return new Invalid('WORK extras must be a map');
     const read = readMetadata(extras['m']);
     if (read instanceof Invalid) return read;
     metadata = read;
+    const left = extras['d'];
+    if (left != null && (typeof left !== 'number' || !Number.isFinite(left) || left < 0)) return new Invalid('a WORK deadline must be a number of ms >= 0');
+    timeoutMs = left ?? undefined;
+    const window = extras['s'];
+    if (window != null) {
+      if (!Array.isArray(window) || window.length !== 2 || !window.every(isCount)) return new Invalid('a WORK stream window must be [items, bytes], each a whole number >= 1');
+      stream = { items: window[0] as number, bytes: window[1] as number };
+    }
   }
   const named = kwargs as Record<string, unknown> | null | undefined;
-  return { name, args, kwargs: named && Object.keys(named).length > 0 ? named : undefined, metadata };
+  return { name, args, kwargs: named && Object.keys(named).length > 0 ? named : undefined, metadata, timeoutMs, stream };
 }
 
 function readError(body: unknown): ErrorBody | Invalid {
@@ -148,6 +192,33 @@ function readError(body: unknown): ErrorBody | Invalid {
     return new Invalid('an ERROR body must be [class name, message, stack]');
   }
   return { name: body[0], message: body[1], stack: (body[2] as string | null | undefined) ?? '', details: (body[3] as Record<string, unknown> | null | undefined) ?? undefined };
+}
+
+function isCount(value: unknown): boolean {
+  return typeof value === 'number' && Number.isSafeInteger(value) && value >= 1;
+}
+
+function isSlot(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= -1 && value < 256;
+}
+
+function readStreamItem(body: unknown): StreamItemBody | Invalid {
+  if (!Array.isArray(body) || body.length !== 2 || !isSlot(body[0])) return new Invalid('a STREAM_ITEM body must be [slot, value]');
+  return { slot: body[0], value: body[1] };
+}
+
+function readStreamEnd(body: unknown): StreamEndBody | Invalid {
+  if (!Array.isArray(body) || body.length !== 2 || !isSlot(body[0])) return new Invalid('a STREAM_END body must be [slot, error or null]');
+  if (body[1] == null) return { slot: body[0], error: undefined };
+  const error = readError(body[1]);
+  return error instanceof Invalid ? error : { slot: body[0], error };
+}
+
+function readStreamCredit(body: unknown): StreamCreditBody | Invalid {
+  if (!Array.isArray(body) || body.length !== 3 || !isSlot(body[0]) || !isCount(body[1]) || !(body[2] === 0 || isCount(body[2]))) {
+    return new Invalid('a STREAM_CREDIT body must be [slot, items, bytes]');
+  }
+  return { slot: body[0], items: body[1] as number, bytes: body[2] as number };
 }
 
 function readHello(body: unknown): HelloBody | Invalid {
@@ -172,6 +243,10 @@ const rows: MessageSpec[] = [
   { code: MessageType.GOODBYE, name: 'GOODBYE', v1Body: 'text', answer: true, compactOnly: true, maxBodyBytes: SMALL_BODY, read: readText },
   { code: MessageType.ERROR, name: 'ERROR', v1Body: 'msgpack', answer: true, compactOnly: false, maxBodyBytes: undefined, read: readError },
   { code: MessageType.UNAUTHORIZED, name: 'UNAUTHORIZED', v1Body: 'text', answer: true, compactOnly: false, maxBodyBytes: SMALL_BODY, read: readText },
+  { code: MessageType.CANCEL, name: 'CANCEL', v1Body: 'text', answer: true, compactOnly: true, maxBodyBytes: SMALL_BODY, read: readText },
+  { code: MessageType.STREAM_ITEM, name: 'STREAM_ITEM', v1Body: 'msgpack', answer: true, compactOnly: true, maxBodyBytes: undefined, read: readStreamItem },
+  { code: MessageType.STREAM_END, name: 'STREAM_END', v1Body: 'msgpack', answer: true, compactOnly: true, maxBodyBytes: undefined, read: readStreamEnd },
+  { code: MessageType.STREAM_CREDIT, name: 'STREAM_CREDIT', v1Body: 'msgpack', answer: true, compactOnly: true, maxBodyBytes: SMALL_BODY, read: readStreamCredit },
 ];
 
 /** The table, by code. */
@@ -202,10 +277,20 @@ export const COMPACT_CAPABILITY = 'zeropeer/1 compact';
  */
 export const PROBE = '_zeropeer.hello';
 
-/** The wire form of a WORK body: pseud v1 always has kwargs; compact drops what is empty. */
+/**
+ * The wire form of a WORK body: pseud v1 always has kwargs; compact drops what is empty, and
+ * carries metadata (`m`) and the time the caller still waits (`d`, ms: relative, so clocks need not agree).
+ */
 export function workBody(framing: Framing, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined,
-  metadata: Readonly<Record<string, string>> | undefined): unknown[] {
+  metadata: Readonly<Record<string, string>> | undefined, timeoutMs?: number, stream?: { readonly items: number; readonly bytes: number }): unknown[] {
   if (framing === 'v1') return [name, args, kwargs ?? {}];
+  if (stream) {
+    const extras: Record<string, unknown> = { s: [stream.items, stream.bytes] };
+    if (metadata) extras['m'] = metadata;
+    if (timeoutMs !== undefined) extras['d'] = timeoutMs;
+    return [name, args, kwargs ?? null, extras];
+  }
+  if (timeoutMs !== undefined) return [name, args, kwargs ?? null, metadata ? { m: metadata, d: timeoutMs } : { d: timeoutMs }];
   if (metadata) return [name, args, kwargs ?? null, { m: metadata }];
   return kwargs ? [name, args, kwargs] : [name, args];
 }

@@ -3,16 +3,19 @@
  * call below marked @ts-expect-error really is a type error (an unused marker fails the build)
  * and every other line type-checks. Run by test/typed-proxy.spec.ts.
  */
-import { Client, Server } from '../../lib/index.js';
+import { Client, Server, type CallStream } from '../../lib/index.js';
 
 interface ServerApi {
   string: { lower(s: string): string };
   add(a: number, b: number): number;
   fetchUser(id: number): Promise<{ id: number; name: string }>;
+  logs: { tail(n: number): AsyncGenerator<string> };
+  ids(): number[];
 }
 
 interface ClientApi {
   addition(a: number, b: number): number;
+  feed: { items(since: Date): AsyncIterable<{ at: Date; value: number }> };
 }
 
 export async function checks(): Promise<void> {
@@ -25,6 +28,20 @@ export async function checks(): Promise<void> {
   const pushed: number = await server.sendTo('alice').addition(2, 4);
   const explicit: number = await server.sendTo<{ twice(n: number): number }>('bob').twice(2);
   void [lower, sum, user, pushed, explicit];
+
+  // Streams: typed items, typed arguments.
+  const lines: CallStream<string> = client.stream.logs.tail(3);
+  for await (const line of lines) void line.toUpperCase();
+  const ids: CallStream<number> = client.stream.ids(); // a list answer streams its elements
+  const feed = server.streamTo('alice').feed.items(new Date());
+  for await (const item of feed) void item.at.getTime();
+  await feed.cancel('done');
+  void ids;
+  // @ts-expect-error: tail takes a number
+  client.stream.logs.tail('3');
+  // @ts-expect-error: the items are strings
+  const wrong: CallStream<number> = client.stream.logs.tail(3);
+  void wrong;
 
   // @ts-expect-error: no such method on the server
   await client.call.string.upper('abc');

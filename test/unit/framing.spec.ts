@@ -29,8 +29,11 @@ const SAMPLES: Record<number, { sent: (framing: Framing) => unknown; read: (fram
   },
   [MessageType.HELLO]: { sent: () => ['alice', 's3cret'], read: () => ({ login: 'alice', password: 's3cret' }) },
   [MessageType.WORK]: {
-    sent: (framing) => workBody(framing, 'string.lower', ['ABC', 2], { flag: true }, { trace: 'abc' }),
-    read: (framing) => ({ name: 'string.lower', args: ['ABC', 2], kwargs: { flag: true }, metadata: framing === 'compact' ? { trace: 'abc' } : undefined }),
+    sent: (framing) => workBody(framing, 'string.lower', ['ABC', 2], { flag: true }, { trace: 'abc' }, 1500),
+    read: (framing) => ({
+      name: 'string.lower', args: ['ABC', 2], kwargs: { flag: true },
+      metadata: framing === 'compact' ? { trace: 'abc' } : undefined, timeoutMs: framing === 'compact' ? 1500 : undefined, stream: undefined,
+    }),
   },
   [MessageType.AUTHENTICATED]: { sent: () => 'zeropeer/1 compact', read: () => 'zeropeer/1 compact' },
   [MessageType.HEARTBEAT]: { sent: () => '', read: () => '' },
@@ -40,6 +43,13 @@ const SAMPLES: Record<number, { sent: (framing: Framing) => unknown; read: (fram
     read: (framing) => ({ name: 'TypeError', message: 'bad', stack: 'at x', details: framing === 'compact' ? { fields: { code: 'E' } } : undefined }),
   },
   [MessageType.UNAUTHORIZED]: { sent: () => 'expired', read: () => 'expired' },
+  [MessageType.CANCEL]: { sent: () => 'user gave up', read: () => 'user gave up' },
+  [MessageType.STREAM_ITEM]: { sent: () => [-1, { line: 'x' }], read: () => ({ slot: -1, value: { line: 'x' } }) },
+  [MessageType.STREAM_END]: {
+    sent: () => [-1, ['RangeError', 'bad', '']],
+    read: () => ({ slot: -1, error: { name: 'RangeError', message: 'bad', stack: '', details: undefined } }),
+  },
+  [MessageType.STREAM_CREDIT]: { sent: () => [-1, 8, 8192], read: () => ({ slot: -1, items: 8, bytes: 8192 }) },
 };
 
 function expectMessage(inbound: Inbound): Extract<Inbound, { kind: 'message' }>['message'] {
@@ -240,6 +250,12 @@ describe('framing: encodeMessage / decodeFrames', () => {
       ['WORK, extras not a map', MessageType.WORK, ['f', [], null, 7], /WORK extras must be a map/],
       ['WORK, metadata a list', MessageType.WORK, ['f', [], null, { m: ['a'] }], /metadata must be a map of strings/],
       ['WORK, a metadata value not a string', MessageType.WORK, ['f', [], null, { m: { n: 1 } }], /metadata values must be strings/],
+      ['STREAM_ITEM, no slot', MessageType.STREAM_ITEM, ['x'], /STREAM_ITEM body must be \[slot, value\]/],
+      ['STREAM_END, a bad error', MessageType.STREAM_END, [-1, 'x'], /an ERROR body must be/],
+      ['STREAM_CREDIT, zero items', MessageType.STREAM_CREDIT, [-1, 0, 10], /STREAM_CREDIT body must be/],
+      ['WORK, a stream window of zero', MessageType.WORK, ['f', [], null, { s: [0, 10] }], /stream window must be/],
+      ['WORK, a negative deadline', MessageType.WORK, ['f', [], null, { d: -1 }], /deadline must be a number of ms >= 0/],
+      ['WORK, a deadline not a number', MessageType.WORK, ['f', [], null, { d: '5' }], /deadline must be a number of ms >= 0/],
       ['WORK, five elements', MessageType.WORK, ['f', [], null, {}, 1], /a WORK body must be/],
       ['ERROR, a number for the message', MessageType.ERROR, ['E', 1, ''], /an ERROR body must be \[class name, message, stack\]/],
       ['ERROR, one element', MessageType.ERROR, ['E'], /an ERROR body must be/],

@@ -40,18 +40,18 @@ describe('message table (MESSAGES)', () => {
 
   it('answer: every type but WORK and HELLO is an answer or a notice (never answered with an ERROR)', () => {
     const answers = rows().filter((row) => row.answer).map((row) => row.name).sort();
-    expect(answers).to.deep.equal(['AUTHENTICATED', 'ERROR', 'GOODBYE', 'HEARTBEAT', 'OK', 'UNAUTHORIZED']);
+    expect(answers).to.deep.equal(['AUTHENTICATED', 'CANCEL', 'ERROR', 'GOODBYE', 'HEARTBEAT', 'OK', 'STREAM_CREDIT', 'STREAM_END', 'STREAM_ITEM', 'UNAUTHORIZED']);
     expect(MESSAGES.get(MessageType.WORK)!.answer).to.equal(false);
     expect(MESSAGES.get(MessageType.HELLO)!.answer).to.equal(false);
   });
 
-  it('compactOnly: GOODBYE alone (pseud does not know it)', () => {
-    expect(rows().filter((row) => row.compactOnly).map((row) => row.name)).to.deep.equal(['GOODBYE']);
+  it('compactOnly: GOODBYE, CANCEL and the stream messages (pseud does not know them)', () => {
+    expect(rows().filter((row) => row.compactOnly).map((row) => row.name)).to.deep.equal(['GOODBYE', 'CANCEL', 'STREAM_ITEM', 'STREAM_END', 'STREAM_CREDIT']);
   });
 
-  it('v1 bodies: MessagePack for OK, HELLO, WORK and ERROR; UTF-8 text for the others', () => {
+  it('v1 bodies: MessagePack for OK, HELLO, WORK, ERROR (and the compact-only stream messages); UTF-8 text for the others', () => {
     const packed = rows().filter((row) => row.v1Body === 'msgpack').map((row) => row.name).sort();
-    expect(packed).to.deep.equal(['ERROR', 'HELLO', 'OK', 'WORK']);
+    expect(packed).to.deep.equal(['ERROR', 'HELLO', 'OK', 'STREAM_CREDIT', 'STREAM_END', 'STREAM_ITEM', 'WORK']);
     for (const row of rows()) expect(row.v1Body).to.be.oneOf(['msgpack', 'text']);
   });
 
@@ -91,7 +91,7 @@ describe('message table (MESSAGES)', () => {
     });
 
     it('WORK: a compact body may carry a fourth element, v1 may not', () => {
-      expect(read(MessageType.WORK, ['f', [], null, { m: { a: 'b' } }], 'compact')).to.deep.equal({ name: 'f', args: [], kwargs: undefined, metadata: { a: 'b' } });
+      expect(read(MessageType.WORK, ['f', [], null, { m: { a: 'b' } }], 'compact')).to.deep.equal({ name: 'f', args: [], kwargs: undefined, metadata: { a: 'b' }, timeoutMs: undefined, stream: undefined });
       expect(read(MessageType.WORK, ['f', [], {}, { m: { a: 'b' } }], 'v1')).to.be.instanceOf(Invalid);
     });
 
@@ -104,8 +104,8 @@ describe('message table (MESSAGES)', () => {
     });
 
     it('WORK: empty kwargs read as none', () => {
-      expect(read(MessageType.WORK, ['f', [1], {}], 'v1')).to.deep.equal({ name: 'f', args: [1], kwargs: undefined, metadata: undefined });
-      expect(read(MessageType.WORK, ['f', [1], { k: 2 }], 'v1')).to.deep.equal({ name: 'f', args: [1], kwargs: { k: 2 }, metadata: undefined });
+      expect(read(MessageType.WORK, ['f', [1], {}], 'v1')).to.deep.equal({ name: 'f', args: [1], kwargs: undefined, metadata: undefined, timeoutMs: undefined, stream: undefined });
+      expect(read(MessageType.WORK, ['f', [1], { k: 2 }], 'v1')).to.deep.equal({ name: 'f', args: [1], kwargs: { k: 2 }, metadata: undefined, timeoutMs: undefined, stream: undefined });
     });
   });
 
@@ -123,11 +123,19 @@ describe('message table (MESSAGES)', () => {
       expect(workBody('compact', 'f', [1], { k: 1 }, { trace: 'x' })).to.deep.equal(['f', [1], { k: 1 }, { m: { trace: 'x' } }]);
     });
 
+    it('compact carries the time the caller still waits as d (ms); v1 never does', () => {
+      expect(workBody('compact', 'f', [1], undefined, undefined, 250)).to.deep.equal(['f', [1], null, { d: 250 }]);
+      expect(workBody('compact', 'f', [1], undefined, { trace: 'x' }, 250)).to.deep.equal(['f', [1], null, { m: { trace: 'x' }, d: 250 }]);
+      expect(workBody('v1', 'f', [1], undefined, undefined, 250)).to.deep.equal(['f', [1], {}]);
+      const read = MESSAGES.get(MessageType.WORK)!.read(workBody('compact', 'f', [], undefined, undefined, 250), 'compact');
+      expect((read as { timeoutMs: number }).timeoutMs).to.equal(250);
+    });
+
     it('what workBody writes, the WORK row reads back, in both framings', () => {
       const work = MESSAGES.get(MessageType.WORK)!;
       for (const framing of ['v1', 'compact'] as const) {
         const body = work.read(workBody(framing, 'a.b', [1, 'x'], { k: true }, { trace: 't' }), framing);
-        expect(body, framing).to.deep.equal({ name: 'a.b', args: [1, 'x'], kwargs: { k: true }, metadata: framing === 'compact' ? { trace: 't' } : undefined });
+        expect(body, framing).to.deep.equal({ name: 'a.b', args: [1, 'x'], kwargs: { k: true }, metadata: framing === 'compact' ? { trace: 't' } : undefined, timeoutMs: undefined, stream: undefined });
       }
     });
   });

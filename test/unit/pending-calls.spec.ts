@@ -66,6 +66,9 @@ function makeTable(limit = 100): { table: PendingCalls; expired: string[]; sendF
       sendFailures.push([call.name, error]);
       table.reject(call.id, error);
     },
+    cancelled(call, reason) {
+      table.reject(call.id, reason as Error);
+    },
   };
   table = new PendingCalls(limit, owner);
   return { table, expired, sendFailures };
@@ -264,7 +267,7 @@ describe('PendingCalls', () => {
     expect(sendFailures.map(([name]) => name)).to.deep.equal(['a']);
   });
 
-  it('an abort signal rejects the call with its reason and the call leaves; later settling changes nothing', async () => {
+  it('an abort signal asks the owner to cancel the call (here: rejects with its reason) and the call leaves; later settling changes nothing', async () => {
     const { table, expired } = makeTable();
     const controller = new AbortController();
     const { call, outcome } = addCall(table, 'a', 100, { signal: controller.signal });
@@ -298,6 +301,7 @@ describe('PendingCalls', () => {
         if (other) table.reject(other.id, new Error('collateral'));
       },
       sendFailed() {},
+      cancelled() {},
     });
     addCall(table, 'a', 100);
     other = addCall(table, 'b', 100).call;

@@ -1,0 +1,124 @@
+/**
+ * The life of one incoming call as its handler sees it: the deadline the caller sent, and a signal
+ * that aborts when the caller cancels, the deadline passes or the peer stops. `currentCall()`
+ * finds the running call's context anywhere in the handler's async flow (AsyncLocalStorage).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { TimeoutError } from '../errors.js';
+import type { CallContext } from './work.js';
+
+/** The deadline (epoch ms) a signal given by zeropeer stands for: a call made with it inherits it. */
+const deadlines = new WeakMap<AbortSignal, number>();
+
+/**
+ * The deadline (epoch ms) a signal stands for, when zeropeer made it (a handler's `ctx.signal`);
+ * undefined for any other signal. A call given `{ signal: ctx.signal }` waits no longer than this.
+ */
+export function deadlineOf(signal: AbortSignal): number | undefined {
+  return deadlines.get(signal);
+}
+
+/**
+ * The scopes whose signal exists, per stopping signal: one listener per peer aborts them all when
+ * it stops (a listener per call would cost more than the rest of the signal).
+ */
+const armed = new WeakMap<AbortSignal, Set<CallScope>>();
+
+function armedOn(stopping: AbortSignal): Set<CallScope> {
+  let scopes = armed.get(stopping);
+  if (!scopes) {
+    const set = (scopes = new Set<CallScope>());
+    armed.set(stopping, set);
+    stopping.addEventListener('abort', () => {
+      for (const scope of [...set]) scope.abort(stopping.reason as Error);
+    }, { once: true });
+  }
+  return scopes;
+}
+
+/**
+ * The signal and deadline of one unit of work. The AbortController (and the deadline's timer) are
+ * made only when the handler asks for the signal: most handlers never do, and a call costs less.
+ */
+export class CallScope {
+  readonly #stopping: AbortSignal;
+  #controller: AbortController | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #reason: Error | undefined;
+  #ended = false;
+  #armed: Set<CallScope> | undefined;
+
+  /**
+   * @param stopping aborts when the peer stops
+   * @param deadline when the caller stops waiting, epoch ms, if it said
+   */
+  constructor(stopping: AbortSignal, readonly deadline: number | undefined) {
+    this.#stopping = stopping;
+  }
+
+  /** Aborts when the caller cancels, the deadline passes, or the peer stops. */
+  get signal(): AbortSignal {
+    if (this.#controller) return this.#controller.signal;
+    const controller = (this.#controller = new AbortController());
+    if (this.deadline !== undefined) deadlines.set(controller.signal, this.deadline);
+    if (this.#reason) {
+      controller.abort(this.#reason);
+    } else if (this.#stopping.aborted) {
+      controller.abort(this.#stopping.reason);
+    } else if (this.deadline !== undefined && this.deadline <= Date.now()) {
+      this.abort(this.#deadlinePassed());
+    } else if (!this.#ended) {
+      this.#armed = armedOn(this.#stopping);
+      this.#armed.add(this);
+      if (this.deadline !== undefined) {
+        this.#timer = setTimeout(() => this.abort(this.#deadlinePassed()), this.deadline - Date.now());
+        this.#timer.unref(); // the caller's deadline, not a reason to keep a process alive
+      }
+    }
+    return controller.signal;
+  }
+
+  /** Whether the work was cancelled (or the peer stops): work not started yet should not start. */
+  get aborted(): boolean {
+    return this.#reason !== undefined || this.#stopping.aborted;
+  }
+
+  /** Aborts the signal with `reason` (the first reason wins). */
+  abort(reason: Error): void {
+    if (this.#reason) return;
+    this.#reason = reason;
+    this.#release();
+    this.#controller?.abort(reason);
+  }
+
+  /** The work answered (or its stream ended): its timer and listener go; the signal no longer aborts. */
+  end(): void {
+    this.#ended = true;
+    this.#release();
+  }
+
+  #release(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armed?.delete(this);
+    this.#armed = undefined;
+  }
+
+  #deadlinePassed(): TimeoutError {
+    return new TimeoutError(`the caller's deadline passed (${new Date(this.deadline!).toISOString()})`);
+  }
+}
+
+/** The context of the handler running in this async flow. */
+export const callStorage = new AsyncLocalStorage<CallContext>();
+
+/**
+ * The context of the call whose handler is running (anywhere in its async flow: awaited functions,
+ * timers, promises it made), or undefined outside a handler.
+ *
+ * @example
+ * server.registerRpc('jobs.run', async () => { await db.query(sql, { signal: currentCall()?.signal }); });
+ */
+export function currentCall(): CallContext | undefined {
+  return callStorage.getStore();
+}

@@ -1,0 +1,92 @@
+import { expect } from 'chai';
+import { TimeoutError, type CallContext } from '../lib/index.js';
+import { DIRECTIONS, connectedPair } from './directions.js';
+import { cleanup, rejection, startClient, startServer, until } from './helpers.js';
+
+describe('deadlines that travel', () => {
+  afterEach(cleanup);
+
+  for (const direction of DIRECTIONS) {
+    describe(direction, () => {
+      it('the deadline reached inside a handler aborts its ctx.signal with TimeoutError', async () => {
+        const { callee, invoke } = await connectedPair(direction);
+        let reason: unknown;
+        let deadline: number | undefined;
+        callee.registerRpc('slow', (ctx: CallContext) => {
+          deadline = ctx.deadline;
+          // Stops at the signal, with its reason (the caller's own timer may fire a moment later).
+          return new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => {
+            reason = ctx.signal.reason;
+            reject(reason as Error);
+          }, { once: true }));
+        }, { withContext: true });
+        const error = await rejection(invoke('slow', [], { timeoutMs: 150 }));
+        expect(error).to.be.instanceOf(TimeoutError);
+        await until(() => reason !== undefined);
+        expect(reason).to.be.instanceOf(TimeoutError);
+        expect((reason as Error).message).to.include('deadline');
+        expect(Date.now()).to.be.at.least(deadline!);
+      });
+    });
+  }
+
+  it('a call made with { signal: ctx.signal } inherits the deadline: A -> B -> C never outlives A', async () => {
+    const c = await startServer({}, 'tcp', 'c');
+    let cDeadline: number | undefined;
+    let cReason: unknown;
+    c.registerRpc('deep', (ctx: CallContext) => {
+      cDeadline = ctx.deadline;
+      return new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => {
+        cReason = ctx.signal.reason;
+        reject(cReason as Error);
+      }, { once: true }));
+    }, { withContext: true });
+    // B's own client of C would wait 10 s; inheriting A's deadline, it waits no longer than A.
+    const bToC = await startClient(c, { userId: 'b', timeoutMs: 10_000 });
+    const b = await startServer({ timeoutMs: 10_000 }, 'tcp', 'b');
+    let bError: Error | undefined;
+    let bDeadline: number | undefined;
+    b.registerRpc('middle', async (ctx: CallContext) => {
+      bDeadline = ctx.deadline;
+      try {
+        return await bToC.invoke('deep', [], { signal: ctx.signal });
+      } catch (error) {
+        bError = error as Error;
+        throw error;
+      }
+    }, { withContext: true });
+    const a = await startClient(b, { userId: 'a' });
+    const made = Date.now();
+    const error = await rejection(a.invoke('middle', [], { timeoutMs: 300 }));
+    expect(error).to.be.instanceOf(TimeoutError);
+    await until(() => cReason !== undefined && bError !== undefined);
+    expect(bDeadline!).to.be.at.most(made + 300 + 1000); // plus transit (time left travels, see below)
+    // The wire carries time left, not a clock reading (clocks need not agree): each hop's deadline
+    // is later by that hop's transit time, a few ms on loopback, and never the 10 s B would wait.
+    expect(cDeadline!).to.be.at.most(bDeadline! + 1000);
+    // C's own deadline, or B's CANCEL at B's deadline: whichever comes first.
+    expect((cReason as Error).name).to.be.oneOf(['TimeoutError', 'CancelledError']);
+    expect(bError).to.be.instanceOf(TimeoutError); // B's call to C ended at the inherited deadline, not after 10 s
+    expect(bToC.stats().pendingCalls).to.equal(0);
+  });
+
+  it('a call from a handler whose deadline already passed is not sent', async () => {
+    const server = await startServer();
+    const client = await startClient(server);
+    let sent = 0;
+    server.registerRpc('target', () => ++sent);
+    // The handler waits out its own deadline, then tries to call: refused at once.
+    let inner: Promise<Error> | undefined;
+    server.registerRpc('probe', (ctx: CallContext) => {
+      inner = new Promise((resolve) => ctx.signal.addEventListener('abort', () => {
+        resolve(rejection(client.invoke('target', [], { signal: ctx.signal })));
+      }, { once: true }));
+      return inner;
+    }, { withContext: true });
+    await rejection(client.invoke('probe', [], { timeoutMs: 100 }));
+    await until(() => inner !== undefined);
+    const error = await inner!;
+    expect(error).to.be.instanceOf(TimeoutError);
+    expect(sent).to.equal(0);
+  });
+});
