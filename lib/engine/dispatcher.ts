@@ -2,6 +2,7 @@
  * Incoming work: identity -> lookup (predicates applied) -> interceptors -> handler -> one answer,
  * in the framing the call came in, only to the connection that asked.
  */
+import { PeerCounters } from './counters.js';
 import { BusyError, ServiceClosedError, ServiceNotFoundError, errorToWire, type ErrorClass } from '../errors.js';
 import type { LogContext, Logger } from '../logger.js';
 import { domainAllows, type Predicate } from '../predicates.js';
@@ -27,6 +28,7 @@ export interface DispatcherSettings {
   readonly maxRunningPerConnection: number;
   /** Most handlers running at once in all; past it, work is refused with BusyError. */
   readonly maxRunning: number;
+  readonly counters: PeerCounters;
 }
 
 /** What the dispatcher needs of the session it serves. */
@@ -113,6 +115,7 @@ export class Dispatcher {
       else this.#host.warn(connection, 'one-way work from an unauthenticated peer dropped');
       return;
     }
+    this.#settings.counters.callsIn++;
     const responder = oneWay ? this.#oneWayResponder(connection, body.name) : new CallResponder(this, connection, connection.epoch, framing, id, body.name);
     if (!this.#host.serving()) {
       responder.fail(new ServiceClosedError(`peer "${this.#settings.peerId}" is stopping`));
@@ -243,6 +246,7 @@ export class Dispatcher {
   }
 
   #sendError(connection: Connection, framing: Framing, id: MessageId, error: unknown): void {
+    PeerCounters.count(this.#settings.counters.failedIn, error);
     this.#host.send(connection, framing, MessageType.ERROR, id, errorToWire(error, this.#settings.sendStacks, framing), 'an ERROR');
   }
 

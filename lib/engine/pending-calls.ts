@@ -17,6 +17,8 @@ export interface PendingCallsOwner {
   expire(call: PendingCall): void;
   /** A call could not be handed to ZeroMQ. */
   sendFailed(call: PendingCall, error: Error): void;
+  /** A call failed (for the counters). */
+  failed?(error: Error): void;
 }
 
 /** One call in flight (or waiting for its connection). It is its own outbox hooks. */
@@ -159,7 +161,10 @@ export class PendingCalls {
   }
 
   reject(id: number, error: Error): void {
-    this.#take(id)?.settle(error);
+    const call = this.#take(id);
+    if (!call) return;
+    this.owner.failed?.(error);
+    call.settle(error);
   }
 
   /** Calls waiting, not yet sent, on a connection, oldest first. */
