@@ -13,6 +13,7 @@ import type { FunctionInfo } from './registry.js';
 import { checkPeerId, sessionConfig } from './session-config.js';
 import { resolveSecurityPlugin } from '../security/index.js';
 
+/** The events a Client emits (eventemitter3): `client.on('connected', ...)`. */
 export interface ClientEvents {
   /** The connection to the server is up and this client may send work (authenticated, if the plugin asks). */
   connected: () => void;
@@ -20,6 +21,7 @@ export interface ClientEvents {
   disconnected: () => void;
   /** The connection came back after a drop, and this client authenticated again. */
   reconnected: () => void;
+  /** An error of the client itself (not of a call): logged too. */
   error: (error: Error) => void;
 }
 

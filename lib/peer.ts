@@ -39,16 +39,20 @@ export interface PeerStats {
   readonly failedOut: Readonly<Record<string, number>>;
   /** ERROR answers this peer sent, by error code. */
   readonly failedIn: Readonly<Record<string, number>>;
-  /** Messages and bytes received from the socket, and handed to it (counters). */
+  /** Messages received from the socket (counter). */
   readonly messagesIn: number;
+  /** Messages handed to the socket (counter). */
   readonly messagesOut: number;
+  /** Bytes received (counter). */
   readonly bytesIn: number;
+  /** Bytes handed to the socket (counter). */
   readonly bytesOut: number;
 }
 
 export class Peer<Events extends EventEmitter.ValidEventTypes> extends EventEmitter<Events> {
   /** The server's routing identity (a client: the server it talks to). */
   readonly id: string;
+  /** This peer's own registry (it sees the global one too). */
   readonly registry: Registry;
   /** @internal */
   protected readonly session: Session;
@@ -124,6 +128,7 @@ export class Peer<Events extends EventEmitter.ValidEventTypes> extends EventEmit
     return this.session.stop();
   }
 
+  /** `await using peer = ...`: stops the peer at the end of the scope. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }
