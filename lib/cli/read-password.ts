@@ -6,8 +6,8 @@
 /** The password typed at a terminal (echo off), or the first line of a non-terminal stdin. */
 export async function readPassword(prompt: string, input: NodeJS.ReadStream = process.stdin, output: NodeJS.WriteStream = process.stderr): Promise<string> {
   if (!input.isTTY) return firstLine(input);
+  input.setRawMode(true); // echo off before the prompt: what is typed after seeing it is never shown
   output.write(prompt);
-  input.setRawMode(true);
   input.resume();
   try {
     return await new Promise<string>((resolve, reject) => {
