@@ -8,6 +8,8 @@ import { ClientHandshake } from './auth/client-handshake.js';
 import type { Connection } from './engine/connection.js';
 import { Session } from './engine/session.js';
 import { DEFAULTS, checkClientOptions, positive, rejectUnknownKeys, type CallOptions, type ClientOptions, type StreamOptions } from './options.js';
+import { PeerNotConnectedError, RpcError, ServiceNotFoundError, TimeoutError } from './errors.js';
+import { describeRoutingId } from './logger.js';
 import { Peer } from './peer.js';
 import { CallStream } from './engine/streams.js';
 import { createCallProxy, type CallProxy, type NotifyProxy, type StreamProxy } from './proxy.js';
@@ -15,6 +17,7 @@ import type { FunctionInfo } from './registry.js';
 import { checkPeerId, sessionConfig } from './session-config.js';
 import { resolveSecurityPlugin } from '../security/index.js';
 
+/** The events a Client emits (eventemitter3): `client.on('connected', ...)`. */
 export interface ClientEvents {
   /** The connection to the server is up and this client may send work (authenticated, if the plugin asks). */
   connected: () => void;
@@ -22,6 +25,7 @@ export interface ClientEvents {
   disconnected: () => void;
   /** The connection came back after a drop, and this client authenticated again. */
   reconnected: () => void;
+  /** An error of the client itself (not of a call): logged too. */
   error: (error: Error) => void;
 }
 
@@ -52,6 +56,12 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   #probeTimer: NodeJS.Timeout | undefined;
   /** Connected to an inproc endpoint, which has no ROUTER_NOTIFY. */
   #probing = false;
+  /** The endpoints given to connect(), for messages that say where we looked. */
+  readonly #endpoints: string[] = [];
+  /** Set when a peer with another id answered at our endpoint: what is wrong, in words. */
+  #mismatch: string | undefined;
+  /** The ready() calls waiting; told at once of a mismatch. */
+  readonly #readyWaiters = new Set<(error?: Error) => void>();
 
   /** @param serverId the routing identity of the server to talk to (the `id` it was made with). */
   constructor(serverId: string, options: ClientOptions = {}) {
@@ -83,10 +93,16 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
           refused: (reason) => handshake.curveRefused(reason),
           failed: (reason) => handshake.curveFailed(reason),
         });
+      } else {
+        engine.socket.plainClient((reason) => handshake.curveFailed(reason));
       }
       made = { handshake, server };
       return {
-        connectionFor: (routingId) => (routingId.equals(server.routingId) ? server : undefined),
+        connectionFor: (routingId) => {
+          if (routingId.equals(server.routingId)) return server;
+          if (self) self.#otherPeer(routingId);
+          return undefined;
+        },
         ready: (connection) => connection.up && connection.authenticated,
         workIdentity: (connection) => (connection === server ? serverId : undefined),
         up: () => handshake.up(),
@@ -95,7 +111,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
         unreachable: (_connection, call) => handshake.unreachable(call),
         answer: (_connection, message) => handshake.answer(message),
         handshake: (_connection, message) => handshake.handshake(message),
-        describeWait: () => handshake.describeWait(),
+        describeWait: () => handshake.describeWait() ?? (self && self.#whyNotReady()),
         builtins: {},
         forward: () => false,
         stop: async () => {
@@ -113,8 +129,67 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     this.stream = createCallProxy<ServerApi, StreamProxy<ServerApi>>((name, args) => this.invokeStream(name, args));
   }
 
+  /**
+   * A peer other than the server answered at an endpoint of ours: the first argument of `new
+   * Client` (the server's id) does not match the server there. Known as soon as the connection
+   * comes up, so ready() says so at once and calls that time out say why.
+   */
+  #otherPeer(routingId: Buffer): void {
+    const there = describeRoutingId(routingId);
+    this.#mismatch = `connected to ${this.#endpoints.join(', ') || 'the endpoint'}, but the peer there is '${there}', not '${this.id}' ` +
+      `(the first argument of new Client is the server's id)`;
+    this.session.peerWarning(routingId.toString('latin1'), this.#mismatch, { peer: this.id, routingId: there });
+    for (const waiter of this.#readyWaiters) waiter(new PeerNotConnectedError(this.#mismatch));
+  }
+
+  /** Why the server is not ready yet, for the message of a call that timed out waiting. */
+  #whyNotReady(): string {
+    if (this.#mismatch) return this.#mismatch;
+    if (this.#endpoints.length === 0) return 'client.connect(endpoint) was never called';
+    if (!this.#server.up) return `no connection to ${this.#endpoints.join(', ')} (is the server running there?)`;
+    return 'connected, but the server has not accepted this client yet';
+  }
+
+  /**
+   * Resolves once this client is connected to its server and may send work (authenticated, when
+   * the plugin asks for it); at once when it already is. Rejects with the reason otherwise:
+   * `UnauthorizedError` (credentials or CURVE key refused), `PeerNotConnectedError` at once when
+   * the peer at the endpoint has another id than the one this client names, `ServiceClosedError`
+   * when the client stops, `TimeoutError` (saying what it waited for) after `timeoutMs`.
+   *
+   * @example
+   * client.connect('tcp://127.0.0.1:5555');
+   * await client.start();
+   * await client.ready(); // or fail fast, with the reason, before the first call
+   */
+  ready(options: Pick<CallOptions, 'timeoutMs' | 'signal'> = {}): Promise<void> {
+    if (this.connected) return Promise.resolve();
+    if (this.#endpoints.length === 0) return Promise.reject(new RpcError(`client of "${this.id}": client.connect(endpoint) was never called`));
+    if (!this.session.started) return Promise.reject(new RpcError(`client of "${this.id}" is not started: await client.start() first`));
+    if (this.#mismatch) return Promise.reject(new PeerNotConnectedError(this.#mismatch));
+    return new Promise<void>((resolve, reject) => {
+      const settle = (error?: Error): void => {
+        this.#readyWaiters.delete(settle);
+        this.off('connected', up).off('reconnected', up);
+        if (error) reject(error);
+        else resolve();
+      };
+      const up = (): void => settle();
+      this.#readyWaiters.add(settle);
+      this.on('connected', up).on('reconnected', up);
+      // A call fails the way ready() should: refused credentials, CURVE, stop, or the deadline with its reason.
+      // A pseud server has no inspect: its ServiceNotFoundError still proves the connection.
+      this.invoke('_zeropeer.inspect', [], options).then(
+        () => settle(),
+        (error: Error) => settle(error instanceof ServiceNotFoundError ? undefined
+          : error instanceof TimeoutError ? new TimeoutError(error.message.replace('"_zeropeer.inspect" got no answer', 'not ready')) : error),
+      );
+    });
+  }
+
   /** @internal the handshake made this client ready. */
   protected onReady(announce: 'connected' | 'reconnected' | undefined): void {
+    this.#mismatch = undefined;
     // A (re)started server knows nothing of our subscriptions: tell it again.
     for (const topic of this.#topics) {
       this.invoke('_zeropeer.subscribe', [topic]).catch((error: Error) =>
@@ -126,6 +201,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Connects to the server's endpoint (tcp, ipc or inproc). Calls made before the connection is up wait for it. */
   connect(endpoint: string): void {
     this.session.socket.connect(endpoint);
+    this.#endpoints.push(endpoint);
     this.warnIfClearText(endpoint);
     if (endpoint.startsWith('inproc://')) {
       this.#probing = true;

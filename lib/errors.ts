@@ -63,6 +63,7 @@ export class PeerNotConnectedError extends define('PeerNotConnectedError', 'peer
 export class ServiceClosedError extends define('ServiceClosedError', 'service_closed') {}
 /** An argument (or a result) failed validation. `parameter` names it when known. */
 export class ParameterError extends define('ParameterError', 'invalid_argument') {
+  /** The name of the parameter that failed (`'result'` for the return value), when known. */
   parameter?: string;
 }
 /** A reply channel answered with `nack()`. */
@@ -90,7 +91,9 @@ export class RegistrationError extends define('RegistrationError', 'registration
 export class RemoteError extends RpcError {
   static override readonly wireName: string = 'RemoteError';
   override code = 'remote';
+  /** The class name the error had on the other side. */
   readonly remoteName: string;
+  /** The stack it had over there (empty unless that side sends stacks). */
   readonly remoteStack: string;
 
   constructor(remoteName: string, message: string, remoteStack = '') {

@@ -22,7 +22,12 @@ export interface HeartbeatOptions {
 }
 
 /** The defaults, chosen for real networks: a lost peer is noticed within 13 s, at one small message per peer every 3 s. */
-export const HEARTBEAT_DEFAULTS = { intervalMs: 3000, timeoutMs: 10_000 } as const;
+export const HEARTBEAT_DEFAULTS: {
+  /** How often a HEARTBEAT goes to each peer, in ms. */
+  readonly intervalMs: 3000;
+  /** Silence after which a peer is gone, in ms. */
+  readonly timeoutMs: 10_000;
+} = { intervalMs: 3000, timeoutMs: 10_000 } as const;
 
 /** What a backend is told about a tracked peer. */
 export interface TrackedPeer {

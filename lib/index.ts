@@ -40,6 +40,7 @@ export {
   type Handler,
   type Validator,
   type FunctionInfo,
+  type DomainFilter,
 } from './registry.js';
 export { rpcMethod } from './service.js';
 export { ReplyChannel, type ReplyOptions, type CallContext } from './engine/work.js';
@@ -65,9 +66,9 @@ export {
   type ErrorTable,
   type ErrorClass,
 } from './errors.js';
-export { MsgpackCodec, type Codec, type Dialect, type Translator, type MsgpackCodecOptions } from './wire/codec.js';
+export { MsgpackCodec, type Codec, type Dialect, type Translator, type TranslatedClass, type MsgpackCodecOptions } from './wire/codec.js';
 export { DEFAULT_MSGPACK_LIMITS, type MessagePackLimits } from './wire/msgpack-guard.js';
-export { MessageType, COMPACT_CAPABILITY, MESSAGES, type Framing, type MessageSpec } from './wire/messages.js';
+export { MessageType, COMPACT_CAPABILITY, MESSAGES, type Framing, type MessageSpec, type MessageTypeCode } from './wire/messages.js';
 export { PROTOCOL_VERSION } from './wire/framing.js';
 export type { StreamApi, StreamProxy, AnyStreamProxy, StreamItem, RemoteApi, CallProxy, AnyCallProxy, FixedResultApi, NotifyApi, NotifyProxy, PublishApi, PublishProxy } from './proxy.js';
 export { registerPredicate, unregisterPredicate, type Predicate } from './predicates.js';
@@ -93,4 +94,4 @@ export {
   type ConnectionInfo,
   type SecuritySettings,
 } from '../security/index.js';
-export { curveKeyPair } from 'zeromq';
+export { curveKeyPair } from './transport/curve.js';

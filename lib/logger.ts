@@ -22,9 +22,13 @@ export interface Logger {
 
 /** A logger that takes its context first, as pino and bunyan do: `logger.warn({ peer }, 'message')`. */
 export interface ContextFirstLogger {
+  /** See {@link Logger.debug}. */
   debug(context: LogContext, message: string): void;
+  /** See {@link Logger.info}. */
   info(context: LogContext, message: string): void;
+  /** See {@link Logger.warn}. */
   warn(context: LogContext, message: string): void;
+  /** See {@link Logger.error}. */
   error(context: LogContext, message: string): void;
 }
 

@@ -52,7 +52,9 @@ export const DEFAULTS = {
 
 /** CURVE keys of a server, Z85-encoded (see `curveKeyPair()`). */
 export interface ServerCurveOptions {
+  /** This server's public key. */
   publicKey: string;
+  /** This server's secret key. */
   secretKey: string;
   /**
    * The only client public keys allowed to connect (checked by a ZAP handler). Default: any key.
@@ -65,7 +67,9 @@ export interface ServerCurveOptions {
 
 /** CURVE keys of a client, Z85-encoded. */
 export interface ClientCurveOptions {
+  /** This client's public key (what a server's `allowedClientKeys` lists). */
   publicKey: string;
+  /** This client's secret key. */
   secretKey: string;
   /** The server's public key (required: checked at construction). */
   serverPublicKey?: string;
@@ -146,6 +150,7 @@ export interface CommonOptions {
 
 /** A server's options. */
 export interface ServerOptions extends CommonOptions {
+  /** CURVE encryption and, with `allowedClientKeys`, a key allow-list. */
   curve?: ServerCurveOptions;
   /** plain: user id -> argon2 hash, or a `verify(userId, password)` function. */
   users?: unknown;
@@ -171,19 +176,25 @@ export interface ServerOptions extends CommonOptions {
 
 /** A client's options. */
 export interface ClientOptions extends CommonOptions {
+  /** CURVE encryption: this client's key pair and the server's public key. */
   curve?: ClientCurveOptions;
   /** A routing id for this client's socket (1-255 bytes). Default: `zp-` and 16 random characters. */
   routingId?: string;
   /** Credentials: plain and trusted_peer (`userId`, `password`), jwt (`token`). */
   userId?: string;
+  /** The password (plain; trusted_peer sends it unchecked). */
   password?: string;
+  /** jwt: the token, or a function called for each fresh one. */
   token?: string | (() => string | Promise<string>);
   /** How long to wait for the answer to the first message (the probe), then to HELLO (noop only), before going on without it. Default 1000. */
   helloTimeoutMs?: number;
 }
 
 /** Either role's options (for code that builds both). Prefer ServerOptions and ClientOptions. */
-export type PeerOptions = Omit<ServerOptions & ClientOptions, 'curve'> & { curve?: CurveOptions };
+export type PeerOptions = Omit<ServerOptions & ClientOptions, 'curve'> & {
+  /** A server's or a client's CURVE keys. */
+  curve?: CurveOptions;
+};
 
 const COMMON_KEYS = [
   'security', 'timeoutMs', 'heartbeat', 'registry', 'predicates', 'maxMessageBytes', 'maxPendingCalls', 'drainTimeoutMs',

@@ -11,21 +11,50 @@ import type { Handler, Registry, RegistrationOptions } from './registry.js';
 import { registerService } from './service.js';
 import type { SecurityPlugin } from '../security/plugin.js';
 
-/** What `peer.stats()` tells. */
+/**
+ * What `peer.stats()` tells: gauges (now) and counters (since the peer was made, never reset).
+ *
+ * @example
+ * const { callsOut, failedOut, pendingCalls } = client.stats();
+ * // failedOut: { timeout: 2, service_not_found: 1 }
+ */
 export interface PeerStats {
   /** Connection records held (one per routing id seen and not gone; authenticated or not). */
   readonly connections: number;
+  /** Connections up and authenticated (a server: its clients; a client: 1 or 0). */
+  readonly connectedPeers: number;
   /** Calls this peer made that have not settled. */
   readonly pendingCalls: number;
   /** Handlers of this peer still running. */
   readonly runningHandlers: number;
   /** Answers dropped because no call waited for them any more (after its deadline or cancel). */
   readonly droppedAnswers: number;
+  /** Messages waiting in the send queues for peers that read too slowly. */
+  readonly queuedMessages: number;
+  /** Bytes waiting in the send queues. */
+  readonly queuedBytes: number;
+  /** Calls this peer made (counter; one-way included; not those refused before sending). */
+  readonly callsOut: number;
+  /** Work this peer accepted from authenticated peers (counter; one-way included). */
+  readonly callsIn: number;
+  /** Calls this peer made that failed, by error code (`timeout`, `service_not_found`, ..., or a class name). */
+  readonly failedOut: Readonly<Record<string, number>>;
+  /** ERROR answers this peer sent, by error code. */
+  readonly failedIn: Readonly<Record<string, number>>;
+  /** Messages received from the socket (counter). */
+  readonly messagesIn: number;
+  /** Messages handed to the socket (counter). */
+  readonly messagesOut: number;
+  /** Bytes received (counter). */
+  readonly bytesIn: number;
+  /** Bytes handed to the socket (counter). */
+  readonly bytesOut: number;
 }
 
 export class Peer<Events extends EventEmitter.ValidEventTypes> extends EventEmitter<Events> {
   /** The server's routing identity (a client: the server it talks to). */
   readonly id: string;
+  /** This peer's own registry (it sees the global one too). */
   readonly registry: Registry;
   /** @internal */
   protected readonly session: Session;
@@ -101,13 +130,35 @@ export class Peer<Events extends EventEmitter.ValidEventTypes> extends EventEmit
     return this.session.stop();
   }
 
+  /** `await using peer = ...`: stops the peer at the end of the scope. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();
   }
 
   /** Counters of this peer, now. */
   stats(): PeerStats {
-    return { connections: this.session.connections.size, pendingCalls: this.session.caller.size, runningHandlers: this.session.dispatcher.running, droppedAnswers: this.session.caller.droppedAnswers };
+    const { session } = this;
+    const { counters } = session;
+    let connectedPeers = 0;
+    for (const connection of session.connections.values()) if (connection.up && connection.authenticated) connectedPeers++;
+    const queued = session.queued;
+    return {
+      connections: session.connections.size,
+      connectedPeers,
+      pendingCalls: session.caller.size,
+      runningHandlers: session.dispatcher.running,
+      queuedMessages: queued.messages,
+      queuedBytes: queued.bytes,
+      callsOut: counters.callsOut,
+      callsIn: counters.callsIn,
+      failedOut: Object.fromEntries(counters.failedOut),
+      failedIn: Object.fromEntries(counters.failedIn),
+      messagesIn: counters.messagesIn,
+      messagesOut: counters.messagesOut,
+      bytesIn: counters.bytesIn,
+      bytesOut: counters.bytesOut,
+      droppedAnswers: session.caller.droppedAnswers,
+    };
   }
 
   /** Number of calls in flight or waiting. */

@@ -8,6 +8,7 @@
  */
 import { RegistrationError } from './errors.js';
 
+/** A function that may be registered: any arguments, any (or a promised) result. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- any[] so that a function of any parameters is a Handler
 export type Handler = (...args: any[]) => unknown;
 
@@ -46,15 +47,25 @@ export type Validator = (value: unknown) => unknown;
 
 /** A registered function, as the engine sees it. */
 export interface Registration {
+  /** The dotted name callers use. */
   readonly name: string;
+  /** The predicate domain it is registered in. */
   readonly domain: string;
+  /** The function run. */
   readonly handler: Handler;
+  /** The handler gets the caller's identity first. */
   readonly withIdentity: boolean;
+  /** The handler gets a CallContext first. */
   readonly withContext: boolean;
+  /** What inspect shows. */
   readonly description: string | undefined;
+  /** The handler gets a ReplyChannel and answers through it. */
   readonly raw: boolean;
+  /** Never answered, even when called normally. */
   readonly oneWay: boolean;
+  /** One validator per parameter. */
   readonly params: readonly Validator[] | undefined;
+  /** The validator of the result. */
   readonly returns: Validator | undefined;
   /** The names of the parameters the caller passes (identity and channel left out), for inspect and errors. */
   readonly paramNames: readonly string[];
@@ -64,7 +75,9 @@ export interface Registration {
 
 /** What inspect tells about one function. */
 export interface FunctionInfo {
+  /** The dotted name to call. */
   name: string;
+  /** Its `description`, when it was registered with one. */
   description?: string;
   /** Names of the parameters the caller passes. */
   params: string[];
@@ -173,8 +186,11 @@ export type DomainFilter = (domain: string) => boolean;
 
 const allDomains: DomainFilter = () => true;
 
+/** Names to functions, per predicate domain; a local registry falls back to its parent (the global one). */
 export class Registry {
+  /** A name for logs and errors. */
   readonly name: string;
+  /** Where names not found here are looked up (the global registry for a local one). */
   readonly parent: Registry | undefined;
   /** name -> domain -> registration */
   readonly #entries = new Map<string, Map<string, Registration>>();

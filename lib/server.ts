@@ -34,6 +34,7 @@ export interface ServerEvents {
   'peer:authenticated': (identity: string) => void;
   /** A client left the table. */
   'peer:gone': (identity: string, reason: GoneReason) => void;
+  /** An error of the server itself (not of a call): logged too. */
   error: (error: Error) => void;
 }
 
@@ -117,7 +118,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
 
   /**
    * Listens on an endpoint: `tcp://127.0.0.1:0` (port 0: the system picks one; read
-   * {@link endpoint}), `ipc:///path`, `inproc://name`. May be called more than once.
+   * `server.endpoint`), `ipc:///path`, `inproc://name`. May be called more than once.
    */
   async bind(endpoint: string): Promise<void> {
     const allowed = allowedKeys(this.#options.curve);

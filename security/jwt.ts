@@ -19,13 +19,19 @@ import type { Authentication, SecurityPlugin, SecuritySettings } from './plugin.
 
 /** What `options.jwt` holds on a server. */
 export interface JwtSettings {
+  /** The shared secret of HMAC algorithms (HS256, ...). One of `secret`, `publicKey`, `jwks`. */
   secret?: string | Uint8Array;
+  /** A public key (PEM, KeyObject, CryptoKey or JWK) for RS*, PS*, ES* or EdDSA. */
   publicKey?: string | KeyObject | CryptoKey | JWK;
+  /** A JSON Web Key Set: the key is chosen by the token's `kid`. */
   jwks?: JSONWebKeySet;
   /** The algorithms accepted, e.g. ['HS256'] or ['RS256', 'ES256', 'EdDSA']. Required; never 'none'. */
   algorithms: string[];
+  /** The `iss` (or one of them) a token must have. */
   issuer?: string | string[];
+  /** The `aud` (or one of them) a token must have. */
   audience?: string | string[];
+  /** Clock skew allowed on `exp` and `nbf`, in seconds. Default 0. */
   clockToleranceSec?: number;
   /** Refuse tokens without `exp`. Default true. */
   requireExpiry?: boolean;
@@ -63,6 +69,7 @@ function readSettings(settings: SecuritySettings): JwtSettings {
   return jwt;
 }
 
+/** The `jwt` plugin: bearer tokens verified with jose (settings: `jwt`, client `token`). */
 export const jwtSecurity: SecurityPlugin = {
   name: 'jwt',
   secretCredentials: true,

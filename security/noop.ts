@@ -12,6 +12,7 @@ export function routingIdIdentity({ routingId }: ConnectionInfo): string {
   return describeRoutingId(routingId);
 }
 
+/** The `noop` plugin (the default): nothing verified; identity = the declared `userId`, else the routing id. */
 export const noopSecurity: SecurityPlugin = {
   name: 'noop',
   server() {

@@ -97,6 +97,7 @@ function passwordChecker(settings: SecuritySettings): VerifyPassword {
   };
 }
 
+/** The `plain` plugin: user id and password checked against argon2 hashes (`users`) or your `verify`. */
 export const plainSecurity: SecurityPlugin = {
   name: 'plain',
   secretCredentials: true,

@@ -19,6 +19,7 @@ export interface ConnectionInfo {
 
 /** A successful authentication: who the peer is, and until when the proof holds. */
 export interface Authentication {
+  /** The verified identity: what `sendTo`, predicates and `withIdentity` handlers see. */
   identity: string;
   /** Epoch ms after which the server stops accepting the peer's work until it authenticates again (a token's `exp`). */
   expiresAt?: number;
@@ -60,6 +61,7 @@ export interface ClientSecurity {
    * refusal, the next call then tries again with fresh credentials instead of failing at once.
    */
   readonly refreshable?: boolean;
+  /** Releases what the client half holds, when the peer stops. */
   close?(): Promise<void> | void;
 }
 
@@ -68,10 +70,13 @@ export type SecuritySettings = Readonly<Record<string, unknown>>;
 
 /** A security plugin: a name and a factory for each half. */
 export interface SecurityPlugin {
+  /** The name it is registered and logged under. */
   readonly name: string;
   /** Its credentials are secrets (a password, a token): the engine warns once when they would cross tcp without CURVE. */
   readonly secretCredentials?: boolean;
+  /** Makes the server half, from the server's options and `securitySettings`. */
   server(settings: SecuritySettings): ServerSecurity;
+  /** Makes the client half, from the client's options and `securitySettings`. */
   client(settings: SecuritySettings): ClientSecurity;
 }
 

@@ -7,6 +7,7 @@
 import { UnauthorizedError } from '../lib/errors.js';
 import type { SecurityPlugin } from './plugin.js';
 
+/** The `trusted_peer` plugin: identity = the declared `userId`, nothing checked (use behind CURVE allow-lists). */
 export const trustedPeerSecurity: SecurityPlugin = {
   name: 'trusted_peer',
   server() {

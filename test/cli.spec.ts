@@ -72,7 +72,12 @@ describe('the zeropeer command', function () {
       const thrown = await zeropeer(['call', server.endpoint, 'service', 'broken']);
       expect(thrown.status).to.equal(16);
       expect(thrown.stderr).to.contain('remote: RangeError: out of range');
-      const slow = await zeropeer(['call', server.endpoint, 'nobody', 'broken', '--timeout', '300']);
+      const wrongId = await zeropeer(['call', server.endpoint, 'nobody', 'broken', '--timeout', '60000']);
+      expect(wrongId.status).to.equal(13);
+      expect(wrongId.stderr).to.contain("peer_not_connected: PeerNotConnectedError: connected to");
+      expect(wrongId.stderr).to.contain("the peer there is 'service', not 'nobody'");
+      server.registerRpc('slow', () => new Promise((resolve) => setTimeout(resolve, 2000)));
+      const slow = await zeropeer(['call', server.endpoint, 'service', 'slow', '--timeout', '300']);
       expect(slow.status).to.equal(12);
       expect(slow.stderr).to.contain('timeout');
     });

@@ -6,6 +6,7 @@ import { runSharedTable } from '../examples/heartbeat-backend.js';
 import { runInterceptorsMetrics } from '../examples/interceptors-metrics.js';
 import { runInterceptorsTiming } from '../examples/interceptors-timing.js';
 import { formatTraceparent, parseTraceparent, runInterceptorsTracing } from '../examples/interceptors-tracing.js';
+import { runPrometheus } from '../examples/prometheus.js';
 import { runPubSub } from '../examples/pubsub.js';
 import { runReplyChannel } from '../examples/reply-channel.js';
 import { runStreams } from '../examples/streams.js';
@@ -111,6 +112,21 @@ describe('examples', function () {
       'zeropeer_client_calls_total{direction="outgoing",method="math.div",outcome="RangeError"} 1',
       'zeropeer_client_calls_total{direction="outgoing",method="math.div",outcome="ok"} 1',
     ]);
+  });
+
+  it('the Prometheus example scrapes peer.stats() through prom-client: calls each way, failures by code, connected peers', async () => {
+    const lines: string[] = [];
+    await runPrometheus((line) => lines.push(line));
+    expect(lines).to.include.members([
+      'zeropeer_connected_peers{peer="server"} 1',
+      'zeropeer_connected_peers{peer="client"} 1',
+      'zeropeer_pending_calls{peer="client"} 0',
+      'zeropeer_calls_total{peer="server",direction="in"} 4',
+      'zeropeer_calls_total{peer="client",direction="out"} 4',
+      'zeropeer_calls_failed_total{peer="server",direction="in",code="service_not_found"} 1',
+      'zeropeer_calls_failed_total{peer="client",direction="out",code="service_not_found"} 1',
+    ]);
+    expect(lines.at(-1)).to.equal('client sent bytes: some');
   });
 
   it('the tracing interceptors carry one W3C trace across both peers and a call back', async () => {

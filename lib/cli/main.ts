@@ -107,6 +107,7 @@ async function withClient<T>(endpoint: string, serverId: string, values: Connect
   try {
     client.connect(endpoint);
     await client.start();
+    await client.ready(); // a wrong server id or refused credentials: said at once, with the reason
     return await use(client);
   } finally {
     await client.stop();

@@ -6,7 +6,7 @@
 /** The password typed at a terminal (echo off), or the first line of a non-terminal stdin. */
 export async function readPassword(prompt: string, input: NodeJS.ReadStream = process.stdin, output: NodeJS.WriteStream = process.stderr): Promise<string> {
   if (!input.isTTY) return firstLine(input);
-  input.setRawMode(true); // before the prompt: whatever is typed once it shows is not echoed
+  input.setRawMode(true); // echo off before the prompt: what is typed after seeing it is never shown
   output.write(prompt);
   input.resume();
   try {

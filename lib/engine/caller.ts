@@ -2,6 +2,7 @@
  * Outgoing calls: encoding, the pending table, deadlines, and the answers that settle them. A call
  * rejects, never hangs: TimeoutError after its deadline, at once when it cannot be sent.
  */
+import { PeerCounters } from './counters.js';
 import { CancelledError, PeerNotConnectedError, RpcError, ServiceClosedError, TimeoutError, UnauthorizedError, errorFromWire, type ErrorTable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { MAX_OPTION_VALUE, positive } from '../option-checks.js';
@@ -60,6 +61,7 @@ export interface CallerSettings {
   readonly callSites: boolean;
   /** The window a consumer of a stream grants by default. */
   readonly streamWindow: StreamWindow;
+  readonly counters: PeerCounters;
 }
 
 /** CANCEL and STREAM_CREDIT are small and bounded by the calls in flight: never refused by the queue limit. */
@@ -131,6 +133,7 @@ export class Caller {
     this.#outbox = outbox;
     this.#connections = connections;
     this.#pending = new PendingCalls(settings.maxPendingCalls, {
+      failed: (error) => PeerCounters.count(settings.counters.failedOut, error),
       expire: (call) => {
         const why = call.sent ? undefined : this.#role?.describeWait(this.#connections.byKey(call.connectionKey));
         const waited = call.sent ? '' : ' (it was never sent: the connection was not ready)';
@@ -292,6 +295,7 @@ export class Caller {
     if (this.#settings.callSites) Error.captureStackTrace((site = {}));
     const promise = new Promise<unknown>((resolve, reject) => call.bind(resolve, reject, signal, site));
     this.#pending.add(call);
+    this.#settings.counters.callsOut++;
     if (this.#role!.ready(target)) this.#hand(target, call, frames);
     return promise;
   }

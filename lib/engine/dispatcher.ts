@@ -2,6 +2,7 @@
  * Incoming work: identity -> lookup (predicates applied) -> interceptors -> handler -> one answer,
  * in the framing the call came in, only to the connection that asked.
  */
+import { PeerCounters } from './counters.js';
 import { BusyError, CancelledError, MessageTooLargeError, PeerNotConnectedError, ServiceClosedError, ServiceNotFoundError, errorToWire, type ErrorClass } from '../errors.js';
 import type { LogContext, Logger } from '../logger.js';
 import { domainAllows, type Predicate } from '../predicates.js';
@@ -29,6 +30,7 @@ export interface DispatcherSettings {
   readonly maxRunningPerConnection: number;
   /** Most handlers running at once in all; past it, work is refused with BusyError. */
   readonly maxRunning: number;
+  readonly counters: PeerCounters;
 }
 
 /** What the dispatcher needs of the session it serves. */
@@ -129,6 +131,7 @@ export class Dispatcher {
       else this.#host.warn(connection, 'one-way work from an unauthenticated peer dropped');
       return;
     }
+    this.#settings.counters.callsIn++;
     const scope = new CallScope(this.#host.stopping, body.timeoutMs === undefined ? undefined : Date.now() + body.timeoutMs);
     let responder: Responder;
     if (oneWay) {
@@ -361,6 +364,7 @@ export class Dispatcher {
   }
 
   #sendError(connection: Connection, framing: Framing, id: MessageId, error: unknown): void {
+    PeerCounters.count(this.#settings.counters.failedIn, error);
     this.#host.send(connection, framing, MessageType.ERROR, id, errorToWire(error, this.#settings.sendStacks, framing), 'an ERROR');
   }
 

@@ -15,6 +15,7 @@ import { rejectUnknownKeys } from '../option-checks.js';
 export interface InterceptedCall {
   /** The dotted function name. */
   readonly method: string;
+  /** The positional arguments (an interceptor may replace them). */
   args: unknown[];
   /** 'outgoing': this peer calls; 'incoming': this peer runs the other side's call. */
   readonly direction: 'incoming' | 'outgoing';
@@ -36,13 +37,17 @@ export type Interceptor = (next: CallStep) => CallStep;
 
 /** Interceptors for each direction, outermost first. */
 export interface InterceptorOptions {
+  /** Around the work this peer runs for the other side. */
   incoming?: Interceptor[];
+  /** Around the calls this peer makes. */
   outgoing?: Interceptor[];
 }
 
 /** What `peer.use()` takes: one interceptor or a list, per direction. */
 export interface InterceptorUse {
+  /** Around the work this peer runs for the other side. */
   incoming?: Interceptor | Interceptor[];
+  /** Around the calls this peer makes. */
   outgoing?: Interceptor | Interceptor[];
 }
 

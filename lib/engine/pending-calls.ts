@@ -20,6 +20,8 @@ export interface PendingCallsOwner {
   sendFailed(call: PendingCall, error: Error): void;
   /** The caller's signal aborted: reject the call (CancelledError) and tell the other side. */
   cancelled(call: PendingCall, reason: unknown): void;
+  /** A call failed (for the counters). */
+  failed?(error: Error): void;
 }
 
 /** One call in flight (or waiting for its connection). It is its own outbox hooks. */
@@ -170,7 +172,10 @@ export class PendingCalls {
   }
 
   reject(id: number, error: Error): void {
-    this.#take(id)?.settle(error);
+    const call = this.#take(id);
+    if (!call) return;
+    this.owner.failed?.(error);
+    call.settle(error);
   }
 
   /** Calls waiting, not yet sent, on a connection, oldest first. */

@@ -5,6 +5,7 @@
  * What makes it a server or a client is a {@link Role} handed to it.
  */
 import { setTimeout as delay } from 'node:timers/promises';
+import { PeerCounters } from './counters.js';
 import type * as zmq from 'zeromq';
 import { BusyError, EncodingError, ServiceClosedError, type ErrorClass, type ErrorTable } from '../errors.js';
 import type { HeartbeatBackend } from '../heartbeat.js';
@@ -67,6 +68,8 @@ const DEPARTURE_PROBES_MS = [0, 5, 20, 100, 500, 2000] as const;
 export class Session {
   readonly config: SessionConfig;
   readonly socket: RouterSocket;
+  /** What `peer.stats()` reports. */
+  readonly counters = new PeerCounters();
   readonly connections = new Connections();
   readonly caller: Caller;
   readonly dispatcher: Dispatcher;
@@ -89,9 +92,15 @@ export class Session {
     // Hard cap in libzmq (drops the connection); the soft cap below it answers with an ERROR.
     this.socket = new RouterSocket({ routingId: config.routingId, context: config.context, sendHighWaterMark: config.sendHighWaterMark, maxMessageBytes: config.maxMessageBytes * 2 + 65536 });
     this.#framing = { codec: config.codec, ids: new MessageIds(), maxMessageBytes: config.maxMessageBytes };
-    this.#outbox = new Outbox(this.socket, { messages: config.maxSendQueue, bytes: config.maxSendQueueBytes, totalBytes: config.maxSendQueueTotalBytes });
+    const counted = {
+      send: (frames: Buffer[]): Promise<void> => {
+        this.counters.sent(frames);
+        return this.socket.send(frames);
+      },
+    };
+    this.#outbox = new Outbox(counted, { messages: config.maxSendQueue, bytes: config.maxSendQueueBytes, totalBytes: config.maxSendQueueTotalBytes });
     this.caller = new Caller(
-      { peerId, timeoutMs: config.timeoutMs, maxPendingCalls: config.maxPendingCalls, errorTable: config.errorTable, outgoing: config.interceptors.outgoing, logger, callSites: config.callSites, streamWindow: config.streamWindow },
+      { peerId, timeoutMs: config.timeoutMs, maxPendingCalls: config.maxPendingCalls, errorTable: config.errorTable, outgoing: config.interceptors.outgoing, logger, callSites: config.callSites, streamWindow: config.streamWindow, counters: this.counters },
       this.#framing, this.#outbox, this.connections,
     );
     this.dispatcher = new Dispatcher(
@@ -99,6 +108,7 @@ export class Session {
         peerId, registry: config.registry, predicates: config.predicates, logger, logExceptions: config.logExceptions,
         excludeLogExceptions: config.excludeLogExceptions, sendStacks: config.sendStacks, rawReplyTimeoutMs: config.timeoutMs,
         incoming: config.interceptors.incoming, maxRunning: config.maxRunning, maxRunningPerConnection: config.maxRunningPerConnection,
+        counters: this.counters,
       },
       {
         serving: () => this.#state === 'started',
@@ -285,6 +295,11 @@ export class Session {
     return this.socket.send(encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.HEARTBEAT, null, ''));
   }
 
+  /** What waits in the send queues now, for peers that read too slowly. */
+  get queued(): { messages: number; bytes: number } {
+    return { messages: this.#outbox.queuedMessages, bytes: this.#outbox.queuedBytes };
+  }
+
   /** Records that the transport to `connection` is up. */
   markUp(connection: Connection): void {
     connection.up = true;
@@ -321,6 +336,7 @@ export class Session {
   // ---- receiving ----------------------------------------------------------------------------
 
   #onFrames(frames: Buffer[]): void {
+    this.counters.received(frames);
     // Any message is a sign of life.
     if (this.liveness && frames[0]) this.liveness.seen(routingKey(frames[0]));
     const inbound = decodeFrames(frames, this.#framing);

@@ -116,6 +116,7 @@ export class ReplyChannel {
   readonly address: string;
   readonly #responder: Responder;
 
+  /** @internal made by the dispatcher for a raw handler. */
   constructor(identity: string, address: string, responder: Responder) {
     this.identity = identity;
     this.address = address;

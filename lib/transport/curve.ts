@@ -107,3 +107,21 @@ export async function restrictClientKeys(socket: zmq.Socket, allowedKeys: readon
     if (handler.domains.size === 0 && handlers.get(context) === handler) closeHandler(context, handler);
   };
 }
+
+/**
+ * A fresh CURVE key pair, as 40-character Z85 strings (zeromq's own generator): give a server
+ * `curve: keys`, its clients `serverPublicKey: keys.publicKey`. Keep `secretKey` secret.
+ *
+ * @example
+ * const keys = curveKeyPair();
+ * const server = new Server('service', { curve: keys });
+ */
+export function curveKeyPair(): {
+  /** The public key, to hand to peers (a server's: clients' `serverPublicKey`). */
+  publicKey: string;
+  /** The secret key: never leaves this peer. */
+  secretKey: string;
+} {
+  const { publicKey, secretKey } = zmq.curveKeyPair();
+  return { publicKey, secretKey };
+}

@@ -68,6 +68,13 @@ export class Outbox {
     this.#socket = socket;
   }
 
+  /** Messages waiting in all queues. */
+  get queuedMessages(): number {
+    let messages = 0;
+    for (const queue of this.#queues.values()) messages += queue.items.length;
+    return messages;
+  }
+
   /** Bytes waiting in all queues. */
   get queuedBytes(): number {
     return this.#totalBytes;

@@ -76,6 +76,15 @@ export class RouterSocket {
     this.#socket.curveSecretKey = secretKey;
   }
 
+  /**
+   * Without CURVE: a ZMTP handshake that fails is almost always a CURVE server (the mechanisms
+   * differ), which would otherwise show only as calls that time out.
+   */
+  plainClient(failed: (reason: string) => void): void {
+    this.#socket.events.on('handshake:error:protocol', ({ error }) =>
+      failed(`ZMTP handshake failed (${error.message}): does the server use CURVE? then set options.curve with its serverPublicKey`));
+  }
+
   /** Speaks CURVE to a server whose public key is `serverPublicKey`. */
   curveClient(publicKey: string, secretKey: string, serverPublicKey: string, failures: HandshakeFailures): void {
     this.#socket.curveServerKey = serverPublicKey;

@@ -30,6 +30,9 @@ export interface Codec {
   decode(bytes: Uint8Array, dialect: Dialect): unknown;
 }
 
+/** A class a translator handles: any constructor of `T` (abstract ones too). */
+export type TranslatedClass<T> = abstract new (...args: never[]) => T;
+
 /**
  * Teaches a codec a class of yours (aiozmq's translators): `pack` turns an instance into a value
  * MessagePack can carry, `unpack` turns that value back into an instance. Give the same
@@ -44,15 +47,18 @@ export interface Codec {
  */
 export interface Translator<T = unknown, Packed = unknown> {
   /** Instances of this class (and subclasses) are encoded with `pack`. */
-  Class: abstract new (...args: never[]) => T;
+  Class: TranslatedClass<T>;
   /** Extension type code, 1..100, unique within one codec (msgpackr keeps 101..127 for itself). */
   type: number;
+  /** Turns an instance into something MessagePack carries. */
   pack(value: T): Packed;
+  /** Turns what `pack` gave back into an instance. */
   unpack(value: Packed): T;
 }
 
 /** Options of {@link MsgpackCodec}. */
 export interface MsgpackCodecOptions {
+  /** Classes of yours to carry as MessagePack extensions (see {@link Translator}). */
   translators?: readonly Translator[];
   /** Structural limits checked before any body is decoded. */
   limits?: MessagePackLimits;
@@ -156,6 +162,7 @@ export class MsgpackCodec implements Codec {
     return value;
   }
 
+  /** @internal msgpackr's extension hook: the translator of `type` rebuilds the instance. */
   unpackType(type: number, data: unknown): unknown {
     const translator = this.#byType.get(type);
     if (!translator) throw new ProtocolError(`extension type ${type} has no translator on this peer`);

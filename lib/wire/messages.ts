@@ -31,11 +31,13 @@ export const MessageType = {
   STREAM_CREDIT: 0x23,
 } as const;
 
+/** The one-byte code of a message type. */
 export type MessageTypeCode = (typeof MessageType)[keyof typeof MessageType];
 
 /** A message id: our own calls use numbers; a v1 peer's ids are 16 opaque bytes, echoed back as they came. */
 export type MessageId = number | Buffer;
 
+/** `v1`: pseud's six frames; `compact`: two frames, between zeropeer peers (see README, wire format). */
 export type Framing = 'v1' | 'compact';
 
 /** A WORK body, checked. */
@@ -112,7 +114,9 @@ export class Invalid {
 
 /** One row of the table. */
 export interface MessageSpec {
+  /** The type byte on the wire. */
   readonly code: MessageTypeCode;
+  /** Its name in {@link MessageType}. */
   readonly name: keyof typeof MessageType;
   /** How a v1 body travels: MessagePack, or a UTF-8 string frame. */
   readonly v1Body: 'msgpack' | 'text';
@@ -125,7 +129,7 @@ export interface MessageSpec {
    * so that nobody reaches a password check (argon2's queue) with megabytes.
    */
   readonly maxBodyBytes: number | undefined;
-  /** Checks a decoded body (the framing tells its shape); returns the typed body or {@link Invalid}. */
+  /** Checks a decoded body (the framing tells its shape); returns the typed body or an `Invalid`. */
   readonly read: (body: unknown, framing: Framing) => unknown;
 }
 
