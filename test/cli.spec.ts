@@ -156,6 +156,29 @@ describe('the zeropeer command', function () {
     }
   });
 
+  it('serve --users serves with plain security: the right password gets through, a wrong one exits 11', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'zeropeer-cli-'));
+    writeFileSync(join(dir, 'users.json'), JSON.stringify({ alice: await hashPassword('pw') }));
+    const child = spawn(process.execPath, [BIN, 'serve', FUNCTIONS_MODULE, '--bind', 'tcp://127.0.0.1:0', '--users', join(dir, 'users.json')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    try {
+      const exited = new Promise<number | null>((resolve) => child.on('exit', (status) => resolve(status)));
+      const lines = createInterface({ input: child.stdout });
+      const endpoint = String((await lines[Symbol.asyncIterator]().next()).value);
+      lines.close();
+      const ok = await zeropeer(['call', endpoint, 'cli-functions', 'add', '1', '2', '--user', 'alice', '--password', 'pw']);
+      expect(ok.stdout.trim(), ok.stderr).to.equal('3');
+      const refused = await zeropeer(['call', endpoint, 'cli-functions', 'add', '1', '2', '--user', 'alice', '--password', 'nope']);
+      expect(refused.status).to.equal(11);
+      child.kill('SIGTERM');
+      expect(await exited).to.equal(0);
+    } finally {
+      clearTimeout(killer);
+      child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('serve refuses a module without functions, and an endpoint it cannot bind, with a message', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'zeropeer-cli-'));
     try {

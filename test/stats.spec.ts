@@ -1,6 +1,8 @@
 import { expect } from 'chai';
+import { pack as packPlain } from 'msgpackr';
+import * as zmq from 'zeromq';
 import { Client } from '../lib/index.js';
-import { cleanup, recordingLogger, rejection, startServer, track, until } from './helpers.js';
+import { cleanup, recordingLogger, rejection, startServer, track, until, uuidBytes } from './helpers.js';
 
 describe('peer.stats()', function () {
   this.timeout(20_000);
@@ -38,5 +40,18 @@ describe('peer.stats()', function () {
 
     await client.stop();
     await until(() => server.stats().connectedPeers === 0, 3000, 'the server sees the client go');
+  });
+
+  it('shows the send queue of a peer that does not read: messages and bytes waiting', async () => {
+    const server = await startServer({ sendHighWaterMark: 2, maxSendQueue: 1000 });
+    const big = 'x'.repeat(64 * 1024);
+    server.registerRpc('big', () => big);
+    // A pseud-style peer that asks and never reads its answers.
+    const greedy = track(new zmq.Dealer({ linger: 0, receiveHighWaterMark: 1, receiveBufferSize: 4096 }));
+    greedy.connect(server.endpoint);
+    for (let i = 0; i < 40; i++) await greedy.send(['', 'v1', uuidBytes(), Buffer.from([0x03]), packPlain(['big', [], {}])]);
+    await until(() => server.stats().callsIn === 40 && server.stats().queuedMessages > 5, 10_000, 'every request run, answers waiting');
+    const { queuedMessages, queuedBytes } = server.stats();
+    expect(queuedBytes, 'each waiting answer holds the 64 KiB result').to.be.greaterThan(queuedMessages * 64 * 1024 - 1);
   });
 });
