@@ -433,5 +433,32 @@ describe('streams', () => {
       })());
       expect(error).to.be.instanceOf(PeerNotConnectedError);
     });
+
+    it('the client is killed while reading the server\'s stream: the server\'s producer stops (its finally runs)', async function () {
+      this.timeout(15_000);
+      const server = await startServer({ heartbeat });
+      const child = spawnPeer('client', server.endpoint, 'bob', JSON.stringify({ heartbeat }));
+      await child.line('ready');
+      await until(() => server.connectedPeers().includes('bob'));
+      let pulled = 0;
+      let finished = false;
+      async function* endless(): AsyncGenerator<number> {
+        try {
+          for (;;) {
+            pulled++;
+            yield pulled;
+            await sleep(2);
+          }
+        } finally {
+          finished = true;
+        }
+      }
+      const call = server.invoke('consume', [endless()], { to: 'bob', timeoutMs: 10_000 });
+      await child.line('called consume');
+      await until(() => pulled > 5);
+      child.proc.kill('SIGKILL');
+      expect(await rejection(call)).to.be.instanceOf(PeerNotConnectedError);
+      await until(() => finished, 3000, "the server's producer's finally");
+    });
   });
 });
