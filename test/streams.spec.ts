@@ -307,6 +307,20 @@ describe('streams', () => {
         expect(await call('collect', [broken()])).to.equal('1,2 then TypeError: bad input');
       });
 
+      it('peer.call on an endless streaming function, cancelled: the producer stops (its finally runs)', async () => {
+        const { callee, caller } = await pair(direction);
+        const producer = counted(Infinity, 1);
+        callee.registerRpc('endless', producer.handler, { withContext: true });
+        const controller = new AbortController();
+        const call = caller instanceof Client
+          ? caller.invoke('endless', [], { signal: controller.signal })
+          : (caller as Server).invoke('endless', [], { signal: controller.signal, to: 'alice' });
+        await until(() => producer.pulled() > 3);
+        controller.abort();
+        expect(await rejection(call)).to.be.instanceOf(CancelledError);
+        await until(() => producer.finished(), 3000, "the producer's finally");
+      });
+
       it('a stream of a function that returns a list (or a value) yields its items', async () => {
         const { callee, stream } = await pair(direction);
         callee.registerRpc('list', () => [1, 2, 3]);

@@ -284,7 +284,8 @@ export class Dispatcher {
     if (!window || typeof answer.id !== 'number') {
       const limit = this.#host.maxMessageBytes;
       collect(iterable, limit, (value) => this.#host.sizeOf(value, answer.framing),
-        (bytes) => new MessageTooLargeError(`the stream "${answer.name}" gathered into one list is over ${bytes} bytes, over maxMessageBytes (${limit}): call it as a stream (peer.stream)`))
+        (bytes) => new MessageTooLargeError(`the stream "${answer.name}" gathered into one list is over ${bytes} bytes, over maxMessageBytes (${limit}): call it as a stream (peer.stream)`),
+        answer.scope.signal)
         .then((items) => answer.ok(items), (error: unknown) => answer.fail(error));
       return;
     }

@@ -348,12 +348,14 @@ export class StreamProducer {
 /**
  * Gathers an AsyncIterable into one list, for a caller that cannot take a stream (pseud, or
  * `peer.call` on a streaming function). Bounded: past `maxBytes` (as `sizeOf` counts), it stops
- * the iterator and throws `tooLarge()`.
+ * the iterator and throws `tooLarge()`; `signal` aborting stops it too.
  */
-export async function collect(iterable: AsyncIterable<unknown>, maxBytes: number, sizeOf: (value: unknown) => number, tooLarge: (bytes: number) => Error): Promise<unknown[]> {
+export async function collect(iterable: AsyncIterable<unknown>, maxBytes: number, sizeOf: (value: unknown) => number, tooLarge: (bytes: number) => Error,
+  signal?: AbortSignal): Promise<unknown[]> {
   const items: unknown[] = [];
   let bytes = 0;
   for await (const item of iterable) {
+    if (signal?.aborted) throw signal.reason; // cancelled, or the deadline passed: stop the iterator
     bytes += sizeOf(item);
     if (bytes > maxBytes) throw tooLarge(bytes); // leaving the loop returns the iterator
     items.push(item);
