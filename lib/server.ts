@@ -273,9 +273,11 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     const upstream = this.#options.proxyTo;
     if (!upstream) return false;
     this.logger.debug('relaying a call upstream', { ...this.session.context(connection), name: work.name });
+    // Metadata (trace context, say) goes along: the upstream trusts this proxy with the caller's
+    // identity already. So do the caller's cancel and deadline (the work's signal carries both).
+    const options = work.metadata ? { metadata: { ...work.metadata }, signal: work.scope.signal } : { signal: work.scope.signal };
     upstream
-      // Metadata (trace context, say) goes along: the upstream trusts this proxy with the caller's identity already.
-      .invoke('_zeropeer.proxy', [work.identity, work.name, work.args, work.kwargs ?? null], work.metadata ? { metadata: { ...work.metadata } } : {})
+      .invoke('_zeropeer.proxy', [work.identity, work.name, work.args, work.kwargs ?? null], options)
       .then((value) => work.responder.ok(value), (error: unknown) => work.responder.fail(error));
     return true;
   }

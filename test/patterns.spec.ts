@@ -6,6 +6,7 @@ import { MessageType } from '../lib/index.js';
 import { expect } from 'chai';
 import { decode as unpackPlain } from 'msgpackr';
 import {
+  CancelledError,
   Client,
   NackError,
   ParameterError,
@@ -21,6 +22,7 @@ import {
   UnauthorizedError,
   hashPassword,
   rpcMethod,
+  type CallContext,
   type FunctionInfo,
   type ServerOptions,
 } from '../lib/index.js';
@@ -934,6 +936,27 @@ describe('more ways to talk (patterns)', function () {
       const ledger = await rejection(alice.call.core.ledger());
       expect(ledger).to.be.instanceOf(RemoteError);
       expect((ledger as RemoteError).remoteName).to.equal('LedgerError');
+    });
+
+    it("a relayed call carries the caller's deadline and cancel through edge to core", async () => {
+      const core = await makeCore();
+      let deadline: number | undefined;
+      let reason: Promise<unknown> | undefined;
+      core.registerRpc('core.slow', (ctx: CallContext) => {
+        deadline = ctx.deadline;
+        reason = new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(ctx.signal.reason), { once: true }));
+        return new Promise(() => {});
+      }, { withContext: true });
+      const edge = await makeEdge(core);
+      const alice = await plainClient(edge, 'alice');
+      const controller = new AbortController();
+      const made = Date.now();
+      const call = alice.invoke('core.slow', [], { signal: controller.signal, timeoutMs: 3000 });
+      await until(() => reason !== undefined);
+      expect(deadline!).to.be.at.most(made + 3000 + 1000); // the caller's, give or take transit: not core's 5 s default
+      controller.abort();
+      expect(await rejection(call)).to.be.instanceOf(CancelledError);
+      expect(await reason).to.be.instanceOf(CancelledError);
     });
 
     it('without trustedProxies on core, relayed calls get ServiceNotFoundError', async () => {

@@ -33,6 +33,7 @@ declare const upstream: Client;
 declare function render(page: number, options: { signal: AbortSignal }): Promise<void>;
 declare function readLine(signal: AbortSignal): Promise<string>;
 declare function closeFile(): Promise<void>;
+declare function readNumbers(): AsyncIterable<number>;
 declare const queue: { full: boolean; push(job: unknown, on: { done(result: unknown): void; failed(error: Error): void }): void };
 declare const redis: { hset(key: string, field: string, value: string): Promise<unknown>; hdel(key: string, field: string): Promise<unknown> };
 declare function log(...values: unknown[]): void;

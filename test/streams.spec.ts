@@ -3,10 +3,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { decode } from 'msgpackr';
 import {
-  CallStream, CancelledError, Client, MessageTooLargeError, MessageType, PeerNotConnectedError, Server, TimeoutError,
+  CallStream, CancelledError, Client, EncodingError, MessageTooLargeError, MessageType, PeerNotConnectedError, Server, TimeoutError,
   type CallContext, type StreamOptions,
 } from '../lib/index.js';
-import { RawPeer, cleanup, rejection, sleep, startClient, startServer, track, until, uuidBytes } from './helpers.js';
+import { RawPeer, RawServer, cleanup, once, recordingLogger, rejection, sleep, startClient, startServer, track, until, uuidBytes } from './helpers.js';
 
 type Direction = 'client -> server' | 'server -> client';
 const DIRECTIONS: readonly Direction[] = ['client -> server', 'server -> client'];
@@ -229,6 +229,98 @@ describe('streams', () => {
         expect(producer.pulled()).to.be.below(100);
       });
 
+      it('an AsyncIterable argument arrives at the handler as an AsyncIterable (client streaming)', async () => {
+        const { callee, call } = await pair(direction);
+        callee.registerRpc('sum', async (numbers: AsyncIterable<number>, scale: number) => {
+          let total = 0;
+          for await (const n of numbers) total += n;
+          return total * scale;
+        });
+        async function* upTo(n: number): AsyncGenerator<number> {
+          for (let i = 1; i <= n; i++) yield i;
+        }
+        expect(await call('sum', [upTo(1000), 2])).to.equal(1001000);
+      });
+
+      it('both ways at once: a streamed argument and a streamed result', async () => {
+        const { callee, stream } = await pair(direction);
+        callee.registerRpc('double', async function* (numbers: AsyncIterable<number>) {
+          for await (const n of numbers) yield n * 2;
+        });
+        async function* upTo(n: number): AsyncGenerator<number> {
+          for (let i = 0; i < n; i++) yield i;
+        }
+        const got = await drain(stream<number>('double', [upTo(300)]));
+        expect(got).to.have.length(300);
+        expect(got[299]).to.equal(598);
+      });
+
+      it('an argument stream is held to the callee\'s window; the handler leaving it early runs the caller\'s finally', async () => {
+        const { callee, call } = await pair(direction, { streamWindow: { items: 8, bytes: 1024 * 1024 } });
+        let pulled = 0;
+        let finished = false;
+        async function* endless(): AsyncGenerator<number> {
+          try {
+            for (let i = 0; i < 1_000_000; i++) {
+              pulled++;
+              yield i;
+            }
+          } finally {
+            finished = true;
+          }
+        }
+        let pulledWhileSleeping = -1;
+        callee.registerRpc('firstFew', async (numbers: AsyncIterable<number>) => {
+          const got: number[] = [];
+          for await (const n of numbers) {
+            got.push(n);
+            if (got.length === 4) {
+              await sleep(50); // the producer over there must wait for credit meanwhile
+              pulledWhileSleeping = pulled;
+            }
+            if (got.length === 6) break;
+          }
+          return got;
+        });
+        expect(await call('firstFew', [endless()])).to.deep.equal([0, 1, 2, 3, 4, 5]);
+        expect(pulledWhileSleeping).to.be.at.most(4 + 8);
+        await until(() => finished, 3000, "the caller's finally");
+        expect(pulled).to.be.below(100);
+      });
+
+      it('a throw in the caller\'s AsyncIterable reaches the handler, typed, after the items before it', async () => {
+        const { callee, call } = await pair(direction);
+        callee.registerRpc('collect', async (items: AsyncIterable<number>) => {
+          const got: number[] = [];
+          try {
+            for await (const n of items) got.push(n);
+          } catch (error) {
+            return `${got.join(',')} then ${(error as Error).name}: ${(error as Error).message}`;
+          }
+          return 'no error';
+        });
+        async function* broken(): AsyncGenerator<number> {
+          yield 1;
+          yield 2;
+          throw new TypeError('bad input');
+        }
+        expect(await call('collect', [broken()])).to.equal('1,2 then TypeError: bad input');
+      });
+
+      it('peer.call on an endless streaming function, cancelled: the producer stops (its finally runs)', async () => {
+        const { callee, caller } = await pair(direction);
+        const producer = counted(Infinity, 1);
+        callee.registerRpc('endless', producer.handler, { withContext: true });
+        const controller = new AbortController();
+        const call = caller instanceof Client
+          ? caller.invoke('endless', [], { signal: controller.signal })
+          : (caller as Server).invoke('endless', [], { signal: controller.signal, to: 'alice' });
+        await until(() => producer.pulled() > 3);
+        controller.abort();
+        expect(await rejection(call)).to.be.instanceOf(CancelledError);
+        await until(() => producer.finished(), 3000, "the producer's finally");
+      });
+
       it('a stream of a function that returns a list (or a value) yields its items', async () => {
         const { callee, stream } = await pair(direction);
         callee.registerRpc('list', () => [1, 2, 3]);
@@ -251,6 +343,20 @@ describe('streams', () => {
     const frames = await raw.next();
     expect([...frames[3]!]).to.deep.equal([MessageType.OK]);
     expect(decode(frames[4]!)).to.deep.equal([1, 2]);
+  });
+
+  it('an AsyncIterable argument to a pseud v1 peer is refused with EncodingError (nothing pseud cannot read is sent)', async () => {
+    const rawServer = new RawServer();
+    const endpoint = await rawServer.bind();
+    const client = track(new Client('service', { logger: recordingLogger(), helloTimeoutMs: 100, drainTimeoutMs: 50 }));
+    const connected = once(client, 'connected', 5000);
+    client.connect(endpoint);
+    await client.start();
+    await rawServer.next(); // HELLO, which a pseud noop server ignores
+    await connected;
+    const error = await rejection(client.invoke('sum', [(async function* () { yield 1; })()]));
+    expect(error).to.be.instanceOf(EncodingError);
+    expect(error.message).to.include('zeropeer peers only');
   });
 
   it('the client stopping ends the server\'s producer: its finally runs, its signal aborts', async () => {
@@ -340,6 +446,33 @@ describe('streams', () => {
         for (let i = 0; i < 100_000; i++) await s.next();
       })());
       expect(error).to.be.instanceOf(PeerNotConnectedError);
+    });
+
+    it('the client is killed while reading the server\'s stream: the server\'s producer stops (its finally runs)', async function () {
+      this.timeout(15_000);
+      const server = await startServer({ heartbeat });
+      const child = spawnPeer('client', server.endpoint, 'bob', JSON.stringify({ heartbeat }));
+      await child.line('ready');
+      await until(() => server.connectedPeers().includes('bob'));
+      let pulled = 0;
+      let finished = false;
+      async function* endless(): AsyncGenerator<number> {
+        try {
+          for (;;) {
+            pulled++;
+            yield pulled;
+            await sleep(2);
+          }
+        } finally {
+          finished = true;
+        }
+      }
+      const call = server.invoke('consume', [endless()], { to: 'bob', timeoutMs: 10_000 });
+      await child.line('called consume');
+      await until(() => pulled > 5);
+      child.proc.kill('SIGKILL');
+      expect(await rejection(call)).to.be.instanceOf(PeerNotConnectedError);
+      await until(() => finished, 3000, "the server's producer's finally");
     });
   });
 });

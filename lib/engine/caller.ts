@@ -3,19 +3,19 @@
  * rejects, never hangs: TimeoutError after its deadline, at once when it cannot be sent.
  */
 import { PeerCounters } from './counters.js';
-import { CancelledError, PeerNotConnectedError, RpcError, ServiceClosedError, TimeoutError, UnauthorizedError, errorFromWire, type ErrorTable } from '../errors.js';
+import { CancelledError, EncodingError, PeerNotConnectedError, RpcError, ServiceClosedError, TimeoutError, UnauthorizedError, errorFromWire, errorToWire, type ErrorTable } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { MAX_OPTION_VALUE, positive } from '../option-checks.js';
 import { isUnreachable } from '../transport/router-socket.js';
 import type { Outbox } from '../transport/outbox.js';
-import { encodeMessage, encodeWithin, type FramingContext } from '../wire/framing.js';
+import { encodeMessage, encodeWithin, payloadBytes, type FramingContext } from '../wire/framing.js';
 import { MessageType, typeName, workBody, type Message, type MessageId, type StreamEndBody } from '../wire/messages.js';
 import { deadlineOf } from './call-scope.js';
 import type { Connection, Connections } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
 import { PendingCall, PendingCalls } from './pending-calls.js';
 import type { Role } from './role.js';
-import { CallStream, RESULT_SLOT, type StreamWindow } from './streams.js';
+import { CLOSED_WINDOW, CallStream, RESULT_SLOT, StreamProducer, streamSlots, type StreamWindow } from './streams.js';
 
 /** Options of one call. */
 export interface CallOptions {
@@ -257,7 +257,9 @@ export class Caller {
       return Promise.reject(new RpcError(`too many calls in flight (maxPendingCalls = ${this.#pending.limit}); "${name}" was not sent`));
     }
     let timeoutMs: number;
-    let frames: Buffer[];
+    let frames: Buffer[] | undefined;
+    let slots: number[] | undefined;
+    let ready: boolean;
     const id = this.#framing.ids.next();
     const kwargs = options.kwargs && Object.keys(options.kwargs).length > 0 ? options.kwargs : undefined;
     const metadata = options.metadata && Object.keys(options.metadata).length > 0 ? options.metadata : undefined;
@@ -273,20 +275,26 @@ export class Caller {
       }
       // A stream without a deadline says none: each item has its own wait, the whole has no end.
       wireTimeoutMs = stream && stream.deadline === undefined && inherited === undefined ? undefined : timeoutMs;
-      // Encode now, so that a value that cannot be sent fails here and nothing is queued.
-      frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata, wireTimeoutMs, stream?.window);
+      slots = streamSlots(args);
+      if (slots && oneWay) throw new EncodingError(`"${name}": a one-way call cannot stream an argument (nobody would grant it credit)`);
+      // Encode now, so that a value that cannot be sent fails here and nothing is queued (stream
+      // arguments need the framing, known once the connection is ready: encoded when sent).
+      ready = this.#role!.ready(target);
+      if (ready || !slots) frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata, wireTimeoutMs, stream?.window);
     } catch (error) {
       return Promise.reject(error);
     }
     const errorTable = options.errorTable ? { ...this.#settings.errorTable, ...options.errorTable } : this.#settings.errorTable;
     const call = new PendingCall(this.#pending, id, target.key, name, args, kwargs, metadata, errorTable, timeoutMs, oneWay);
+    if (slots) call.argStreams = this.#argProducers(call, slots);
     if (stream) {
       call.stream = stream.stream;
       call.streamWindow = stream.window;
       call.wireTimeoutMs = wireTimeoutMs;
       call.bind((value) => finishStream(stream.stream, value), (error) => stream.stream.end(error), signal);
       this.#pending.add(call);
-      if (this.#role!.ready(target)) this.#hand(target, call, frames);
+      this.#settings.counters.callsOut++;
+      if (ready) this.#hand(target, call, frames!);
       return call;
     }
     // The call site, captured now and formatted only if the call fails. Capturing costs a few µs
@@ -296,8 +304,49 @@ export class Caller {
     const promise = new Promise<unknown>((resolve, reject) => call.bind(resolve, reject, signal, site));
     this.#pending.add(call);
     this.#settings.counters.callsOut++;
-    if (this.#role!.ready(target)) this.#hand(target, call, frames);
+    if (ready) this.#hand(target, call, frames!);
     return promise;
+  }
+
+  /** One producer per streamed argument, closed until the callee grants its window. */
+  #argProducers(call: PendingCall, slots: readonly number[]): Map<number, StreamProducer> {
+    const producers = new Map<number, StreamProducer>();
+    for (const slot of slots) {
+      const what = `an item of argument ${slot} of "${call.name}"`;
+      producers.set(slot, new StreamProducer(call.args[slot] as AsyncIterable<unknown>, CLOSED_WINDOW, {
+        item: (value) => {
+          const connection = this.#connections.byKey(call.connectionKey);
+          if (!connection || call.settled) return new PeerNotConnectedError(`"${call.name}" is over`);
+          let frames: Buffer[];
+          try {
+            frames = encodeWithin(this.#framing, 'compact', connection.routingId, MessageType.STREAM_ITEM, call.id, [slot, value], what);
+          } catch (error) {
+            return error as Error;
+          }
+          this.#outbox.sendNow(connection.key, frames, CONTROL_HOOKS);
+          return payloadBytes(frames);
+        },
+        end: (error) => {
+          const connection = this.#connections.byKey(call.connectionKey);
+          if (!connection || call.settled) return;
+          const body = error === undefined ? null : errorToWire(error, false, 'compact');
+          this.#outbox.sendNow(connection.key, encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.STREAM_END, call.id, [slot, body]), CONTROL_HOOKS);
+        },
+        finished: () => {},
+        returnFailed: (error) => this.#settings.logger.debug('an argument stream\'s return() failed', { peer: this.#settings.peerId, name: call.name, error: (error as Error)?.message }),
+      }));
+    }
+    return producers;
+  }
+
+  /** The callee granted (or acknowledged, or refused with [0, 0]) credit for argument `slot` of call `id`. */
+  argCredit(connection: Connection, id: MessageId, slot: number, items: number, bytes: number): void {
+    const call = this.#pending.get(id);
+    const producer = call && call.connectionKey === connection.key ? call.argStreams?.get(slot) : undefined;
+    if (!producer) return;
+    if (items === 0) producer.stop();
+    else if (!producer.open) producer.grant({ items, bytes });
+    else producer.credit(items, bytes);
   }
 
   #timeoutFor(options: CallOptions): number {
@@ -310,7 +359,12 @@ export class Caller {
     metadata: Readonly<Record<string, string>> | undefined, timeoutMs: number | undefined, window?: StreamWindow): Buffer[] {
     // Id 0: one-way (an empty id in v1); a one-way call has nobody waiting, hence no deadline to send.
     const wireId = id === 0 ? (target.framing === 'v1' ? Buffer.alloc(0) : 0) : id;
-    const body = workBody(target.framing, name, args, kwargs, metadata, id === 0 ? undefined : timeoutMs, window);
+    const slots = streamSlots(args);
+    if (slots && target.framing !== 'compact') {
+      throw new EncodingError(`"${name}": an AsyncIterable argument is streamed to zeropeer peers only (this peer speaks pseud v1)`);
+    }
+    const wireArgs = slots ? args.map((arg, index) => (slots.includes(index) ? null : arg)) : args;
+    const body = workBody(target.framing, name, wireArgs, kwargs, metadata, id === 0 ? undefined : timeoutMs, window, slots);
     return encodeWithin(this.#framing, target.framing, target.routingId, MessageType.WORK, wireId, body, `call "${name}"`);
   }
 

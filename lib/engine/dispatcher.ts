@@ -3,16 +3,16 @@
  * in the framing the call came in, only to the connection that asked.
  */
 import { PeerCounters } from './counters.js';
-import { BusyError, CancelledError, MessageTooLargeError, PeerNotConnectedError, ServiceClosedError, ServiceNotFoundError, errorToWire, type ErrorClass } from '../errors.js';
+import { BusyError, CancelledError, MessageTooLargeError, PeerNotConnectedError, ProtocolError, ServiceClosedError, ServiceNotFoundError, errorFromWire, errorToWire, type ErrorClass } from '../errors.js';
 import type { LogContext, Logger } from '../logger.js';
 import { domainAllows, type Predicate } from '../predicates.js';
 import { RESERVED_PREFIX, type FunctionInfo, type Registration, type Registry } from '../registry.js';
-import { COMPACT_CAPABILITY, MessageType, PROBE, isOneWayId, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
+import { COMPACT_CAPABILITY, MessageType, PROBE, isOneWayId, type ErrorBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import { CallScope } from './call-scope.js';
 import type { Connection } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
 import type { Builtin, Role } from './role.js';
-import { RESULT_SLOT, StreamProducer, collect, isAsyncIterable, type StreamWindow } from './streams.js';
+import { CallStream, RESULT_SLOT, StreamProducer, collect, isAsyncIterable, type StreamWindow } from './streams.js';
 import { runWork, type Responder, type Work, type WorkHooks } from './work.js';
 
 export interface DispatcherSettings {
@@ -31,6 +31,8 @@ export interface DispatcherSettings {
   /** Most handlers running at once in all; past it, work is refused with BusyError. */
   readonly maxRunning: number;
   readonly counters: PeerCounters;
+  /** The window this peer grants the caller's argument streams. */
+  readonly streamWindow: StreamWindow;
 }
 
 /** What the dispatcher needs of the session it serves. */
@@ -155,8 +157,16 @@ export class Dispatcher {
       responder.fail(new BusyError(`"${this.#settings.peerId}" is busy: ${this.#running >= maxRunning ? `${maxRunning} handlers running` : `${maxRunningPerConnection} handlers running for this connection`}; retry later`));
       return;
     }
+    let args = body.args;
+    if (body.argStreams) {
+      if (!(responder instanceof CallResponder) || responder.key === undefined) {
+        responder.fail(new ProtocolError('argument streams need a call in compact framing that wants an answer'));
+        return;
+      }
+      args = this.#argStreams(responder, body.argStreams, args);
+    }
     const work: Work = {
-      name: body.name, args: body.args, kwargs: body.kwargs, metadata: body.metadata, identity, address: connection.address,
+      name: body.name, args, kwargs: body.kwargs, metadata: body.metadata, identity, address: connection.address,
       connectionKey: connection.key, scope, responder,
     };
     if (work.name.startsWith(RESERVED_PREFIX)) {
@@ -218,7 +228,39 @@ export class Dispatcher {
     this.#cancellable.delete(answer.key!);
     answer.sent = true; // nobody waits for the answer any more
     answer.producer?.stop(); // the caller stopped reading: no end to send
-    answer.scope.abort(new CancelledError(`the caller cancelled "${answer.name}"${reason ? `: ${reason}` : ''}`));
+    const error = new CancelledError(`the caller cancelled "${answer.name}"${reason ? `: ${reason}` : ''}`);
+    answer.endInputs(error);
+    answer.scope.abort(error);
+  }
+
+  /** Consumers for the caller's streamed arguments, in their places; each is granted the window now. */
+  #argStreams(answer: CallResponder, slots: readonly number[], wireArgs: unknown[]): unknown[] {
+    const { connection, framing, id, name } = answer;
+    const window = this.#settings.streamWindow;
+    const args = [...wireArgs];
+    answer.inputs = new Map();
+    for (const slot of slots) {
+      const credit = (items: number, bytes: number): void => {
+        if (this.#host.stillThere(connection, answer.epoch)) this.#host.send(connection, framing, MessageType.STREAM_CREDIT, id, [slot, items, bytes], 'a STREAM_CREDIT');
+      };
+      const input = new CallStream<unknown>(`argument ${slot} of "${name}"`, window, this.#settings.rawReplyTimeoutMs, { credit, cancel: () => credit(0, 0) });
+      answer.inputs.set(slot, input);
+      args[slot] = input;
+      credit(window.items, window.bytes);
+    }
+    return args;
+  }
+
+  /** An item of argument stream `slot` of the call `id` from `connection`. */
+  argItem(connection: Connection, id: MessageId, slot: number, value: unknown, bytes: number): void {
+    if (typeof id !== 'number') return;
+    this.#cancellable.get(cancelKey(connection, id))?.inputs?.get(slot)?.push(value, Math.max(1, bytes));
+  }
+
+  /** The end of argument stream `slot` of the call `id` (with the error the caller's iterable threw). */
+  argEnd(connection: Connection, id: MessageId, slot: number, error: ErrorBody | undefined): void {
+    if (typeof id !== 'number') return;
+    this.#cancellable.get(cancelKey(connection, id))?.inputs?.get(slot)?.end(error && errorFromWire(error, undefined));
   }
 
   /** The caller of `id` consumed items of its stream: its producer may send more. */
@@ -236,6 +278,7 @@ export class Dispatcher {
       answer.sent = true;
       const error = new PeerNotConnectedError(`"${connection.identity ?? connection.address}" went away during "${answer.name}"`);
       answer.producer?.stop();
+      answer.endInputs(error);
       answer.scope.abort(error);
     }
   }
@@ -249,7 +292,8 @@ export class Dispatcher {
     if (!window || typeof answer.id !== 'number') {
       const limit = this.#host.maxMessageBytes;
       collect(iterable, limit, (value) => this.#host.sizeOf(value, answer.framing),
-        (bytes) => new MessageTooLargeError(`the stream "${answer.name}" gathered into one list is over ${bytes} bytes, over maxMessageBytes (${limit}): call it as a stream (peer.stream)`))
+        (bytes) => new MessageTooLargeError(`the stream "${answer.name}" gathered into one list is over ${bytes} bytes, over maxMessageBytes (${limit}): call it as a stream (peer.stream)`),
+        answer.scope.signal)
         .then((items) => answer.ok(items), (error: unknown) => answer.fail(error));
       return;
     }
@@ -294,6 +338,7 @@ export class Dispatcher {
   /** An answer goes out (or was dropped): the call can no longer be cancelled. */
   settled(answer: CallResponder): void {
     if (answer.key !== undefined) this.#cancellable.delete(answer.key);
+    answer.endInputs(undefined);
     answer.scope.end();
   }
 
@@ -394,6 +439,8 @@ class CallResponder implements Responder {
   window: StreamWindow | undefined;
   /** The producer of a streamed result, once the handler returned one. */
   producer: StreamProducer | undefined;
+  /** The consumers of the caller's streamed arguments, by position. */
+  inputs: Map<number, CallStream<unknown>> | undefined;
 
   constructor(
     readonly dispatcher: Dispatcher,
@@ -404,6 +451,13 @@ class CallResponder implements Responder {
     readonly name: string,
     readonly scope: CallScope,
   ) {}
+
+  /** The call is over: its argument streams end (`error`, or quietly). */
+  endInputs(error: Error | undefined): void {
+    if (!this.inputs) return;
+    for (const input of this.inputs.values()) input.end(error);
+    this.inputs = undefined;
+  }
 
   ok(value: unknown): void {
     if (this.sent || this.producer) return;

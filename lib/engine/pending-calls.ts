@@ -10,7 +10,7 @@
 import type { ErrorTable } from '../errors.js';
 import type { OutgoingHooks } from '../transport/outbox.js';
 import type { MessageId } from '../wire/messages.js';
-import type { CallStream, StreamWindow } from './streams.js';
+import type { CallStream, StreamProducer, StreamWindow } from './streams.js';
 
 /** What the table asks of its owner (the engine). */
 export interface PendingCallsOwner {
@@ -40,6 +40,8 @@ export class PendingCall implements OutgoingHooks {
   streamWindow: StreamWindow | undefined;
   /** The time left the WORK says (a stream without a deadline says none). */
   wireTimeoutMs: number | undefined;
+  /** The producers of the arguments that are streams, by position; stopped when the call settles. */
+  argStreams: Map<number, StreamProducer> | undefined;
   #resolve: (value: unknown) => void = noop;
   #reject: (error: Error) => void = noop;
   #signal: AbortSignal | undefined;
@@ -82,6 +84,7 @@ export class PendingCall implements OutgoingHooks {
   /** Ends the call (called by the table only). */
   settle(error: Error | undefined, value?: unknown): void {
     this.settled = true;
+    if (this.argStreams) for (const producer of this.argStreams.values()) producer.stop();
     if (this.#onAbort) this.#signal!.removeEventListener('abort', this.#onAbort);
     if (error && this.#site && error !== this.#signal?.reason) appendCallSite(error, this.#site);
     if (error) this.#reject(error);

@@ -109,6 +109,7 @@ export class Session {
         excludeLogExceptions: config.excludeLogExceptions, sendStacks: config.sendStacks, rawReplyTimeoutMs: config.timeoutMs,
         incoming: config.interceptors.incoming, maxRunning: config.maxRunning, maxRunningPerConnection: config.maxRunningPerConnection,
         counters: this.counters,
+        streamWindow: config.streamWindow,
       },
       {
         serving: () => this.#state === 'started',
@@ -472,15 +473,23 @@ export class Session {
       case MessageType.CANCEL:
         this.dispatcher.cancel(connection, message.id, message.body);
         return;
-      // A stream's result flows to the caller; its credit flows back to the producer.
-      case MessageType.STREAM_ITEM:
-        if (message.body.slot === RESULT_SLOT) this.caller.streamItem(connection, message.id, message.body.value, payloadBytes(frames));
+      // The slot says the direction: a result (-1) flows to the caller and its credit back to the
+      // handler's side; an argument (0, 1, ...) flows to the handler and its credit back to the caller.
+      case MessageType.STREAM_ITEM: {
+        const { slot, value } = message.body;
+        if (slot === RESULT_SLOT) this.caller.streamItem(connection, message.id, value, payloadBytes(frames));
+        else this.dispatcher.argItem(connection, message.id, slot, value, payloadBytes(frames));
         return;
+      }
       case MessageType.STREAM_END:
         if (message.body.slot === RESULT_SLOT) this.caller.streamEnd(connection, message.id, message.body);
+        else this.dispatcher.argEnd(connection, message.id, message.body.slot, message.body.error);
         return;
-      case MessageType.STREAM_CREDIT:
-        if (message.body.slot === RESULT_SLOT) this.dispatcher.credit(connection, message.id, message.body.items, message.body.bytes);
+      case MessageType.STREAM_CREDIT: {
+        const { slot, items, bytes } = message.body;
+        if (slot === RESULT_SLOT) this.dispatcher.credit(connection, message.id, items, bytes);
+        else this.caller.argCredit(connection, message.id, slot, items, bytes);
+      }
     }
   }
 }

@@ -19,6 +19,13 @@ export const DEFAULT_STREAM_WINDOW: StreamWindow = Object.freeze({ items: 256, b
 /** The slot of a stream message that belongs to a call's result (argument streams use 0, 1, ...). */
 export const RESULT_SLOT = -1;
 
+/** The positions of the arguments that are streams, or undefined when none is. */
+export function streamSlots(args: readonly unknown[]): number[] | undefined {
+  let slots: number[] | undefined;
+  for (let i = 0; i < args.length; i++) if (isAsyncIterable(args[i])) (slots ??= []).push(i);
+  return slots;
+}
+
 /** Whether a value is an AsyncIterable (what a streaming handler returns). */
 export function isAsyncIterable(value: unknown): value is AsyncIterable<unknown> {
   return value !== null && typeof value === 'object' && typeof (value as Partial<AsyncIterable<unknown>>)[Symbol.asyncIterator] === 'function';
@@ -223,13 +230,17 @@ export interface ProducerHooks {
   returnFailed(error: unknown): void;
 }
 
+/** The window of an argument stream until the callee grants one: nothing is pulled. */
+export const CLOSED_WINDOW: StreamWindow = Object.freeze({ items: 0, bytes: 0 });
+
 /**
- * Pulls a handler's AsyncIterable and sends its items while the consumer's credit allows: the
- * iterator is never asked for an item past the window.
+ * Pulls an AsyncIterable (a handler's result, or a caller's argument) and sends its items while the
+ * consumer's credit allows: the iterator is never asked for an item past the window. An argument
+ * stream starts closed ({@link CLOSED_WINDOW}) until the callee grants its window.
  */
 export class StreamProducer {
   readonly #iterator: AsyncIterator<unknown>;
-  readonly #window: StreamWindow;
+  #window: StreamWindow;
   readonly #hooks: ProducerHooks;
   #items = 0;
   #bytes = 0;
@@ -253,6 +264,18 @@ export class StreamProducer {
 
   /** Starts pulling. */
   start(): void {
+    void this.#pull();
+  }
+
+  /** Whether the consumer's window is known (an argument stream waits for the callee to grant it). */
+  get open(): boolean {
+    return this.#window.items > 0;
+  }
+
+  /** The consumer granted its window (argument streams: the callee says how much it takes): start pulling. */
+  grant(window: StreamWindow): void {
+    if (this.#done || this.open) return;
+    this.#window = window;
     void this.#pull();
   }
 
@@ -325,12 +348,14 @@ export class StreamProducer {
 /**
  * Gathers an AsyncIterable into one list, for a caller that cannot take a stream (pseud, or
  * `peer.call` on a streaming function). Bounded: past `maxBytes` (as `sizeOf` counts), it stops
- * the iterator and throws `tooLarge()`.
+ * the iterator and throws `tooLarge()`; `signal` aborting stops it too.
  */
-export async function collect(iterable: AsyncIterable<unknown>, maxBytes: number, sizeOf: (value: unknown) => number, tooLarge: (bytes: number) => Error): Promise<unknown[]> {
+export async function collect(iterable: AsyncIterable<unknown>, maxBytes: number, sizeOf: (value: unknown) => number, tooLarge: (bytes: number) => Error,
+  signal?: AbortSignal): Promise<unknown[]> {
   const items: unknown[] = [];
   let bytes = 0;
   for await (const item of iterable) {
+    if (signal?.aborted) throw signal.reason; // cancelled, or the deadline passed: stop the iterator
     bytes += sizeOf(item);
     if (bytes > maxBytes) throw tooLarge(bytes); // leaving the loop returns the iterator
     items.push(item);

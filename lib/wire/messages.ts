@@ -27,7 +27,10 @@ export const MessageType = {
   STREAM_ITEM: 0x21,
   /** zeropeer only: the end of a stream of call `id`; body `[slot, error body or null]`. */
   STREAM_END: 0x22,
-  /** zeropeer only: the consumer of a stream of call `id` consumed `[slot, items, bytes]`: send more. */
+  /**
+   * zeropeer only: the consumer of a stream of call `id` consumed `[slot, items, bytes]`: send more.
+   * An argument stream's first one grants the window; `[slot, 0, 0]` asks its producer to stop.
+   */
   STREAM_CREDIT: 0x23,
 } as const;
 
@@ -51,7 +54,12 @@ export interface WorkBody {
   readonly timeoutMs: number | undefined;
   /** The caller takes a streamed result with this window (compact framing only). */
   readonly stream: { readonly items: number; readonly bytes: number } | undefined;
+  /** The positions of the arguments that the caller streams (compact framing only); null in `args`. */
+  readonly argStreams: readonly number[] | undefined;
 }
+
+/** Most arguments of one call that may be streams. */
+export const MAX_ARG_STREAMS = 16;
 
 /** A STREAM_ITEM body, checked. */
 export interface StreamItemBody {
@@ -172,6 +180,7 @@ function readWork(body: unknown, framing: Framing): WorkBody | Invalid {
   let metadata: Record<string, string> | undefined;
   let timeoutMs: number | undefined;
   let stream: WorkBody['stream'];
+  let argStreams: number[] | undefined;
   if (extras != null) {
     if (!isPlainRecord(extras)) return new Invalid('WORK extras must be a map');
     const read = readMetadata(extras['m']);
@@ -185,9 +194,17 @@ function readWork(body: unknown, framing: Framing): WorkBody | Invalid {
       if (!Array.isArray(window) || window.length !== 2 || !window.every(isCount)) return new Invalid('a WORK stream window must be [items, bytes], each a whole number >= 1');
       stream = { items: window[0] as number, bytes: window[1] as number };
     }
+    const slots = extras['a'];
+    if (slots != null) {
+      if (!Array.isArray(slots) || slots.length === 0 || slots.length > MAX_ARG_STREAMS || new Set(slots).size !== slots.length ||
+          !slots.every((slot) => Number.isInteger(slot) && (slot as number) >= 0 && (slot as number) < args.length)) {
+        return new Invalid(`WORK argument streams must be 1 to ${MAX_ARG_STREAMS} distinct argument positions`);
+      }
+      argStreams = slots as number[];
+    }
   }
   const named = kwargs as Record<string, unknown> | null | undefined;
-  return { name, args, kwargs: named && Object.keys(named).length > 0 ? named : undefined, metadata, timeoutMs, stream };
+  return { name, args, kwargs: named && Object.keys(named).length > 0 ? named : undefined, metadata, timeoutMs, stream, argStreams };
 }
 
 function readError(body: unknown): ErrorBody | Invalid {
@@ -219,7 +236,9 @@ function readStreamEnd(body: unknown): StreamEndBody | Invalid {
 }
 
 function readStreamCredit(body: unknown): StreamCreditBody | Invalid {
-  if (!Array.isArray(body) || body.length !== 3 || !isSlot(body[0]) || !isCount(body[1]) || !(body[2] === 0 || isCount(body[2]))) {
+  // [slot, 0, 0] is the consumer saying "stop" (an argument stream's consumer has no CANCEL to send).
+  const whole = (value: unknown): boolean => value === 0 || isCount(value);
+  if (!Array.isArray(body) || body.length !== 3 || !isSlot(body[0]) || !whole(body[1]) || !whole(body[2]) || ((body[1] === 0) !== (body[2] === 0))) {
     return new Invalid('a STREAM_CREDIT body must be [slot, items, bytes]');
   }
   return { slot: body[0], items: body[1] as number, bytes: body[2] as number };
@@ -286,10 +305,13 @@ export const PROBE = '_zeropeer.hello';
  * carries metadata (`m`) and the time the caller still waits (`d`, ms: relative, so clocks need not agree).
  */
 export function workBody(framing: Framing, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined,
-  metadata: Readonly<Record<string, string>> | undefined, timeoutMs?: number, stream?: { readonly items: number; readonly bytes: number }): unknown[] {
+  metadata: Readonly<Record<string, string>> | undefined, timeoutMs?: number, stream?: { readonly items: number; readonly bytes: number },
+  argStreams?: readonly number[]): unknown[] {
   if (framing === 'v1') return [name, args, kwargs ?? {}];
-  if (stream) {
-    const extras: Record<string, unknown> = { s: [stream.items, stream.bytes] };
+  if (stream || argStreams) {
+    const extras: Record<string, unknown> = {};
+    if (stream) extras['s'] = [stream.items, stream.bytes];
+    if (argStreams) extras['a'] = argStreams;
     if (metadata) extras['m'] = metadata;
     if (timeoutMs !== undefined) extras['d'] = timeoutMs;
     return [name, args, kwargs ?? null, extras];

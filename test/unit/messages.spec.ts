@@ -91,7 +91,7 @@ describe('message table (MESSAGES)', () => {
     });
 
     it('WORK: a compact body may carry a fourth element, v1 may not', () => {
-      expect(read(MessageType.WORK, ['f', [], null, { m: { a: 'b' } }], 'compact')).to.deep.equal({ name: 'f', args: [], kwargs: undefined, metadata: { a: 'b' }, timeoutMs: undefined, stream: undefined });
+      expect(read(MessageType.WORK, ['f', [], null, { m: { a: 'b' } }], 'compact')).to.deep.equal({ name: 'f', args: [], kwargs: undefined, metadata: { a: 'b' }, timeoutMs: undefined, stream: undefined, argStreams: undefined });
       expect(read(MessageType.WORK, ['f', [], {}, { m: { a: 'b' } }], 'v1')).to.be.instanceOf(Invalid);
     });
 
@@ -104,8 +104,8 @@ describe('message table (MESSAGES)', () => {
     });
 
     it('WORK: empty kwargs read as none', () => {
-      expect(read(MessageType.WORK, ['f', [1], {}], 'v1')).to.deep.equal({ name: 'f', args: [1], kwargs: undefined, metadata: undefined, timeoutMs: undefined, stream: undefined });
-      expect(read(MessageType.WORK, ['f', [1], { k: 2 }], 'v1')).to.deep.equal({ name: 'f', args: [1], kwargs: { k: 2 }, metadata: undefined, timeoutMs: undefined, stream: undefined });
+      expect(read(MessageType.WORK, ['f', [1], {}], 'v1')).to.deep.equal({ name: 'f', args: [1], kwargs: undefined, metadata: undefined, timeoutMs: undefined, stream: undefined, argStreams: undefined });
+      expect(read(MessageType.WORK, ['f', [1], { k: 2 }], 'v1')).to.deep.equal({ name: 'f', args: [1], kwargs: { k: 2 }, metadata: undefined, timeoutMs: undefined, stream: undefined, argStreams: undefined });
     });
   });
 
@@ -123,6 +123,12 @@ describe('message table (MESSAGES)', () => {
       expect(workBody('compact', 'f', [1], { k: 1 }, { trace: 'x' })).to.deep.equal(['f', [1], { k: 1 }, { m: { trace: 'x' } }]);
     });
 
+    it('compact says which arguments are streams (a) and the window of a streamed result (s)', () => {
+      expect(workBody('compact', 'f', [null, 2], undefined, undefined, 100, { items: 8, bytes: 64 }, [0])).to.deep.equal(['f', [null, 2], null, { s: [8, 64], a: [0], d: 100 }]);
+      const read = MESSAGES.get(MessageType.WORK)!.read(workBody('compact', 'f', [null], undefined, undefined, undefined, undefined, [0]), 'compact');
+      expect(read).to.deep.include({ argStreams: [0], stream: undefined });
+    });
+
     it('compact carries the time the caller still waits as d (ms); v1 never does', () => {
       expect(workBody('compact', 'f', [1], undefined, undefined, 250)).to.deep.equal(['f', [1], null, { d: 250 }]);
       expect(workBody('compact', 'f', [1], undefined, { trace: 'x' }, 250)).to.deep.equal(['f', [1], null, { m: { trace: 'x' }, d: 250 }]);
@@ -135,7 +141,7 @@ describe('message table (MESSAGES)', () => {
       const work = MESSAGES.get(MessageType.WORK)!;
       for (const framing of ['v1', 'compact'] as const) {
         const body = work.read(workBody(framing, 'a.b', [1, 'x'], { k: true }, { trace: 't' }), framing);
-        expect(body, framing).to.deep.equal({ name: 'a.b', args: [1, 'x'], kwargs: { k: true }, metadata: framing === 'compact' ? { trace: 't' } : undefined, timeoutMs: undefined, stream: undefined });
+        expect(body, framing).to.deep.equal({ name: 'a.b', args: [1, 'x'], kwargs: { k: true }, metadata: framing === 'compact' ? { trace: 't' } : undefined, timeoutMs: undefined, stream: undefined, argStreams: undefined });
       }
     });
   });
