@@ -14,6 +14,11 @@ import type { FunctionInfo } from './registry.js';
 import { checkPeerId, sessionConfig } from './session-config.js';
 import { resolveSecurityPlugin } from '../security/index.js';
 
+/** A routing id of our own: a server never has to generate one for us (see the constructor). */
+function newRoutingId(): string {
+  return `zp-${randomBytes(12).toString('base64url')}`;
+}
+
 export interface ClientEvents {
   /** The connection to the server is up and this client may send work (authenticated, if the plugin asks). */
   connected: () => void;
@@ -47,6 +52,10 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   readonly #server: Connection;
   readonly #handshake: ClientHandshake;
   #probeTimer: NodeJS.Timeout | undefined;
+  /** The routing id is ours to choose (not `options.routingId`): a fresh one after a disconnect. */
+  readonly #ownRoutingId: boolean;
+  /** The endpoints connected to (disconnect of the last one takes the server as gone). */
+  readonly #endpoints = new Set<string>();
   /** Connected to an inproc endpoint, which has no ROUTER_NOTIFY. */
   #probing = false;
 
@@ -57,7 +66,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     checkPeerId(serverId);
     // A routing id of our own: a server never has to generate one for us (libzmq 4.3.5 aborts when
     // a generated id collides with one a hostile peer claimed; see README, security).
-    const config = sessionConfig(serverId, options.routingId ?? `zp-${randomBytes(12).toString('base64url')}`, options);
+    const config = sessionConfig(serverId, options.routingId ?? newRoutingId(), options);
     const security = resolveSecurityPlugin(options.security);
     const settings = { ...options, ...options.securitySettings };
     const helloTimeoutMs = positive(options.helloTimeoutMs, 'helloTimeoutMs', DEFAULTS.helloTimeoutMs);
@@ -66,6 +75,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     const session = new Session(config, (engine) => {
       const auth = security.client(settings);
       const server = engine.connections.add(Buffer.from(serverId), false);
+      engine.socket.handOverRoutes();
       server.identity = serverId;
       const curve = options.curve;
       const keyProver = curve?.serverPublicKey ? new KeyProver(curve, curve.serverPublicKey) : undefined;
@@ -103,6 +113,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     });
     super(session, security, options.curve !== undefined);
     self = this;
+    this.#ownRoutingId = options.routingId === undefined;
     this.#handshake = made!.handshake;
     this.#server = made!.server;
     this.call = createCallProxy<ServerApi>((name, args) => this.invoke(name, args));
@@ -122,6 +133,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Connects to the server's endpoint (tcp, ipc or inproc). Calls made before the connection is up wait for it. */
   connect(endpoint: string): void {
     this.session.socket.connect(endpoint);
+    this.#endpoints.add(endpoint);
     this.warnIfClearText(endpoint);
     if (endpoint.startsWith('inproc://')) {
       this.#probing = true;
@@ -154,9 +166,19 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     );
   }
 
-  /** Stops connecting to an endpoint. */
+  /**
+   * Stops connecting to an endpoint. When it was the last one, the server is gone at once
+   * ('disconnected'; calls sent and unanswered reject with ServiceClosedError, new ones wait): libzmq
+   * sends no disconnect notice for a disconnect of our own. A later `connect` brings it back.
+   */
   disconnect(endpoint: string): void {
     this.session.socket.disconnect(endpoint);
+    this.#endpoints.delete(endpoint);
+    if (this.#endpoints.size > 0) return;
+    this.session.markDown(this.#server);
+    // The server may still hold the old pipe under our routing id when the next connect arrives, and
+    // a ROUTER ignores a second connection with an id in use: the next one comes with a new id.
+    if (this.#ownRoutingId) this.session.socket.routingId = newRoutingId();
   }
 
   /** Whether the server is connected and this client may send work now. */

@@ -67,6 +67,11 @@ export class ClientHandshake {
   #retryTimer: NodeJS.Timeout | undefined;
   /** The next time this client becomes ready, it says so ('connected' / 'reconnected'). */
   #announce = false;
+  /**
+   * The server showed it is zeropeer on this connection (OK to the probe, or AUTHENTICATED with the
+   * compact capability): it always answers HELLO, so silence is never read as pseud's noop server.
+   */
+  #zeropeer = false;
   /** The credentials of the HELLO out now, for the HELLO that answers a key challenge. */
   #credentials: [string, string] | undefined;
 
@@ -120,6 +125,7 @@ export class ClientHandshake {
     this.#refusal = undefined;
     this.#transportError = undefined;
     this.#announce = true;
+    this.#zeropeer = false;
     this.#probe();
   }
 
@@ -141,6 +147,7 @@ export class ClientHandshake {
     const state = this.#state;
     if (state.name !== 'probing' || message.id !== state.probeId) return false;
     if (message.type === MessageType.OK) {
+      this.#zeropeer = true;
       this.#authenticate();
     } else {
       this.#session.config.logger.debug('the server is not zeropeer and lets anybody call: plain v1', this.#session.context(this.#server));
@@ -181,6 +188,7 @@ export class ClientHandshake {
         const state = this.#state;
         if (state.name !== 'authenticating' || state.helloId !== message.id) return;
         if (message.body.includes(COMPACT_CAPABILITY)) {
+          this.#zeropeer = true;
           this.#server.framing = 'compact';
           this.#server.heartbeats = true; // a zeropeer server: held to heartbeats
         }
@@ -285,7 +293,8 @@ export class ClientHandshake {
       this.#credentials = [login, password];
       this.#session.config.logger.debug('HELLO sent', { ...this.#session.context(server), login });
       this.#state = { name: 'authenticating', generation, helloId };
-      if (!this.#auth.requiresAuthentication) this.#armHelloFallback(generation);
+      // A zeropeer server that does not answer (paused, say) is silent, not pseud: the call deadlines bound the wait.
+      if (!this.#auth.requiresAuthentication && !this.#zeropeer) this.#armHelloFallback(generation);
     };
     let credentials: [string, string] | Promise<[string, string]>;
     try {
