@@ -7,7 +7,7 @@ import { KeyProver } from './auth/key-proof.js';
 import { ClientHandshake } from './auth/client-handshake.js';
 import type { Connection } from './engine/connection.js';
 import { Session } from './engine/session.js';
-import { DEFAULTS, checkClientOptions, positive, rejectUnknownKeys, type CallOptions, type ClientOptions } from './options.js';
+import { DEFAULTS, checkClientOptions, positive, rejectUnknownKeys, wholeNumber, type CallOptions, type ClientOptions } from './options.js';
 import { Peer } from './peer.js';
 import { createCallProxy, type CallProxy, type NotifyProxy } from './proxy.js';
 import type { FunctionInfo } from './registry.js';
@@ -70,6 +70,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     const security = resolveSecurityPlugin(options.security);
     const settings = { ...options, ...options.securitySettings };
     const helloTimeoutMs = positive(options.helloTimeoutMs, 'helloTimeoutMs', DEFAULTS.helloTimeoutMs);
+    const refreshMarginMs = wholeNumber(options.tokenRefreshMarginMs, 'tokenRefreshMarginMs', DEFAULTS.tokenRefreshMarginMs);
     let self: Client<ServerApi> | undefined;
     let made: { handshake: ClientHandshake; server: Connection } | undefined;
     const session = new Session(config, (engine) => {
@@ -79,7 +80,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
       server.identity = serverId;
       const curve = options.curve;
       const keyProver = curve?.serverPublicKey ? new KeyProver(curve, curve.serverPublicKey) : undefined;
-      const handshake = new ClientHandshake(engine, server, auth, { helloTimeoutMs, keyProver }, {
+      const handshake = new ClientHandshake(engine, server, auth, { helloTimeoutMs, keyProver, refreshMarginMs }, {
         ready: (announce) => self?.onReady(announce),
         disconnected: () => self?.emit('disconnected'),
       });
