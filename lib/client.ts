@@ -7,7 +7,7 @@ import { KeyProver } from './auth/key-proof.js';
 import { ClientHandshake } from './auth/client-handshake.js';
 import type { Connection } from './engine/connection.js';
 import { Session } from './engine/session.js';
-import { DEFAULTS, checkClientOptions, positive, rejectUnknownKeys, type CallOptions, type ClientOptions, type StreamOptions } from './options.js';
+import { DEFAULTS, checkClientOptions, positive, rejectUnknownKeys, wholeNumber, type CallOptions, type ClientOptions, type StreamOptions } from './options.js';
 import { PeerNotConnectedError, RpcError, ServiceNotFoundError, TimeoutError } from './errors.js';
 import { describeRoutingId } from './logger.js';
 import { Peer } from './peer.js';
@@ -16,6 +16,11 @@ import { createCallProxy, type CallProxy, type NotifyProxy, type StreamProxy } f
 import type { FunctionInfo } from './registry.js';
 import { checkPeerId, sessionConfig } from './session-config.js';
 import { resolveSecurityPlugin } from '../security/index.js';
+
+/** A routing id of our own: a server never has to generate one for us (see the constructor). */
+function newRoutingId(): string {
+  return `zp-${randomBytes(12).toString('base64url')}`;
+}
 
 /** The events a Client emits (eventemitter3): `client.on('connected', ...)`. */
 export interface ClientEvents {
@@ -54,10 +59,12 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   readonly #server: Connection;
   readonly #handshake: ClientHandshake;
   #probeTimer: NodeJS.Timeout | undefined;
+  /** The routing id is ours to choose (not `options.routingId`): a fresh one after a disconnect. */
+  readonly #ownRoutingId: boolean;
+  /** The endpoints connected to: for messages that say where we looked; disconnect of the last one takes the server as gone. */
+  readonly #endpoints = new Set<string>();
   /** Connected to an inproc endpoint, which has no ROUTER_NOTIFY. */
   #probing = false;
-  /** The endpoints given to connect(), for messages that say where we looked. */
-  readonly #endpoints: string[] = [];
   /** Set when a peer with another id answered at our endpoint: what is wrong, in words. */
   #mismatch: string | undefined;
   /** The ready() calls waiting; told at once of a mismatch. */
@@ -70,19 +77,21 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     checkPeerId(serverId);
     // A routing id of our own: a server never has to generate one for us (libzmq 4.3.5 aborts when
     // a generated id collides with one a hostile peer claimed; see README, security).
-    const config = sessionConfig(serverId, options.routingId ?? `zp-${randomBytes(12).toString('base64url')}`, options);
+    const config = sessionConfig(serverId, options.routingId ?? newRoutingId(), options);
     const security = resolveSecurityPlugin(options.security);
     const settings = { ...options, ...options.securitySettings };
     const helloTimeoutMs = positive(options.helloTimeoutMs, 'helloTimeoutMs', DEFAULTS.helloTimeoutMs);
+    const refreshMarginMs = wholeNumber(options.tokenRefreshMarginMs, 'tokenRefreshMarginMs', DEFAULTS.tokenRefreshMarginMs);
     let self: Client<ServerApi> | undefined;
     let made: { handshake: ClientHandshake; server: Connection } | undefined;
     const session = new Session(config, (engine) => {
       const auth = security.client(settings);
       const server = engine.connections.add(Buffer.from(serverId), false);
+      engine.socket.handOverRoutes();
       server.identity = serverId;
       const curve = options.curve;
       const keyProver = curve?.serverPublicKey ? new KeyProver(curve, curve.serverPublicKey) : undefined;
-      const handshake = new ClientHandshake(engine, server, auth, { helloTimeoutMs, keyProver }, {
+      const handshake = new ClientHandshake(engine, server, auth, { helloTimeoutMs, keyProver, refreshMarginMs }, {
         ready: (announce) => self?.onReady(announce),
         disconnected: () => self?.emit('disconnected'),
       });
@@ -122,6 +131,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     });
     super(session, security, options.curve !== undefined);
     self = this;
+    this.#ownRoutingId = options.routingId === undefined;
     this.#handshake = made!.handshake;
     this.#server = made!.server;
     this.call = createCallProxy<ServerApi>((name, args) => this.invoke(name, args));
@@ -136,7 +146,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
    */
   #otherPeer(routingId: Buffer): void {
     const there = describeRoutingId(routingId);
-    this.#mismatch = `connected to ${this.#endpoints.join(', ') || 'the endpoint'}, but the peer there is '${there}', not '${this.id}' ` +
+    this.#mismatch = `connected to ${[...this.#endpoints].join(', ') || 'the endpoint'}, but the peer there is '${there}', not '${this.id}' ` +
       `(the first argument of new Client is the server's id)`;
     this.session.peerWarning(routingId.toString('latin1'), this.#mismatch, { peer: this.id, routingId: there });
     for (const waiter of this.#readyWaiters) waiter(new PeerNotConnectedError(this.#mismatch));
@@ -145,8 +155,8 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Why the server is not ready yet, for the message of a call that timed out waiting. */
   #whyNotReady(): string {
     if (this.#mismatch) return this.#mismatch;
-    if (this.#endpoints.length === 0) return 'client.connect(endpoint) was never called';
-    if (!this.#server.up) return `no connection to ${this.#endpoints.join(', ')} (is the server running there?)`;
+    if (this.#endpoints.size === 0) return 'client.connect(endpoint) was never called';
+    if (!this.#server.up) return `no connection to ${[...this.#endpoints].join(', ')} (is the server running there?)`;
     return 'connected, but the server has not accepted this client yet';
   }
 
@@ -164,7 +174,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
    */
   ready(options: Pick<CallOptions, 'timeoutMs' | 'signal'> = {}): Promise<void> {
     if (this.connected) return Promise.resolve();
-    if (this.#endpoints.length === 0) return Promise.reject(new RpcError(`client of "${this.id}": client.connect(endpoint) was never called`));
+    if (this.#endpoints.size === 0) return Promise.reject(new RpcError(`client of "${this.id}": client.connect(endpoint) was never called`));
     if (!this.session.started) return Promise.reject(new RpcError(`client of "${this.id}" is not started: await client.start() first`));
     if (this.#mismatch) return Promise.reject(new PeerNotConnectedError(this.#mismatch));
     return new Promise<void>((resolve, reject) => {
@@ -201,7 +211,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Connects to the server's endpoint (tcp, ipc or inproc). Calls made before the connection is up wait for it. */
   connect(endpoint: string): void {
     this.session.socket.connect(endpoint);
-    this.#endpoints.push(endpoint);
+    this.#endpoints.add(endpoint);
     this.warnIfClearText(endpoint);
     if (endpoint.startsWith('inproc://')) {
       this.#probing = true;
@@ -234,9 +244,19 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     );
   }
 
-  /** Stops connecting to an endpoint. */
+  /**
+   * Stops connecting to an endpoint. When it was the last one, the server is gone at once
+   * ('disconnected'; calls sent and unanswered reject with ServiceClosedError, new ones wait): libzmq
+   * sends no disconnect notice for a disconnect of our own. A later `connect` brings it back.
+   */
   disconnect(endpoint: string): void {
     this.session.socket.disconnect(endpoint);
+    this.#endpoints.delete(endpoint);
+    if (this.#endpoints.size > 0) return;
+    this.session.markDown(this.#server);
+    // The server may still hold the old pipe under our routing id when the next connect arrives, and
+    // a ROUTER ignores a second connection with an id in use: the next one comes with a new id.
+    if (this.#ownRoutingId) this.session.socket.routingId = newRoutingId();
   }
 
   /** Whether the server is connected and this client may send work now. */

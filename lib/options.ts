@@ -44,6 +44,8 @@ export const DEFAULTS = {
   maxRunning: 10_000,
   /** How long a noop client waits for an answer to HELLO before it takes the server for pseud, in ms. */
   helloTimeoutMs: 1000,
+  /** How long before a token's `exp` a client with a token function authenticates again, in ms. */
+  tokenRefreshMarginMs: 5000,
   /** Failed HELLOs a connection may make before the server throttles it. */
   maxFailedLogins: 5,
   /** First delay of a throttled HELLO's refusal, in ms; doubles with each further failure, up to 10 s. */
@@ -188,6 +190,11 @@ export interface ClientOptions extends CommonOptions {
   token?: string | (() => string | Promise<string>);
   /** How long to wait for the answer to the first message (the probe), then to HELLO (noop only), before going on without it. Default 1000. */
   helloTimeoutMs?: number;
+  /**
+   * jwt with a `token` function: how long before the token's `exp` the client fetches a fresh one
+   * and authenticates again on the live connection, in ms. Default 5000.
+   */
+  tokenRefreshMarginMs?: number;
 }
 
 /** Either role's options (for code that builds both). Prefer ServerOptions and ClientOptions. */
@@ -202,7 +209,7 @@ const COMMON_KEYS = [
   'translators', 'logger', 'context', 'securitySettings', 'interceptors',
 ] as const satisfies readonly (keyof CommonOptions)[];
 const SERVER_KEYS = ['curve', 'users', 'jwt', 'maxFailedLogins', 'failedLoginDelayMs', 'remoteShutdown', 'proxyTo', 'trustedProxies'] as const satisfies readonly (keyof ServerOptions)[];
-const CLIENT_KEYS = ['curve', 'routingId', 'userId', 'password', 'token', 'helloTimeoutMs'] as const satisfies readonly (keyof ClientOptions)[];
+const CLIENT_KEYS = ['curve', 'routingId', 'userId', 'password', 'token', 'helloTimeoutMs', 'tokenRefreshMarginMs'] as const satisfies readonly (keyof ClientOptions)[];
 
 export function checkServerOptions(options: object): void {
   rejectUnknownKeys(options, [...COMMON_KEYS, ...SERVER_KEYS], 'Server');

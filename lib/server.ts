@@ -34,6 +34,8 @@ export interface ServerEvents {
   'peer:authenticated': (identity: string) => void;
   /** A client left the table. */
   'peer:gone': (identity: string, reason: GoneReason) => void;
+  /** A client still in the table proved the same identity again on its connection (a fresh token before `exp`). */
+  'peer:reauthenticated': (identity: string) => void;
   /** An error of the server itself (not of a call): logged too. */
   error: (error: Error) => void;
 }
@@ -107,6 +109,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       const handshake = (made = new ServerHandshake(engine, security.server(settings), handshakeSettings, {
         authenticated: (identity) => self?.emit('peer:authenticated', identity),
         gone: (identity, reason) => self?.emit('peer:gone', identity, reason),
+        reauthenticated: (identity) => self?.emit('peer:reauthenticated', identity),
       }));
       return serverRole(engine, handshake, () => self!);
     });

@@ -7,13 +7,17 @@
  * `clockToleranceSec` (default 0). `exp` and `nbf` are checked; a token without `exp` is refused
  * unless `requireExpiry: false`.
  *
- * When the token expires, the server stops accepting the client's work; the client then asks its
- * `token` function for a fresh one and authenticates again, and the call goes through.
+ * A client with a `token` function asks it for a fresh token `tokenRefreshMarginMs` before `exp`
+ * and authenticates again on the live connection: calls in flight both ways go on, and the server
+ * emits 'peer:reauthenticated' (no 'peer:gone'). A token that does expire: the server stops
+ * accepting the client's work (calls it made to the client go on); the client asks for a fresh
+ * token and the call goes through. A fixed token that expired is refused with an
+ * UnauthorizedError that says so.
  */
 import { createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
 
 type CryptoKey = webcrypto.CryptoKey;
-import { createLocalJWKSet, jwtVerify, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose';
+import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet, type JWK, type JWTVerifyGetKey } from 'jose';
 import { UnauthorizedError } from '../lib/errors.js';
 import type { Authentication, SecurityPlugin, SecuritySettings } from './plugin.js';
 
@@ -117,6 +121,15 @@ export const jwtSecurity: SecurityPlugin = {
       },
       requiresAuthentication: true,
       refreshable: typeof token === 'function',
+      // Read, not verified (the server verifies): only to know when to ask for a fresh one.
+      expiresAt(password) {
+        try {
+          const { exp } = decodeJwt(password);
+          return typeof exp === 'number' ? exp * 1000 : undefined;
+        } catch {
+          return undefined;
+        }
+      },
     };
   },
 };

@@ -61,6 +61,11 @@ export interface ClientSecurity {
    * refusal, the next call then tries again with fresh credentials instead of failing at once.
    */
   readonly refreshable?: boolean;
+  /**
+   * When the proof in `password` ends (epoch ms; a token's `exp`), if it has an end: a refreshable
+   * client authenticates again a margin before it, on the live connection.
+   */
+  expiresAt?(password: string): number | undefined;
   /** Releases what the client half holds, when the peer stops. */
   close?(): Promise<void> | void;
 }

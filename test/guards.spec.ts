@@ -534,7 +534,7 @@ describe('guards: protections a mutation review showed untested', function () {
           return identity;
         }, { withIdentity: true });
         let tokens = 0;
-        const client = await startClient(server, { security: 'jwt', token: () => (tokens++, shortToken()), timeoutMs: 3000 });
+        const client = await startClient(server, { security: 'jwt', token: () => (tokens++, shortToken()), timeoutMs: 3000, tokenRefreshMarginMs: 0 }); // the expiry path itself
         expect(tokens).to.equal(1);
         // The moment the server takes alice out of its table, before it tells her: her call leaves
         // while she still believes herself authenticated, and reaches a server that refuses it.

@@ -78,7 +78,7 @@ describe('hardening', () => {
     };
     const server = await startServer({ security: 'jwt', jwt: { secret, algorithms: ['HS256'] } });
     const gone = once(server, 'peer:gone', 8000);
-    await startClient(server, { security: 'jwt', token });
+    await startClient(server, { security: 'jwt', token, tokenRefreshMarginMs: 0 }); // the expiry path itself
     expect(server.connectedPeers()).to.deep.equal(['alice']);
     const back = once(server, 'peer:authenticated', 8000);
     expect(await gone).to.deep.equal(['alice', 'expired']);

@@ -437,7 +437,7 @@ describe('security: jwt', () => {
       lastExp = nowSec() + 2; // valid for 1 to 2 s
       return new SignJWT({}).setProtectedHeader({ alg: 'HS256' }).setSubject('alice').setExpirationTime(lastExp).sign(secretKey);
     };
-    const client = await startClient(server, { security: 'jwt', token, timeoutMs: 8000 });
+    const client = await startClient(server, { security: 'jwt', token, timeoutMs: 8000, tokenRefreshMarginMs: 0 });
     expect(await client.call.whoami()).to.equal('alice');
     expect(calls).to.equal(1);
     const firstExp = lastExp;

@@ -21,6 +21,8 @@ import { challengeNonce, type KeyProver } from './key-proof.js';
 /** First pause before a HELLO the server answered 'busy' is sent again; it doubles, with jitter, up to the max. */
 const BUSY_RETRY_FIRST_MS = 100;
 const BUSY_RETRY_MAX_MS = 5000;
+/** setTimeout's longest delay. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 type State =
   | { readonly name: 'down' }
@@ -46,7 +48,12 @@ export interface ClientHandshakeSettings {
   readonly helloTimeoutMs: number;
   /** Answers a server's key challenge (a client with CURVE keys). */
   readonly keyProver?: KeyProver | undefined;
+  /** How long before its proof ends (a token's `exp`) a refreshable client authenticates again, in ms; 0: never ahead. */
+  readonly refreshMarginMs: number;
 }
+
+/** A refresh closer to the end than this is left to the expiry path (no tight loop on a token that never changes). */
+const MIN_REFRESH_LEAD_MS = 1000;
 
 export class ClientHandshake {
   readonly #session: Session;
@@ -67,6 +74,14 @@ export class ClientHandshake {
   #retryTimer: NodeJS.Timeout | undefined;
   /** The next time this client becomes ready, it says so ('connected' / 'reconnected'). */
   #announce = false;
+  /**
+   * The server showed it is zeropeer on this connection (OK to the probe, or AUTHENTICATED with the
+   * compact capability): it always answers HELLO, so silence is never read as pseud's noop server.
+   */
+  #zeropeer = false;
+  #refreshTimer: NodeJS.Timeout | undefined;
+  /** The HELLO of a refresh ahead of expiry: sent while ready, calls flowing. */
+  #refreshHelloId: number | undefined;
   /** The credentials of the HELLO out now, for the HELLO that answers a key challenge. */
   #credentials: [string, string] | undefined;
 
@@ -120,6 +135,7 @@ export class ClientHandshake {
     this.#refusal = undefined;
     this.#transportError = undefined;
     this.#announce = true;
+    this.#zeropeer = false;
     this.#probe();
   }
 
@@ -141,6 +157,7 @@ export class ClientHandshake {
     const state = this.#state;
     if (state.name !== 'probing' || message.id !== state.probeId) return false;
     if (message.type === MessageType.OK) {
+      this.#zeropeer = true;
       this.#authenticate();
     } else {
       this.#session.config.logger.debug('the server is not zeropeer and lets anybody call: plain v1', this.#session.context(this.#server));
@@ -178,9 +195,16 @@ export class ClientHandshake {
         logger.warn('HELLO from the server ignored', context);
         return;
       case MessageType.AUTHENTICATED: {
+        if (this.#refreshHelloId !== undefined && message.id === this.#refreshHelloId) {
+          this.#refreshHelloId = undefined;
+          logger.debug('authenticated again with a fresh token', context);
+          this.#scheduleRefresh();
+          return;
+        }
         const state = this.#state;
         if (state.name !== 'authenticating' || state.helloId !== message.id) return;
         if (message.body.includes(COMPACT_CAPABILITY)) {
+          this.#zeropeer = true;
           this.#server.framing = 'compact';
           this.#server.heartbeats = true; // a zeropeer server: held to heartbeats
         }
@@ -194,6 +218,12 @@ export class ClientHandshake {
   }
 
   #unauthorized(id: unknown, reason: string): void {
+    if (this.#refreshHelloId !== undefined && id === this.#refreshHelloId) {
+      // The refresh was not taken: the proof we have holds until it ends, then the expiry path runs.
+      this.#refreshHelloId = undefined;
+      this.#session.config.logger.warn('the server refused the refreshed credentials', { ...this.#session.context(this.#server), reason });
+      return;
+    }
     const state = this.#state;
     const caller = this.#session.caller;
     const nonce = challengeNonce(reason);
@@ -226,6 +256,8 @@ export class ClientHandshake {
     }
     if (state.name === 'authenticating' && id === state.helloId && id !== undefined) {
       // Our credentials were refused: every call waiting for this server fails now, not at its deadline.
+      const expiresAt = this.#credentials && this.#auth.expiresAt?.(this.#credentials[1]);
+      if (typeof expiresAt === 'number' && expiresAt <= Date.now()) reason = `the token expired at ${new Date(expiresAt).toISOString()}`;
       this.#session.config.logger.warn('the server refused our credentials', { ...this.#session.context(this.#server), reason });
       this.#become({ name: 'authenticating', generation: state.generation, helloId: undefined });
       clearTimeout(this.#helloTimer);
@@ -285,7 +317,8 @@ export class ClientHandshake {
       this.#credentials = [login, password];
       this.#session.config.logger.debug('HELLO sent', { ...this.#session.context(server), login });
       this.#state = { name: 'authenticating', generation, helloId };
-      if (!this.#auth.requiresAuthentication) this.#armHelloFallback(generation);
+      // A zeropeer server that does not answer (paused, say) is silent, not pseud: the call deadlines bound the wait.
+      if (!this.#auth.requiresAuthentication && !this.#zeropeer) this.#armHelloFallback(generation);
     };
     let credentials: [string, string] | Promise<[string, string]>;
     try {
@@ -316,6 +349,37 @@ export class ClientHandshake {
     this.#session.caller.rejectAll(this.#server, (name) => new UnauthorizedError(`"${name}" not sent: ${reason}`));
   }
 
+  /** A refreshable proof with an end: authenticate again, on the live connection, a margin before it. */
+  #scheduleRefresh(): void {
+    clearTimeout(this.#refreshTimer);
+    const margin = this.#settings.refreshMarginMs;
+    const password = this.#credentials?.[1];
+    if (margin === 0 || !this.#auth.refreshable || password === undefined) return;
+    const expiresAt = this.#auth.expiresAt?.(password);
+    if (typeof expiresAt !== 'number') return;
+    const left = expiresAt - Date.now();
+    if (left < MIN_REFRESH_LEAD_MS) return;
+    const generation = this.#generation;
+    this.#refreshTimer = setTimeout(() => {
+      this.#refreshTimer = undefined;
+      if (this.ready && generation === this.#generation) this.#refresh(generation);
+    }, Math.min(Math.max(left - margin, left / 2), MAX_TIMER_MS));
+    this.#refreshTimer.unref();
+  }
+
+  /** Fresh credentials, HELLO while staying ready: calls in flight and new ones go on. */
+  #refresh(generation: number): void {
+    const send = ([login, password]: [string, string]): void => {
+      if (generation !== this.#generation || !this.ready || !this.#server.up) return;
+      this.#credentials = [login, password];
+      this.#refreshHelloId = this.#session.sendHello(this.#server, login, password);
+      this.#session.config.logger.debug('HELLO sent ahead of expiry', { ...this.#session.context(this.#server), login });
+    };
+    Promise.resolve().then(() => this.#auth.credentials()).then(send, (error: unknown) => {
+      this.#session.config.logger.warn('could not refresh credentials ahead of expiry', { peer: this.#session.config.id, error: (error as Error)?.message });
+    });
+  }
+
   #becomeReady(): void {
     this.#busyRetries = 0;
     this.#become({ name: 'ready' });
@@ -328,9 +392,11 @@ export class ClientHandshake {
       this.#wasReady = true;
     }
     this.#events.ready(announce);
+    this.#scheduleRefresh();
   }
 
   stop(): void {
+    clearTimeout(this.#refreshTimer);
     clearTimeout(this.#helloTimer);
     clearTimeout(this.#retryTimer);
   }

@@ -47,6 +47,8 @@ export interface ServerHandshakeSettings {
 /** What the server facade hears from the handshake. */
 export interface ServerHandshakeEvents {
   authenticated(identity: string): void;
+  /** The connection proved the same identity again (a fresh token) while still authenticated: not news for the table. */
+  reauthenticated(identity: string): void;
   gone(identity: string, reason: GoneReason): void;
 }
 
@@ -128,7 +130,11 @@ export class ServerHandshake {
   /** Takes a connection's identity out of the table, failing the calls made to it. */
   forget(connection: Connection, reason: GoneReason): void {
     const identity = connection.identity;
-    this.#session.caller.rejectAll(connection, (name) => new PeerNotConnectedError(`client "${identity}" went away (${reason}) before "${name}" settled`));
+    // An expired proof ends the client's right to send work, not its connection: the calls made to
+    // it run on (their answers come on the same connection) and settle, or reach their deadline.
+    if (reason !== 'expired') {
+      this.#session.caller.rejectAll(connection, (name) => new PeerNotConnectedError(`client "${identity}" went away (${reason}) before "${name}" settled`));
+    }
     this.#endProof(connection);
     if (identity === undefined || !connection.authenticated) return;
     this.#session.liveness?.untrack(connection, reason);
@@ -148,12 +154,18 @@ export class ServerHandshake {
       if (previous.framing === 'compact' && previous.up) this.#session.send(previous, MessageType.UNAUTHORIZED, 0, REPLACED);
     }
     if (connection.authenticated && connection.identity !== identity) this.forget(connection, 'replaced');
+    const again = connection.authenticated && connection.identity === identity && this.#identities.get(identity) === connection;
     connection.identity = identity;
     connection.authenticated = true;
     this.#identities.set(identity, connection);
     this.#logins.set(connection, { state: 'open', failures: 0 });
     this.#endProof(connection);
     if (expiresAt !== undefined) this.#watchExpiry(connection, expiresAt);
+    if (again) {
+      this.#session.config.logger.debug('peer authenticated again', this.#session.context(connection));
+      this.#events.reauthenticated(identity);
+      return;
+    }
     this.#session.liveness?.track(connection);
     this.#session.config.logger.debug('peer authenticated', this.#session.context(connection));
     this.#events.authenticated(identity);

@@ -309,6 +309,11 @@ export class Session {
     this.#role.up(connection);
   }
 
+  /** Records that the transport to `connection` is down, as a disconnect notification would (libzmq sends none for our own `disconnect`). */
+  markDown(connection: Connection): void {
+    if (connection.up) this.#departed(connection);
+  }
+
   /** Whether the connection that asked is the one that would receive the answer. */
   #stillThere(connection: Connection, epoch: number): boolean {
     if (connection.up && connection.epoch === epoch && this.connections.holds(connection)) return true;

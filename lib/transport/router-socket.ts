@@ -120,6 +120,20 @@ export class RouterSocket {
     this.#socket.disconnect(endpoint);
   }
 
+  /** The routing id this socket gives the connections it makes from now on. */
+  set routingId(id: string) {
+    this.#socket.routingId = id;
+  }
+
+  /**
+   * ZMQ_ROUTER_HANDOVER: a new connection that brings a routing id already in use takes the route
+   * over. For a client (one server, one routing id): after `disconnect` + `connect`, libzmq
+   * otherwise keeps the route on the old, closing pipe and what is sent on it is lost.
+   */
+  handOverRoutes(): void {
+    this.#socket.handover = true;
+  }
+
   send(frames: Buffer[]): Promise<void> {
     return this.#socket.send(frames);
   }
