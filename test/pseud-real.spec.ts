@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { Client, curveKeyPair, RemoteError, UnauthorizedError, type Server } from '../lib/index.js';
+import { Client, curveKeyPair, hashPassword, RemoteError, UnauthorizedError, type Server } from '../lib/index.js';
 import { cleanup, endpointFor, once, recordingLogger, rejection, sleep, startServer, track, until } from './helpers.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -257,6 +257,22 @@ if (why !== undefined) {
         });
       });
     }
+
+    it("pseud's Client with its untrusted_curve plugin logs in to a zeropeer plain-over-CURVE Server (HELLO with bytes) and calls", async () => {
+      const keys = curveKeyPair();
+      const server = await startServer({ security: 'plain', users: { john: await hashPassword('s3cret!') }, curve: keys });
+      server.registerRpc('string.lower', (s: string) => s.toLowerCase());
+      server.registerRpc('who', (identity: string) => identity, { withIdentity: true });
+      try {
+        const { peer } = await py('client', server.endpoint, server.id, 'untrusted_curve', keys.publicKey);
+        expect((await peer.ok('string.lower', "('ABC',)")).repr).to.equal("'abc'");
+        expect((await peer.ok('who')).repr).to.equal("'john'");
+        expect(server.connectedPeers()).to.deep.equal(['john']);
+        expect(await server.sendTo('john').addition(1, 1)).to.equal(2);
+      } finally {
+        await cleanup();
+      }
+    });
 
     describe("a zeropeer Client of a pseud Server with pseud's on-demand authentication (untrusted_curve test plugin)", () => {
       let endpoint: string;
