@@ -14,8 +14,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { Client, curveKeyPair, hashPassword, RemoteError, UnauthorizedError, type Server } from '../lib/index.js';
-import { cleanup, endpointFor, once, recordingLogger, rejection, sleep, startServer, track, until } from './helpers.js';
+import { Client, curveKeyPair, hashPassword, RemoteError, Server, UnauthorizedError, type PeerOptions } from '../lib/index.js';
+import { endpointFor, once, recordingLogger, rejection, sleep, until } from './helpers.js';
 
 const PYTHON = '/usr/bin/python3';
 const DRIVER = fileURLToPath(new URL('../../test/fixtures/pseud-driver.py', import.meta.url));
@@ -120,6 +120,23 @@ class PyPeer {
   }
 }
 
+/** Peers and processes made in before-all hooks: kept off helpers' list, which a root-level afterEach(cleanup) empties. */
+const mine: { stop(): Promise<void> }[] = [];
+function keep<T extends { stop(): Promise<void> }>(thing: T): T {
+  mine.push(thing);
+  return thing;
+}
+async function stopMine(): Promise<void> {
+  await Promise.all(mine.splice(0).map((thing) => thing.stop()));
+}
+
+async function ownServer(options: PeerOptions, transport: 'tcp' | 'ipc'): Promise<Server> {
+  const server = keep(new Server('service', { logger: recordingLogger(), drainTimeoutMs: 50, ...options }));
+  await server.bind(endpointFor(transport));
+  await server.start();
+  return server;
+}
+
 const why = missing();
 if (why !== undefined) {
   console.log(`  pseud (real Python): skipped, ${why}. To run it: ${ENABLE}`);
@@ -134,7 +151,7 @@ if (why !== undefined) {
     after(() => rmSync(pseudPath, { recursive: true, force: true }));
 
     async function py(...args: string[]): Promise<{ peer: PyPeer; ready: { endpoint: string; publicKey?: string } }> {
-      const peer = track(new PyPeer(pseudPath, args));
+      const peer = keep(new PyPeer(pseudPath, args));
       const line = (await peer.next(15_000)) as { ready: { endpoint: string; publicKey?: string } };
       return { peer, ready: line.ready };
     }
@@ -148,7 +165,7 @@ if (why !== undefined) {
 
         before(async () => {
           // Short heartbeat settings: an idle pseud peer must outlive several of them.
-          server = await startServer({ heartbeat: { intervalMs: 100, timeoutMs: 300 } }, transport);
+          server = await ownServer({ heartbeat: { intervalMs: 100, timeoutMs: 300 } }, transport);
           server.registerRpc('string.lower', (s: string) => s.toLowerCase());
           server.registerRpc('greet', (name: string, greeting = 'hello', punctuation = '!') => `${greeting} ${name}${punctuation}`);
           server.registerRpc('fail', (what: string) => {
@@ -166,7 +183,7 @@ if (why !== undefined) {
           await until(() => server.connectedPeers().length === 1, 5000, 'the pseud client known by the server');
           clientId = server.connectedPeers()[0]!;
         });
-        after(cleanup);
+        after(stopMine);
 
         it('async Client: a call, kwargs by name, an error as the Python exception of that name', async () => {
           expect(await client.ok('string.lower', "('ABC',)")).to.deep.equal({ type: 'str', repr: "'abc'" });
@@ -223,13 +240,13 @@ if (why !== undefined) {
           const bind = transport === 'tcp' ? 'tcp://127.0.0.1:*' : endpointFor('ipc');
           const { peer, ready } = await py('server', bind);
           pyServer = peer;
-          client = track(new Client('pyserver', { logger: recordingLogger(), heartbeat: { intervalMs: 100, timeoutMs: 300 }, drainTimeoutMs: 50 }));
+          client = keep(new Client('pyserver', { logger: recordingLogger(), heartbeat: { intervalMs: 100, timeoutMs: 300 }, drainTimeoutMs: 50 }));
           client.connect(ready.endpoint);
           const connected = once(client, 'connected', 8000);
           await client.start();
           await connected;
         });
-        after(cleanup);
+        after(stopMine);
 
         it('a call, kwargs, an error as RemoteError with the Python class name', async () => {
           expect(await client.call.string.lower('ABC')).to.equal('abc');
@@ -260,7 +277,7 @@ if (why !== undefined) {
 
     it("pseud's Client with its untrusted_curve plugin logs in to a zeropeer plain-over-CURVE Server (HELLO with bytes) and calls", async () => {
       const keys = curveKeyPair();
-      const server = await startServer({ security: 'plain', users: { john: await hashPassword('s3cret!') }, curve: keys });
+      const server = await ownServer({ security: 'plain', users: { john: await hashPassword('s3cret!') }, curve: keys }, 'tcp');
       server.registerRpc('string.lower', (s: string) => s.toLowerCase());
       server.registerRpc('who', (identity: string) => identity, { withIdentity: true });
       try {
@@ -270,7 +287,7 @@ if (why !== undefined) {
         expect(server.connectedPeers()).to.deep.equal(['john']);
         expect(await server.sendTo('john').addition(1, 1)).to.equal(2);
       } finally {
-        await cleanup();
+        await stopMine();
       }
     });
 
@@ -285,11 +302,11 @@ if (why !== undefined) {
         endpoint = ready.endpoint;
         serverPublicKey = ready.publicKey!;
       });
-      after(cleanup);
+      after(stopMine);
 
       function clientWith(password: string): Client {
         const keys = curveKeyPair();
-        const client = track(new Client('pyserver', {
+        const client = keep(new Client('pyserver', {
           logger: recordingLogger(), drainTimeoutMs: 50, timeoutMs: 8000, security: 'plain', userId: 'john', password,
           curve: { publicKey: keys.publicKey, secretKey: keys.secretKey, serverPublicKey },
         }));
