@@ -19,7 +19,8 @@ export type ErrorCode =
   | 'encoding'
   | 'message_too_large'
   | 'registration'
-  | 'busy';
+  | 'busy'
+  | 'cluster_unavailable';
 
 /** Base class of every error zeropeer raises on purpose. */
 export class RpcError extends Error {
@@ -74,6 +75,11 @@ export class EncodingError extends define('EncodingError', 'encoding') {}
 export class MessageTooLargeError extends define('MessageTooLargeError', 'message_too_large') {}
 /** The other side is at a limit (running handlers, logins in progress) and refused for now: retry later. */
 export class BusyError extends define('BusyError', 'busy') {}
+/**
+ * Cluster mode: a call to a client not connected to this node could not be routed, because the
+ * cluster's directory (Redis) is unreachable. This node's own clients stay reachable; retry later.
+ */
+export class ClusterUnavailableError extends define('ClusterUnavailableError', 'cluster_unavailable') {}
 /** Registration refused: an invalid name, a duplicate without `replace: true`, or a handler that is not a function. */
 export class RegistrationError extends define('RegistrationError', 'registration') {}
 
@@ -113,7 +119,7 @@ const builtinErrors: ErrorTable = { Error, TypeError, RangeError, SyntaxError, R
 
 const rpcErrors: ErrorTable = Object.fromEntries(
   [RpcError, ServiceNotFoundError, UnauthorizedError, TimeoutError, PeerNotConnectedError, ServiceClosedError, ParameterError,
-    NackError, ProtocolError, EncodingError, MessageTooLargeError, RegistrationError, BusyError].map((Class) => [Class.wireName, Class]),
+    NackError, ProtocolError, EncodingError, MessageTooLargeError, RegistrationError, BusyError, ClusterUnavailableError].map((Class) => [Class.wireName, Class]),
 );
 
 /** Bounds of what an error carries besides its message: fields, causes, aggregated errors. */

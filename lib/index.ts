@@ -57,6 +57,7 @@ export {
   MessageTooLargeError,
   RegistrationError,
   BusyError,
+  ClusterUnavailableError,
   type ErrorCode,
   type ErrorTable,
   type ErrorClass,
@@ -90,3 +91,5 @@ export {
   type SecuritySettings,
 } from '../security/index.js';
 export { curveKeyPair } from 'zeromq';
+export { RedisDirectory, type RedisDirectoryOptions, type ClusterNodeInfo, type ClusterPeer } from './cluster/directory.js';
+export type { ClusterOptions } from './cluster/node.js';

@@ -8,7 +8,9 @@ import type { Connection } from './engine/connection.js';
 import type { Role } from './engine/role.js';
 import { Session } from './engine/session.js';
 import type { Work } from './engine/work.js';
-import { RpcError, ServiceNotFoundError } from './errors.js';
+import { ClusterNode } from './cluster/node.js';
+import type { ClusterPeer } from './cluster/directory.js';
+import { PeerNotConnectedError, RpcError, ServiceNotFoundError } from './errors.js';
 import { DEFAULTS, checkServerOptions, positive, rejectUnknownKeys, wholeNumber, type CallOptions, type ServerOptions } from './options.js';
 import { Peer } from './peer.js';
 import type { Predicate } from './predicates.js';
@@ -16,6 +18,7 @@ import { createCallProxy, type CallProxy, type NotifyProxy, type PublishProxy } 
 import { RESERVED_PREFIX, type FunctionInfo } from './registry.js';
 import { checkPeerId, sessionConfig } from './session-config.js';
 import { isOpenNetwork } from './transport/router-socket.js';
+import { MessageType, REPLACED } from './wire/messages.js';
 import { resolveSecurityPlugin } from '../security/index.js';
 
 export type { GoneReason } from './auth/server-handshake.js';
@@ -80,6 +83,8 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   readonly #proxies = new Map<string, unknown>();
   readonly #topics = new WeakMap<Connection, Set<string>>();
   readonly #handshake: ServerHandshake;
+  /** Cluster mode (options.cluster): the directory and the links to the other nodes. */
+  readonly #cluster: ClusterNode | undefined;
 
   /** @param id this server's routing identity: clients name it to reach it. */
   constructor(id: string, options: ServerOptions = {}) {
@@ -105,8 +110,14 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
         engine.socket.curveServer(publicKey, secretKey);
       }
       const handshake = (made = new ServerHandshake(engine, security.server(settings), handshakeSettings, {
-        authenticated: (identity) => self?.emit('peer:authenticated', identity),
-        gone: (identity, reason) => self?.emit('peer:gone', identity, reason),
+        authenticated: (identity) => {
+          if (self) self.#cluster?.authenticated(identity);
+          self?.emit('peer:authenticated', identity);
+        },
+        gone: (identity, reason) => {
+          if (self) self.#cluster?.gone(identity);
+          self?.emit('peer:gone', identity, reason);
+        },
       }));
       return serverRole(engine, handshake, () => self!);
     });
@@ -114,6 +125,57 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     self = this;
     this.#options = options;
     this.#handshake = made!;
+    this.#cluster = options.cluster && this.#joinCluster(options);
+  }
+
+  #joinCluster(options: ServerOptions): ClusterNode {
+    return new ClusterNode(options.cluster!, {
+      id: this.id,
+      logger: this.logger,
+      timeoutMs: this.session.config.timeoutMs,
+      localInvoke: (identity, name, args, callOptions, oneWay) => this.session.caller.invoke(this.#target(identity), name, args, callOptions, oneWay),
+      localPublish: (topic, name, args, callOptions) => this.#publishHere(topic, name, args, callOptions),
+      evict: (identity) => this.#evict(identity),
+      makeLinkServer: (id, linkOptions) => new Server(id, linkOptions),
+    });
+  }
+
+  /** A newer connection proved `identity` on another node: this one loses the name (and a zeropeer client is told). */
+  #evict(identity: string): void {
+    const connection = this.#target(identity);
+    if (connection instanceof Error) return;
+    this.#handshake.forget(connection, 'replaced');
+    if (connection.framing === 'compact' && connection.up) this.session.send(connection, MessageType.UNAUTHORIZED, 0, REPLACED);
+  }
+
+  /** A call to `identity`: here when it is connected here, else (cluster mode) on the node that holds it. */
+  #call(identity: unknown, name: string, args: unknown[], options: CallOptions | undefined, oneWay = false): Promise<unknown> {
+    const target = this.#target(identity);
+    if (this.#cluster && target instanceof PeerNotConnectedError && typeof identity === 'string') {
+      return this.#cluster.invoke(identity, name, args, options ?? {}, oneWay);
+    }
+    return this.session.caller.invoke(target, name, args, options, oneWay);
+  }
+
+  /** Starts serving; in cluster mode, also binds the link and joins the directory. */
+  override async start(): Promise<void> {
+    await super.start();
+    await this.#cluster?.start();
+  }
+
+  /** Stops; in cluster mode, leaves the directory first (this node's entries removed). */
+  override async stop(): Promise<void> {
+    await this.#cluster?.stop();
+    await super.stop();
+  }
+
+  /**
+   * Identities connected, with the node each is on: every node's in cluster mode, else this
+   * server's (node `'local'`).
+   */
+  async clusterPeers(): Promise<ClusterPeer[]> {
+    if (this.#cluster) return this.#cluster.peers();
+    return this.connectedPeers().sort().map((identity) => ({ identity, node: 'local' }));
   }
 
   /**
@@ -157,6 +219,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
    */
   sendTo<T = ClientApi>(identity: string, options?: CallOptions): CallProxy<T> {
     const caller = this.session.caller;
+    if (this.#cluster) return createCallProxy<T>((name, args) => this.#call(identity, name, args, options));
     if (options) return createCallProxy<T>((name, args) => caller.invoke(this.#target(identity), name, args, options));
     // `server.sendTo(id).fn()` in a loop is the common form: reuse one proxy per identity.
     let proxy = this.#proxies.get(identity);
@@ -170,12 +233,12 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
 
   /** Calls `name` on the client `options.to` with positional `args`. */
   invoke(name: string, args: unknown[], options: ServerCallOptions): Promise<unknown> {
-    return this.session.caller.invoke(this.#target(options?.to), name, args, options);
+    return this.#call(options?.to, name, args, options);
   }
 
   /** One-way calls to the client `identity`: resolve once handed to the transport; no answer. */
   notifyTo<T = ClientApi>(identity: string, options: CallOptions = {}): NotifyProxy<T> {
-    return createCallProxy<T, NotifyProxy<T>>((name, args) => this.session.caller.invoke(this.#target(identity), name, args, options, true));
+    return createCallProxy<T, NotifyProxy<T>>((name, args) => this.#call(identity, name, args, options, true) as Promise<void>);
   }
 
   /**
@@ -188,15 +251,20 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   publish<T = ClientApi>(topic: string, options: CallOptions = {}): PublishProxy<T> {
     if (typeof topic !== 'string') throw new TypeError('a topic is a string');
     return createCallProxy<T, PublishProxy<T>>(async (name, args) => {
-      const sends: Promise<unknown>[] = [];
-      for (const [, connection] of this.#handshake.identities()) {
-        const topics = this.#topics.get(connection);
-        if (!connection.up || !topics || !matchesTopic(topics, topic)) continue;
-        sends.push(this.session.caller.invoke(connection, name, args, options, true));
-      }
-      const outcomes = await Promise.allSettled(sends);
-      return outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
+      const [here, elsewhere] = await Promise.all([this.#publishHere(topic, name, args, options), this.#cluster?.publish(topic, name, args, options) ?? 0]);
+      return here + elsewhere;
     });
+  }
+
+  async #publishHere(topic: string, name: string, args: unknown[], options: CallOptions): Promise<number> {
+    const sends: Promise<unknown>[] = [];
+    for (const [, connection] of this.#handshake.identities()) {
+      const topics = this.#topics.get(connection);
+      if (!connection.up || !topics || !matchesTopic(topics, topic)) continue;
+      sends.push(this.session.caller.invoke(connection, name, args, options, true));
+    }
+    const outcomes = await Promise.allSettled(sends);
+    return outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
   }
 
   /** The functions the client `identity` lets this server call. */
@@ -235,6 +303,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     }
     this.logger.warn('remote shutdown requested', this.session.context(connection));
     // Stop taking work now; answer once the calls in flight are done; then stop.
+    void this.#cluster?.stop();
     void this.session.stop(() => work.responder.ok(undefined));
   }
 

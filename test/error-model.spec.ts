@@ -9,6 +9,7 @@ import { expect } from 'chai';
 import * as api from '../lib/index.js';
 import {
   BusyError,
+  ClusterUnavailableError,
   EncodingError,
   MessageTooLargeError,
   NackError,
@@ -45,6 +46,7 @@ const CLASS_OF_CODE = {
   message_too_large: MessageTooLargeError,
   registration: RegistrationError,
   busy: BusyError,
+  cluster_unavailable: ClusterUnavailableError,
 } satisfies Record<ErrorCode, { readonly wireName: string; readonly prototype: RpcError }>;
 
 type Detailed = Error & { remoteStack?: string; code?: unknown; details?: unknown; origin?: unknown; cause?: unknown };

@@ -1,0 +1,247 @@
+/**
+ * Cluster mode: one server id served by several processes ("nodes"). Each node publishes which
+ * identities are connected to it in a {@link RedisDirectory}; a call to a client connected
+ * elsewhere goes over an authenticated link to the node that holds it, which makes the call to its
+ * own client, as the server (the same id on every node), and sends back the result or the error.
+ *
+ * A node's link is a second zeropeer Server (bound on `advertise`) whose only clients are the
+ * other nodes, authenticated with the shared secret ({@link clusterLinkSecurity}); each node
+ * keeps one Client per other node it talks to.
+ */
+import { Client } from '../client.js';
+import { ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { rejectUnknownKeys } from '../option-checks.js';
+import type { CallOptions, ServerOptions } from '../options.js';
+import type { CallContext } from '../engine/work.js';
+import type { Server } from '../server.js';
+import { RedisDirectory, checkDirectorySettings, type ClusterNodeInfo, type ClusterPeer } from './directory.js';
+import { checkSecret, clusterLinkSecurity } from './link-security.js';
+
+/** `cluster` option of a Server. */
+export interface ClusterOptions {
+  /** The directory: `redis://host:port[/db]`. */
+  redis: string;
+  /** This node's name, unique in the cluster. */
+  node: string;
+  /** Where the other nodes reach this node's link: an endpoint to bind (`tcp://10.0.0.5:7001`; port 0 picks one). */
+  advertise: string;
+  /** At least 32 characters, the same on every node: authenticates the links between nodes. */
+  secret: string;
+  /** How long the entries of a node outlive its last refresh (so: how soon a dead node's clients are gone), in ms. Default 10000. */
+  ttlMs?: number;
+}
+
+/** What a node needs of the server it belongs to. */
+export interface ClusterHost {
+  readonly id: string;
+  readonly logger: Logger;
+  readonly timeoutMs: number;
+  /** A call to a client connected to this node only. */
+  localInvoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown>;
+  /** A publish to this node's subscribers only; resolves to how many it was sent to. */
+  localPublish(topic: string, name: string, args: unknown[], options: CallOptions): Promise<number>;
+  /** Drops this node's connection of `identity`: a newer one proved it elsewhere. */
+  evict(identity: string): void;
+  /** Makes the link server (a Server, made by the caller: no import cycle). */
+  makeLinkServer(id: string, options: ServerOptions): Server;
+}
+
+/** Extra time a link call gets over the call it carries, so that the far side's own deadline answers first. */
+const LINK_MARGIN_MS = 1000;
+
+function failure(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** One link to another node. */
+interface Link {
+  readonly endpoint: string;
+  readonly client: Client;
+  /** Calls in flight on it: aborted when the link drops, so that they fail now, not at their deadline. */
+  readonly inFlight: Set<AbortController>;
+  up: boolean;
+}
+
+export class ClusterNode {
+  readonly node: string;
+  readonly #options: Required<ClusterOptions>;
+  readonly #host: ClusterHost;
+  readonly #linkServer: Server;
+  readonly #links = new Map<string, Link>();
+  #directory: RedisDirectory | undefined;
+  /** The live nodes last read from the directory: publish uses it while Redis is away. */
+  #knownNodes: ClusterNodeInfo[] = [];
+  #stopped = false;
+
+  constructor(options: ClusterOptions, host: ClusterHost) {
+    if (typeof options !== 'object' || options === null) throw new TypeError('options.cluster must be an object');
+    rejectUnknownKeys(options, ['redis', 'node', 'advertise', 'secret', 'ttlMs'], 'options.cluster');
+    checkSecret(options.secret);
+    if (typeof options.advertise !== 'string' || !/^(tcp|ipc|inproc):\/\//.test(options.advertise)) {
+      throw new TypeError('cluster.advertise must be an endpoint the other nodes can reach (tcp://host:port)');
+    }
+    const ttlMs = options.ttlMs ?? 10_000;
+    checkDirectorySettings(options.redis, options.node, ttlMs);
+    this.#options = { ...options, ttlMs };
+    this.node = options.node;
+    this.#host = host;
+    this.#linkServer = host.makeLinkServer(`${host.id}.cluster`, { security: clusterLinkSecurity(options.secret, options.node), logger: host.logger, drainTimeoutMs: 200 });
+    this.#linkServer.registerRpc('cluster.call', (ctx: CallContext, identity: unknown, name: unknown, args: unknown, kwargs: unknown, timeoutMs: unknown, oneWay: unknown) => {
+      if (typeof identity !== 'string' || typeof name !== 'string' || !Array.isArray(args) || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || typeof oneWay !== 'boolean') {
+        throw new ParameterError('cluster.call: [identity, name, args, kwargs, timeoutMs, oneWay]');
+      }
+      const options: CallOptions = { timeoutMs, signal: ctx.signal };
+      if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
+      if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
+      return host.localInvoke(identity, name, args, options, oneWay);
+    }, { withContext: true });
+    this.#linkServer.registerRpc('cluster.publish', (ctx: CallContext, topic: unknown, name: unknown, args: unknown, kwargs: unknown) => {
+      if (typeof topic !== 'string' || typeof name !== 'string' || !Array.isArray(args)) throw new ParameterError('cluster.publish: [topic, name, args, kwargs]');
+      const options: CallOptions = {};
+      if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
+      if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
+      return host.localPublish(topic, name, args, options);
+    }, { withContext: true });
+    this.#linkServer.registerRpc('cluster.evict', (identity: unknown) => {
+      if (typeof identity !== 'string') throw new ParameterError('cluster.evict: [identity]');
+      // Only when the directory agrees: a late or forged eviction never drops a current connection.
+      host.evict(identity);
+    });
+  }
+
+  /** Binds the link, joins the directory. Resolves even while Redis is unreachable. */
+  async start(): Promise<void> {
+    await this.#linkServer.bind(this.#options.advertise);
+    await this.#linkServer.start();
+    const directory = new RedisDirectory({
+      redis: this.#options.redis, node: this.node, endpoint: this.#linkServer.endpoint, namespace: this.#host.id, ttlMs: this.#options.ttlMs, logger: this.#host.logger,
+    });
+    this.#directory = directory;
+    directory.on('moved', (identities) => identities.forEach((identity) => this.#host.evict(identity)));
+    directory.on('up', () => void this.#refreshNodes());
+    await directory.start();
+  }
+
+  /** The link endpoint this node advertises (after start). */
+  get endpoint(): string {
+    return this.#linkServer.endpoint;
+  }
+
+  async #refreshNodes(): Promise<ClusterNodeInfo[]> {
+    try {
+      this.#knownNodes = (await this.#directory?.nodes()) ?? [];
+    } catch {
+      // keep the last list
+    }
+    return this.#knownNodes;
+  }
+
+  /** A client proved `identity` on this node: take it over cluster-wide, drop an older connection elsewhere. */
+  authenticated(identity: string): void {
+    const directory = this.#directory;
+    if (!directory) return;
+    directory.claim(identity).then(async (previous) => {
+      if (previous === undefined) return;
+      const where = await directory.endpointOf(previous);
+      if (where) await this.#link(where).client.invoke('cluster.evict', [identity], { timeoutMs: this.#host.timeoutMs });
+    }).catch((error: unknown) => {
+      if (!(error instanceof ClusterUnavailableError)) this.#host.logger.warn('cluster: could not take over an identity from its previous node', { node: this.node, identity, error: failure(error) });
+    });
+  }
+
+  /** `identity` left this node. */
+  gone(identity: string): void {
+    this.#directory?.release(identity).catch(() => undefined); // while Redis is away, its TTL removes it
+  }
+
+  /**
+   * Calls `name` on `identity`, connected to another node. Rejects with PeerNotConnectedError when
+   * no live node holds it, ClusterUnavailableError while the directory is unreachable.
+   */
+  async invoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
+    const directory = this.#directory;
+    if (!directory || this.#stopped) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}"`);
+    const where = await directory.locate(identity);
+    if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
+    const link = this.#link(where);
+    if (!link.up && this.#wasUp.has(where.node)) {
+      throw new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`);
+    }
+    const timeoutMs = options.timeoutMs ?? this.#host.timeoutMs;
+    const abort = new AbortController();
+    link.inFlight.add(abort);
+    const signal = options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
+    try {
+      return await link.client.invoke('cluster.call', [identity, name, args, options.kwargs ?? null, timeoutMs, oneWay], {
+        timeoutMs: timeoutMs + LINK_MARGIN_MS, signal, ...(options.metadata ? { metadata: options.metadata } : {}), ...(options.errorTable ? { errorTable: options.errorTable } : {}),
+      });
+    } finally {
+      link.inFlight.delete(abort);
+    }
+  }
+
+  /** Nodes whose link was up once: a link down to one of them is a node gone, not one still connecting. */
+  readonly #wasUp = new Set<string>();
+
+  #link(where: ClusterNodeInfo): Link {
+    const existing = this.#links.get(where.node);
+    if (existing && existing.endpoint === where.endpoint) return existing;
+    if (existing) this.#drop(where.node, existing, 'moved to a new endpoint');
+    const client = new Client(`${this.#host.id}.cluster`, {
+      security: clusterLinkSecurity(this.#options.secret, this.node), logger: this.#host.logger, drainTimeoutMs: 200,
+    });
+    const link: Link = { endpoint: where.endpoint, client, inFlight: new Set(), up: false };
+    const lost = (): void => {
+      link.up = false;
+      const error = new PeerNotConnectedError(`node "${where.node}" went away while a call to one of its clients was in flight`);
+      for (const abort of link.inFlight) abort.abort(error);
+    };
+    client.on('connected', () => {
+      link.up = true;
+      this.#wasUp.add(where.node);
+    });
+    client.on('reconnected', () => (link.up = true));
+    client.on('disconnected', lost);
+    this.#links.set(where.node, link);
+    client.connect(where.endpoint);
+    void client.start();
+    return link;
+  }
+
+  #drop(node: string, link: Link, why: string): void {
+    this.#links.delete(node);
+    for (const abort of link.inFlight) abort.abort(new PeerNotConnectedError(`link to node "${node}" closed: ${why}`));
+    link.client.stop().catch(() => undefined);
+  }
+
+  /** Publishes to the subscribers of every other live node; resolves to how many it was sent to. */
+  async publish(topic: string, name: string, args: unknown[], options: CallOptions): Promise<number> {
+    if (!this.#directory || this.#stopped) return 0;
+    const nodes = await this.#refreshNodes();
+    const counts = await Promise.allSettled(nodes.filter((n) => n.node !== this.node).map((where) => this.#link(where).client.invoke('cluster.publish', [topic, name, args, options.kwargs ?? null], {
+      timeoutMs: options.timeoutMs ?? this.#host.timeoutMs, ...(options.metadata ? { metadata: options.metadata } : {}),
+    })));
+    let sent = 0;
+    for (const outcome of counts) {
+      if (outcome.status === 'fulfilled' && typeof outcome.value === 'number') sent += outcome.value;
+      else if (outcome.status === 'rejected') this.#host.logger.debug('cluster: a node did not take a publish', { node: this.node, error: failure(outcome.reason) });
+    }
+    return sent;
+  }
+
+  /** Every identity connected to a live node, with its node. */
+  peers(): Promise<ClusterPeer[]> {
+    if (!this.#directory) return Promise.reject(new RpcError('the cluster is not started: await server.start() first'));
+    return this.#directory.peers();
+  }
+
+  /** Leaves the cluster: entries removed, links closed. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    await this.#directory?.close();
+    for (const [node, link] of [...this.#links]) this.#drop(node, link, 'this node stopped');
+    await this.#linkServer.stop();
+  }
+}
