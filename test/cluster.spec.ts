@@ -8,23 +8,10 @@ import {
   Client, ClusterUnavailableError, PeerNotConnectedError, RemoteError, Server, TimeoutError, UnauthorizedError, type ClusterOptions,
 } from '../lib/index.js';
 import { cleanup, once, recordingLogger, rejection, sleep, track } from './helpers.js';
+import { eventually } from './cluster-nodes.js';
 import { TestRedis, skipWithoutRedis } from './redis-server.js';
 
 const SECRET = 'a shared secret of at least thirty-two characters';
-
-/** Polls an async check until it passes (bounded). */
-export async function eventually(check: () => Promise<unknown>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await sleep(20);
-    }
-  }
-}
 
 describe('cluster mode (in one process)', function () {
   let redis: TestRedis | undefined;

@@ -9,7 +9,7 @@
  * keeps one Client per other node it talks to.
  */
 import { Client } from '../client.js';
-import { ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError } from '../errors.js';
+import { ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { rejectUnknownKeys } from '../option-checks.js';
 import type { CallOptions, ServerOptions } from '../options.js';
@@ -176,6 +176,12 @@ export class ClusterNode {
       return await link.client.invoke('cluster.call', [identity, name, args, options.kwargs ?? null, timeoutMs, oneWay], {
         timeoutMs: timeoutMs + LINK_MARGIN_MS, signal, ...(options.metadata ? { metadata: options.metadata } : {}), ...(options.errorTable ? { errorTable: options.errorTable } : {}),
       });
+    } catch (error) {
+      // The link itself dropped (the node died or left): to the caller, its client is gone.
+      if (error instanceof ServiceClosedError && error.origin === 'local' && !this.#stopped) {
+        throw new PeerNotConnectedError(`client "${identity}" was on node "${where.node}", which went away before "${name}" settled`, { cause: error });
+      }
+      throw error;
     } finally {
       link.inFlight.delete(abort);
     }
