@@ -135,6 +135,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       timeoutMs: this.session.config.timeoutMs,
       localInvoke: (identity, name, args, callOptions, oneWay) => this.session.caller.invoke(this.#target(identity), name, args, callOptions, oneWay),
       localPublish: (topic, name, args, callOptions) => this.#publishHere(topic, name, args, callOptions),
+      holds: (identity) => !(this.#target(identity) instanceof Error),
       evict: (identity) => this.#evict(identity),
       makeLinkServer: (id, linkOptions) => new Server(id, linkOptions),
     });

@@ -41,6 +41,8 @@ export interface ClusterHost {
   localInvoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown>;
   /** A publish to this node's subscribers only; resolves to how many it was sent to. */
   localPublish(topic: string, name: string, args: unknown[], options: CallOptions): Promise<number>;
+  /** Whether `identity` is connected (and authenticated) to this node now. */
+  holds(identity: string): boolean;
   /** Drops this node's connection of `identity`: a newer one proved it elsewhere. */
   evict(identity: string): void;
   /** Makes the link server (a Server, made by the caller: no import cycle). */
@@ -49,6 +51,13 @@ export interface ClusterHost {
 
 /** Extra time a link call gets over the call it carries, so that the far side's own deadline answers first. */
 const LINK_MARGIN_MS = 1000;
+/** Locations remembered; past that many identities the cache starts over. */
+const MAX_CACHED_LOCATIONS = 100_000;
+
+/** What the far node answers when the identity is not connected there (the call was not made): safe to retry elsewhere. */
+function notHere(identity: string, node: string): PeerNotConnectedError {
+  return Object.assign(new PeerNotConnectedError(`no client "${identity}" is connected to node "${node}"`), { notHere: true });
+}
 
 function failure(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
@@ -91,6 +100,7 @@ export class ClusterNode {
       if (typeof identity !== 'string' || typeof name !== 'string' || !Array.isArray(args) || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || typeof oneWay !== 'boolean') {
         throw new ParameterError('cluster.call: [identity, name, args, kwargs, timeoutMs, oneWay]');
       }
+      if (!host.holds(identity)) throw notHere(identity, this.node);
       const options: CallOptions = { timeoutMs, signal: ctx.signal };
       if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
       if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
@@ -162,11 +172,22 @@ export class ClusterNode {
   async invoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
     const directory = this.#directory;
     if (!directory || this.#stopped) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}"`);
-    const where = await directory.locate(identity);
+    const first = await this.#locate(identity, false);
+    try {
+      return await this.#forward(identity, first.where, name, args, options, oneWay);
+    } catch (error) {
+      // A remembered location was stale (the client moved or left): ask Redis once more.
+      if (!first.cached || !(error instanceof PeerNotConnectedError) || (error as { notHere?: unknown }).notHere !== true) throw error;
+      return this.#forward(identity, (await this.#locate(identity, true)).where, name, args, options, oneWay);
+    }
+  }
+
+  async #forward(identity: string, where: ClusterNodeInfo | undefined, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
     if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
     const link = this.#link(where);
     if (!link.up && this.#wasUp.has(where.node)) {
-      throw new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`);
+      // Not sent: a retry with a fresh location is safe.
+      throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
     }
     const timeoutMs = options.timeoutMs ?? this.#host.timeoutMs;
     const abort = new AbortController();
@@ -187,6 +208,28 @@ export class ClusterNode {
     }
   }
 
+  /**
+   * Where identities were found, so that a call does not wait for Redis each time. Used only while
+   * Redis answers; a stale location costs one retry (the far node refuses before calling anything).
+   */
+  readonly #locations = new Map<string, { where: ClusterNodeInfo; until: number }>();
+
+  async #locate(identity: string, fresh: boolean): Promise<{ where: ClusterNodeInfo | undefined; cached: boolean }> {
+    const directory = this.#directory!;
+    if (!fresh && directory.available) {
+      const known = this.#locations.get(identity);
+      if (known && known.until > Date.now()) return { where: known.where, cached: true };
+    }
+    this.#locations.delete(identity);
+    const where = await directory.locate(identity);
+    const link = where && this.#links.get(where.node);
+    if (where && where.node !== this.node && !(link && !link.up && this.#wasUp.has(where.node))) {
+      if (this.#locations.size >= MAX_CACHED_LOCATIONS) this.#locations.clear();
+      this.#locations.set(identity, { where, until: Date.now() + this.#options.ttlMs / 3 });
+    }
+    return { where, cached: false };
+  }
+
   /** Nodes whose link was up once: a link down to one of them is a node gone, not one still connecting. */
   readonly #wasUp = new Set<string>();
 
@@ -200,6 +243,7 @@ export class ClusterNode {
     const link: Link = { endpoint: where.endpoint, client, inFlight: new Set(), up: false };
     const lost = (): void => {
       link.up = false;
+      for (const [identity, known] of this.#locations) if (known.where.node === where.node) this.#locations.delete(identity);
       const error = new PeerNotConnectedError(`node "${where.node}" went away while a call to one of its clients was in flight`);
       for (const abort of link.inFlight) abort.abort(error);
     };
