@@ -70,6 +70,8 @@ interface Link {
   /** Calls in flight on it: aborted when the link drops, so that they fail now, not at their deadline. */
   readonly inFlight: Set<AbortController>;
   up: boolean;
+  /** It was up once: down now means the node went away, not that it is still connecting. */
+  everUp: boolean;
 }
 
 export class ClusterNode {
@@ -82,6 +84,8 @@ export class ClusterNode {
   /** The live nodes last read from the directory: publish uses it while Redis is away. */
   #knownNodes: ClusterNodeInfo[] = [];
   #stopped = false;
+  /** Reads the live nodes now and then: publish's fallback list, and links to departed nodes closed. */
+  #nodesTimer: NodeJS.Timeout | undefined;
 
   constructor(options: ClusterOptions, host: ClusterHost) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options.cluster must be an object');
@@ -113,10 +117,11 @@ export class ClusterNode {
       if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
       return host.localPublish(topic, name, args, options);
     }, { withContext: true });
-    this.#linkServer.registerRpc('cluster.evict', (identity: unknown) => {
+    this.#linkServer.registerRpc('cluster.evict', async (identity: unknown) => {
       if (typeof identity !== 'string') throw new ParameterError('cluster.evict: [identity]');
-      // Only when the directory agrees: a late or forged eviction never drops a current connection.
-      host.evict(identity);
+      // Only when the directory agrees: a late eviction never drops a connection newer than the claim.
+      const where = await this.#directory?.locate(identity);
+      if (where && where.node !== this.node) host.evict(identity);
     });
   }
 
@@ -130,6 +135,8 @@ export class ClusterNode {
     this.#directory = directory;
     directory.on('moved', (identities) => identities.forEach((identity) => this.#host.evict(identity)));
     directory.on('up', () => void this.#refreshNodes());
+    this.#nodesTimer = setInterval(() => void this.#refreshNodes(), this.#options.ttlMs);
+    this.#nodesTimer.unref();
     await directory.start();
   }
 
@@ -141,6 +148,8 @@ export class ClusterNode {
   async #refreshNodes(): Promise<ClusterNodeInfo[]> {
     try {
       this.#knownNodes = (await this.#directory?.nodes()) ?? [];
+      // Links to nodes that left: closed (they would keep reconnecting to a dead endpoint).
+      for (const [node, link] of [...this.#links]) if (!link.up && !this.#knownNodes.some((n) => n.node === node)) this.#drop(node, link, 'the node left');
     } catch {
       // keep the last list
     }
@@ -185,7 +194,7 @@ export class ClusterNode {
   async #forward(identity: string, where: ClusterNodeInfo | undefined, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
     if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
     const link = this.#link(where);
-    if (!link.up && this.#wasUp.has(where.node)) {
+    if (!link.up && link.everUp) {
       // Not sent: a retry with a fresh location is safe.
       throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
     }
@@ -223,15 +232,12 @@ export class ClusterNode {
     this.#locations.delete(identity);
     const where = await directory.locate(identity);
     const link = where && this.#links.get(where.node);
-    if (where && where.node !== this.node && !(link && !link.up && this.#wasUp.has(where.node))) {
+    if (where && where.node !== this.node && !(link && !link.up && link.everUp)) {
       if (this.#locations.size >= MAX_CACHED_LOCATIONS) this.#locations.clear();
       this.#locations.set(identity, { where, until: Date.now() + this.#options.ttlMs / 3 });
     }
     return { where, cached: false };
   }
-
-  /** Nodes whose link was up once: a link down to one of them is a node gone, not one still connecting. */
-  readonly #wasUp = new Set<string>();
 
   #link(where: ClusterNodeInfo): Link {
     const existing = this.#links.get(where.node);
@@ -240,7 +246,7 @@ export class ClusterNode {
     const client = new Client(`${this.#host.id}.cluster`, {
       security: clusterLinkSecurity(this.#options.secret, this.node), logger: this.#host.logger, drainTimeoutMs: 200,
     });
-    const link: Link = { endpoint: where.endpoint, client, inFlight: new Set(), up: false };
+    const link: Link = { endpoint: where.endpoint, client, inFlight: new Set(), up: false, everUp: false };
     const lost = (): void => {
       link.up = false;
       for (const [identity, known] of this.#locations) if (known.where.node === where.node) this.#locations.delete(identity);
@@ -249,7 +255,7 @@ export class ClusterNode {
     };
     client.on('connected', () => {
       link.up = true;
-      this.#wasUp.add(where.node);
+      link.everUp = true;
     });
     client.on('reconnected', () => (link.up = true));
     client.on('disconnected', lost);
@@ -290,6 +296,7 @@ export class ClusterNode {
   async stop(): Promise<void> {
     if (this.#stopped) return;
     this.#stopped = true;
+    clearInterval(this.#nodesTimer);
     await this.#directory?.close();
     for (const [node, link] of [...this.#links]) this.#drop(node, link, 'this node stopped');
     await this.#linkServer.stop();
