@@ -67,8 +67,6 @@ function failure(error: unknown): string {
 interface Link {
   readonly endpoint: string;
   readonly client: Client;
-  /** Calls in flight on it: aborted when the link drops, so that they fail now, not at their deadline. */
-  readonly inFlight: Set<AbortController>;
   up: boolean;
   /** It was up once: down now means the node went away, not that it is still connecting. */
   everUp: boolean;
@@ -199,21 +197,19 @@ export class ClusterNode {
       throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
     }
     const timeoutMs = options.timeoutMs ?? this.#host.timeoutMs;
-    const abort = new AbortController();
-    link.inFlight.add(abort);
-    const signal = options.signal ? AbortSignal.any([options.signal, abort.signal]) : abort.signal;
+    const linkOptions: CallOptions = { timeoutMs: timeoutMs + LINK_MARGIN_MS };
+    if (options.signal) linkOptions.signal = options.signal;
+    if (options.metadata) linkOptions.metadata = options.metadata;
+    if (options.errorTable) linkOptions.errorTable = options.errorTable;
     try {
-      return await link.client.invoke('cluster.call', [identity, name, args, options.kwargs ?? null, timeoutMs, oneWay], {
-        timeoutMs: timeoutMs + LINK_MARGIN_MS, signal, ...(options.metadata ? { metadata: options.metadata } : {}), ...(options.errorTable ? { errorTable: options.errorTable } : {}),
-      });
+      // A link that drops (or is closed) fails its calls in flight at once, with ServiceClosedError: mapped below.
+      return await link.client.invoke('cluster.call', [identity, name, args, options.kwargs ?? null, timeoutMs, oneWay], linkOptions);
     } catch (error) {
       // The link itself dropped (the node died or left): to the caller, its client is gone.
       if (error instanceof ServiceClosedError && error.origin === 'local' && !this.#stopped) {
         throw new PeerNotConnectedError(`client "${identity}" was on node "${where.node}", which went away before "${name}" settled`, { cause: error });
       }
       throw error;
-    } finally {
-      link.inFlight.delete(abort);
     }
   }
 
@@ -246,12 +242,10 @@ export class ClusterNode {
     const client = new Client(`${this.#host.id}.cluster`, {
       security: clusterLinkSecurity(this.#options.secret, this.node), logger: this.#host.logger, drainTimeoutMs: 200,
     });
-    const link: Link = { endpoint: where.endpoint, client, inFlight: new Set(), up: false, everUp: false };
+    const link: Link = { endpoint: where.endpoint, client, up: false, everUp: false };
     const lost = (): void => {
       link.up = false;
       for (const [identity, known] of this.#locations) if (known.where.node === where.node) this.#locations.delete(identity);
-      const error = new PeerNotConnectedError(`node "${where.node}" went away while a call to one of its clients was in flight`);
-      for (const abort of link.inFlight) abort.abort(error);
     };
     client.on('connected', () => {
       link.up = true;
@@ -267,8 +261,8 @@ export class ClusterNode {
 
   #drop(node: string, link: Link, why: string): void {
     this.#links.delete(node);
-    for (const abort of link.inFlight) abort.abort(new PeerNotConnectedError(`link to node "${node}" closed: ${why}`));
-    link.client.stop().catch(() => undefined);
+    this.#host.logger.debug('cluster: link closed', { node: this.node, to: node, why });
+    link.client.stop().catch(() => undefined); // its calls in flight reject with ServiceClosedError (read as PeerNotConnectedError)
   }
 
   /** Publishes to the subscribers of every other live node; resolves to how many it was sent to. */
