@@ -158,10 +158,13 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     return this.session.caller.invoke(this.#target(identity), name, args, options, oneWay);
   }
 
-  /** Starts serving; in cluster mode, also binds the link and joins the directory. */
+  /**
+   * Starts serving; in cluster mode, first binds the link and joins the directory (so that every
+   * client that authenticates from now on is published).
+   */
   override async start(): Promise<void> {
-    await super.start();
     await this.#cluster?.start();
+    await super.start();
   }
 
   /** Stops; in cluster mode, leaves the directory first (this node's entries removed). */
