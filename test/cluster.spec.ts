@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import {
-  Client, ClusterUnavailableError, PeerNotConnectedError, RemoteError, Server, TimeoutError, UnauthorizedError, type ClusterOptions,
+  Client, ClusterUnavailableError, PeerNotConnectedError, RedisDirectory, RemoteError, Server, TimeoutError, UnauthorizedError, type ClusterOptions,
 } from '../lib/index.js';
 import { cleanup, once, recordingLogger, rejection, sleep, track } from './helpers.js';
 import { eventually } from './cluster-nodes.js';
@@ -129,6 +129,22 @@ describe('cluster mode (in one process)', function () {
     expect(await a.sendTo('alice').which()).to.equal('fresh');
     // The old connection was told: its calls fail rather than take the name back.
     expect(await rejection(old.call.anything())).to.be.instanceOf(UnauthorizedError);
+  });
+
+  it('an identity claimed elsewhere without a word (the eviction lost): dropped here at the next sweep, as replaced', async () => {
+    const a = await node('a');
+    await client(a, 'alice');
+    await listed(a, 'alice', 'a');
+    const elsewhere = new RedisDirectory({ redis: redis!.url, node: 'z', endpoint: 'tcp://127.0.0.1:9', namespace: 'svc', ttlMs: 1500, logger: recordingLogger() });
+    try {
+      await elsewhere.start();
+      const gone = once(a, 'peer:gone', 5000);
+      expect(await elsewhere.claim('alice')).to.equal('a');
+      expect(await gone).to.deep.equal(['alice', 'replaced']);
+      expect(a.connectedPeers()).to.not.include('alice');
+    } finally {
+      await elsewhere.close();
+    }
   });
 
   it('an identity that moves (reconnects to another node) is found there', async () => {
