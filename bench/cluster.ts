@@ -15,6 +15,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 import { Client, Server, silentLogger } from '../lib/index.js';
 import { NodeProcess } from '../test/cluster-nodes.js';
 import { CLUSTER_SECRET } from '../test/fixtures/cluster-secret.js';
@@ -108,7 +109,33 @@ async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
       say(`  round ${round}/${ROUNDS}: p50 local ${cells.localP50.at(-1)!.toFixed(0)} µs, cross-node ${cells.remoteP50.at(-1)!.toFixed(0)} µs; ` +
         `64 in flight local ${cells.localRate.at(-1)!.toFixed(0)}/s, cross-node ${cells.remoteRate.at(-1)!.toFixed(0)}/s`);
     }
-    return { localP50: median(cells.localP50), remoteP50: median(cells.remoteP50), localRate: median(cells.localRate), remoteRate: median(cells.remoteRate) };
+    // publish through the links: from A's publish until the subscriber on B has run the call.
+    const far = clients[1]!;
+    let delivered: (() => void) | undefined;
+    far.registerRpc('tick', () => delivered?.());
+    await far.subscribe('ticks');
+    const viaLink = await sequential(async () => {
+      const got = new Promise<void>((resolve) => (delivered = resolve));
+      await a.publish('ticks').tick();
+      await got;
+    }, CELL_MS * 2);
+    // For comparison, the hop Redis pub/sub would add (PUBLISH until a subscriber connection has the message).
+    const publisher = new Redis(redis.url);
+    const subscriber = new Redis(redis.url);
+    let heard: (() => void) | undefined;
+    await subscriber.subscribe('zeropeer-bench');
+    subscriber.on('message', () => heard?.());
+    const viaRedis = await sequential(async () => {
+      const got = new Promise<void>((resolve) => (heard = resolve));
+      await publisher.publish('zeropeer-bench', 'x');
+      await got;
+    }, CELL_MS * 2);
+    publisher.disconnect();
+    subscriber.disconnect();
+    return {
+      localP50: median(cells.localP50), remoteP50: median(cells.remoteP50), localRate: median(cells.localRate), remoteRate: median(cells.remoteRate),
+      publishLinkP50: viaLink.p50, redisHopP50: viaRedis.p50,
+    };
   } finally {
     await Promise.all(clients.map((client) => client.stop()));
     await a.stop();
@@ -200,6 +227,8 @@ async function main(): Promise<void> {
       `Cluster (${quick ? 'quick' : 'full'}; medians of ${ROUNDS} rounds)`,
       `  sendTo p50, sequential:     local ${cross.localP50!.toFixed(0)} µs, cross-node ${cross.remoteP50!.toFixed(0)} µs (${p50Ratio.toFixed(2)}x; target <= 2x: ${p50Ratio <= 2 ? 'met' : 'NOT met'})`,
       `  sendTo, 64 in flight:       local ${cross.localRate!.toFixed(0)}/s, cross-node ${cross.remoteRate!.toFixed(0)}/s (${rateRatio.toFixed(2)}x; target >= 0.5x: ${rateRatio >= 0.5 ? 'met' : 'NOT met'})`,
+      `  publish to a subscriber on another node, p50 until its handler ran: ${cross.publishLinkP50!.toFixed(0)} µs over the links; ` +
+        `the Redis pub/sub hop alone (PUBLISH until a subscriber has it): ${cross.redisHopP50!.toFixed(0)} µs`,
       `  3 nodes x ${IDLE_CLIENTS} idle clients (${idle.connected} listed), CPU % of one core over ${IDLE_MS / 1000} s: ` +
         `${Object.entries(idle.nodes).map(([name, pct]) => `node ${name} ${pct.toFixed(2)}%`).join(', ')}, redis-server ${idle.redis.toFixed(2)}%`,
     ];
