@@ -222,13 +222,11 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
    * Rejects at once with PeerNotConnectedError when `identity` is not connected.
    */
   sendTo<T = ClientApi>(identity: string, options?: CallOptions): CallProxy<T> {
-    const caller = this.session.caller;
-    if (this.#cluster) return createCallProxy<T>((name, args) => this.#call(identity, name, args, options));
-    if (options) return createCallProxy<T>((name, args) => caller.invoke(this.#target(identity), name, args, options));
+    if (options) return createCallProxy<T>((name, args) => this.#call(identity, name, args, options));
     // `server.sendTo(id).fn()` in a loop is the common form: reuse one proxy per identity.
     let proxy = this.#proxies.get(identity);
     if (!proxy) {
-      proxy = createCallProxy((name, args) => caller.invoke(this.#target(identity), name, args));
+      proxy = createCallProxy((name, args) => this.#call(identity, name, args, undefined));
       if (this.#proxies.size >= MAX_CACHED_PROXIES) this.#proxies.clear();
       this.#proxies.set(identity, proxy);
     }
