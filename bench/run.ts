@@ -18,7 +18,7 @@
  * --profile write a CPU profile (node --cpu-prof) of every Node process into DIR/<system>-<role>
  *           (summarize one with `node dist/bench/profile-summary.js FILE`)
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -677,12 +677,21 @@ async function main(): Promise<number> {
     notes.push(`streams failed: ${(error as Error).message}`);
   }
 
+  // Cluster mode: its own script and processes (a redis-server, node processes); its report follows ours.
+  let clusterReport = '';
+  if (args.scenarios.includes('cluster')) {
+    const cluster = spawnSync(process.execPath, [resolve(here, 'cluster.js'), ...(args.quick ? ['--quick'] : [])], { stdio: ['ignore', 'pipe', 'inherit'], timeout: plan.benchHardTimeoutMs, encoding: 'utf8' });
+    clusterReport = cluster.stdout ?? '';
+    if (cluster.status !== 0) notes.push(`cluster failed (exit ${cluster.status ?? cluster.signal})`);
+  }
+
   const medians: Record<string, Medians | undefined> = {};
   for (const run of runs) if (run.status === 'ok') medians[run.spec.key] = mediansOf(run);
   const targets = evaluateTargets(runs, long, idle, plan);
   const elapsedS = (performance.now() - began) / 1000;
   notes.push(`the whole bench took ${elapsedS.toFixed(1)} s`);
   report(render(runs, medians, long, idle, targets, plan, info, notes));
+  if (clusterReport) report(clusterReport.trimEnd());
 
   if (args.json) {
     const rawRun = runs.find((r) => r.spec.key === 'raw');

@@ -7,7 +7,7 @@ import { summarize } from './stats.js';
 /** Scenarios run in alternating rounds on every system. */
 export type RoundScenarioKey = 'sequential' | 'in-flight-64' | 'payload-64KiB';
 /** Scenarios run once, on zeropeer only. */
-export type ZeropeerScenarioKey = 'idle-clients' | 'million-calls';
+export type ZeropeerScenarioKey = 'idle-clients' | 'million-calls' | 'cluster';
 export type ScenarioKey = RoundScenarioKey | ZeropeerScenarioKey;
 
 export interface RoundScenario {
@@ -33,6 +33,7 @@ export const SCENARIO_TITLES: Record<ScenarioKey, string> = {
   'payload-64KiB': ROUND_SCENARIOS[2]!.title,
   'idle-clients': 'idle zeropeer clients with heartbeats, then one server push to each',
   'million-calls': 'a long run of calls, 64 in flight, RSS sampled (leak check)',
+  'cluster': 'cluster mode (needs redis-server): cross-node sendTo against local, 3 nodes x N idle clients (bench/cluster.ts)',
 };
 
 export interface Plan {

@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'message_too_large'
   | 'registration'
   | 'busy'
-  | 'cancelled';
+  | 'cancelled'
+  | 'cluster_unavailable';
 
 /** Base class of every error zeropeer raises on purpose. */
 export class RpcError extends Error {
@@ -81,6 +82,12 @@ export class BusyError extends define('BusyError', 'busy') {}
  * the `cause`. On the other side, the handler's `ctx.signal` aborts with one of these.
  */
 export class CancelledError extends define('CancelledError', 'cancelled') {}
+
+/**
+ * Cluster mode: a call to a client not connected to this node could not be routed, because the
+ * cluster's directory (Redis) is unreachable. This node's own clients stay reachable; retry later.
+ */
+export class ClusterUnavailableError extends define('ClusterUnavailableError', 'cluster_unavailable') {}
 /** Registration refused: an invalid name, a duplicate without `replace: true`, or a handler that is not a function. */
 export class RegistrationError extends define('RegistrationError', 'registration') {}
 
@@ -122,7 +129,7 @@ const builtinErrors: ErrorTable = { Error, TypeError, RangeError, SyntaxError, R
 
 const rpcErrors: ErrorTable = Object.fromEntries(
   [RpcError, ServiceNotFoundError, UnauthorizedError, TimeoutError, PeerNotConnectedError, ServiceClosedError, ParameterError,
-    NackError, ProtocolError, EncodingError, MessageTooLargeError, RegistrationError, BusyError, CancelledError].map((Class) => [Class.wireName, Class]),
+    NackError, ProtocolError, EncodingError, MessageTooLargeError, RegistrationError, BusyError, CancelledError, ClusterUnavailableError].map((Class) => [Class.wireName, Class]),
 );
 
 /** Bounds of what an error carries besides its message: fields, causes, aggregated errors. */

@@ -62,6 +62,7 @@ export {
   RegistrationError,
   BusyError,
   CancelledError,
+  ClusterUnavailableError,
   type ErrorCode,
   type ErrorTable,
   type ErrorClass,
@@ -95,3 +96,6 @@ export {
   type SecuritySettings,
 } from '../security/index.js';
 export { curveKeyPair } from './transport/curve.js';
+export { RedisDirectory, type RedisDirectoryOptions, type ClusterNodeInfo, type ClusterPeer, type DirectoryEvents } from './cluster/directory.js';
+export type { RateLimit } from './engine/rate-limit.js';
+export type { ClusterOptions } from './cluster/node.js';

@@ -13,6 +13,7 @@ import type { Registry } from './registry.js';
 import type { Codec, Translator } from './wire/codec.js';
 import type { SecurityPlugin } from '../security/plugin.js';
 import type { Client } from './client.js';
+import type { ClusterOptions } from './cluster/node.js';
 
 export type { CallOptions, StreamOptions } from './engine/caller.js';
 import { rejectUnknownKeys } from './option-checks.js';
@@ -174,6 +175,11 @@ export interface ServerOptions extends CommonOptions {
   proxyTo?: Client;
   /** Identities of proxies whose calls run as the caller they relay for. Default: none. */
   trustedProxies?: string[];
+  /**
+   * Cluster mode: several processes serve this id, one directory in Redis, calls reach a client on
+   * any node. `{ redis, node, advertise, secret, ttlMs? }` (see README, "Running several servers").
+   */
+  cluster?: ClusterOptions;
 }
 
 /** A client's options. */
@@ -208,7 +214,7 @@ const COMMON_KEYS = [
   'maxSendQueue', 'maxSendQueueBytes', 'maxSendQueueTotalBytes', 'sendHighWaterMark', 'maxRunningPerConnection', 'maxRunning', 'rateLimit', 'errorTable', 'logExceptions', 'excludeLogExceptions', 'sendStacks', 'callSites', 'streamWindow', 'codec',
   'translators', 'logger', 'context', 'securitySettings', 'interceptors',
 ] as const satisfies readonly (keyof CommonOptions)[];
-const SERVER_KEYS = ['curve', 'users', 'jwt', 'maxFailedLogins', 'failedLoginDelayMs', 'remoteShutdown', 'proxyTo', 'trustedProxies'] as const satisfies readonly (keyof ServerOptions)[];
+const SERVER_KEYS = ['curve', 'users', 'jwt', 'maxFailedLogins', 'failedLoginDelayMs', 'remoteShutdown', 'proxyTo', 'trustedProxies', 'cluster'] as const satisfies readonly (keyof ServerOptions)[];
 const CLIENT_KEYS = ['curve', 'routingId', 'userId', 'password', 'token', 'helloTimeoutMs', 'tokenRefreshMarginMs'] as const satisfies readonly (keyof ClientOptions)[];
 
 export function checkServerOptions(options: object): void {

@@ -9,6 +9,8 @@ import type { Connection } from './engine/connection.js';
 import type { Role } from './engine/role.js';
 import { Session } from './engine/session.js';
 import type { Work } from './engine/work.js';
+import { ClusterNode } from './cluster/node.js';
+import type { ClusterPeer } from './cluster/directory.js';
 import { RpcError, ServiceNotFoundError } from './errors.js';
 import { DEFAULTS, checkServerOptions, positive, rejectUnknownKeys, wholeNumber, type CallOptions, type ServerCurveOptions, type ServerOptions, type StreamOptions } from './options.js';
 import { Peer } from './peer.js';
@@ -18,6 +20,7 @@ import { createCallProxy, type CallProxy, type NotifyProxy, type PublishProxy, t
 import { RESERVED_PREFIX, type FunctionInfo } from './registry.js';
 import { checkPeerId, sessionConfig } from './session-config.js';
 import { isOpenNetwork } from './transport/router-socket.js';
+import { MessageType, REPLACED } from './wire/messages.js';
 import { resolveSecurityPlugin } from '../security/index.js';
 
 export type { GoneReason } from './auth/server-handshake.js';
@@ -85,6 +88,8 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   readonly #proxies = new Map<string, unknown>();
   readonly #topics = new WeakMap<Connection, Set<string>>();
   readonly #handshake: ServerHandshake;
+  /** Cluster mode (options.cluster): the directory and the links to the other nodes. */
+  readonly #cluster: ClusterNode | undefined;
 
   /** @param id this server's routing identity: clients name it to reach it. */
   constructor(id: string, options: ServerOptions = {}) {
@@ -107,8 +112,14 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
         engine.socket.curveServer(publicKey, secretKey);
       }
       const handshake = (made = new ServerHandshake(engine, security.server(settings), handshakeSettings, {
-        authenticated: (identity) => self?.emit('peer:authenticated', identity),
-        gone: (identity, reason) => self?.emit('peer:gone', identity, reason),
+        authenticated: (identity) => {
+          if (self) self.#cluster?.authenticated(identity);
+          self?.emit('peer:authenticated', identity);
+        },
+        gone: (identity, reason) => {
+          if (self) self.#cluster?.gone(identity);
+          self?.emit('peer:gone', identity, reason);
+        },
         reauthenticated: (identity) => self?.emit('peer:reauthenticated', identity),
       }));
       return serverRole(engine, handshake, () => self!);
@@ -117,6 +128,61 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     self = this;
     this.#options = options;
     this.#handshake = made!;
+    this.#cluster = options.cluster && this.#joinCluster(options);
+  }
+
+  #joinCluster(options: ServerOptions): ClusterNode {
+    return new ClusterNode(options.cluster!, {
+      id: this.id,
+      logger: this.logger,
+      timeoutMs: this.session.config.timeoutMs,
+      localInvoke: (identity, name, args, callOptions, oneWay) => this.session.caller.invoke(this.#target(identity), name, args, callOptions, oneWay),
+      localPublish: (topic, name, args, callOptions) => this.#publishHere(topic, name, args, callOptions),
+      holds: (identity) => this.#handshake.has(identity),
+      evict: (identity) => this.#evict(identity),
+      makeLinkServer: (id, linkOptions) => new Server(id, linkOptions),
+    });
+  }
+
+  /** A newer connection proved `identity` on another node: this one loses the name (and a zeropeer client is told). */
+  #evict(identity: string): void {
+    const connection = this.#target(identity);
+    if (connection instanceof Error) return;
+    this.#handshake.forget(connection, 'replaced');
+    if (connection.framing === 'compact' && connection.up) this.session.send(connection, MessageType.UNAUTHORIZED, 0, REPLACED);
+  }
+
+  /** A call to `identity`: here when it is connected here, else (cluster mode) on the node that holds it. */
+  #call(identity: unknown, name: string, args: unknown[], options: CallOptions | undefined, oneWay = false): Promise<unknown> {
+    // Not here (checked without making an error: a stack costs microseconds): the node that holds it.
+    if (this.#cluster && typeof identity === 'string' && !this.#handshake.has(identity)) {
+      return this.#cluster.invoke(identity, name, args, options ?? {}, oneWay);
+    }
+    return this.session.caller.invoke(this.#target(identity), name, args, options, oneWay);
+  }
+
+  /**
+   * Starts serving; in cluster mode, first binds the link and joins the directory (so that every
+   * client that authenticates from now on is published).
+   */
+  override async start(): Promise<void> {
+    await this.#cluster?.start();
+    await super.start();
+  }
+
+  /** Stops; in cluster mode, leaves the directory first (this node's entries removed). */
+  override async stop(): Promise<void> {
+    await this.#cluster?.stop();
+    await super.stop();
+  }
+
+  /**
+   * Identities connected, with the node each is on: every node's in cluster mode, else this
+   * server's (node `'local'`).
+   */
+  async clusterPeers(): Promise<ClusterPeer[]> {
+    if (this.#cluster) return this.#cluster.peers();
+    return this.connectedPeers().sort().map((identity) => ({ identity, node: 'local' }));
   }
 
   /**
@@ -159,12 +225,11 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
    * Rejects at once with PeerNotConnectedError when `identity` is not connected.
    */
   sendTo<T = ClientApi>(identity: string, options?: CallOptions): CallProxy<T> {
-    const caller = this.session.caller;
-    if (options) return createCallProxy<T>((name, args) => caller.invoke(this.#target(identity), name, args, options));
+    if (options) return createCallProxy<T>((name, args) => this.#call(identity, name, args, options));
     // `server.sendTo(id).fn()` in a loop is the common form: reuse one proxy per identity.
     let proxy = this.#proxies.get(identity);
     if (!proxy) {
-      proxy = createCallProxy((name, args) => caller.invoke(this.#target(identity), name, args));
+      proxy = createCallProxy((name, args) => this.#call(identity, name, args, undefined));
       if (this.#proxies.size >= MAX_CACHED_PROXIES) this.#proxies.clear();
       this.#proxies.set(identity, proxy);
     }
@@ -186,12 +251,12 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
 
   /** Calls `name` on the client `options.to` with positional `args`. */
   invoke(name: string, args: unknown[], options: ServerCallOptions): Promise<unknown> {
-    return this.session.caller.invoke(this.#target(options?.to), name, args, options);
+    return this.#call(options?.to, name, args, options);
   }
 
   /** One-way calls to the client `identity`: resolve once handed to the transport; no answer. */
   notifyTo<T = ClientApi>(identity: string, options: CallOptions = {}): NotifyProxy<T> {
-    return createCallProxy<T, NotifyProxy<T>>((name, args) => this.session.caller.invoke(this.#target(identity), name, args, options, true));
+    return createCallProxy<T, NotifyProxy<T>>((name, args) => this.#call(identity, name, args, options, true) as Promise<void>);
   }
 
   /**
@@ -204,15 +269,20 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   publish<T = ClientApi>(topic: string, options: CallOptions = {}): PublishProxy<T> {
     if (typeof topic !== 'string') throw new TypeError('a topic is a string');
     return createCallProxy<T, PublishProxy<T>>(async (name, args) => {
-      const sends: Promise<unknown>[] = [];
-      for (const [, connection] of this.#handshake.identities()) {
-        const topics = this.#topics.get(connection);
-        if (!connection.up || !topics || !matchesTopic(topics, topic)) continue;
-        sends.push(this.session.caller.invoke(connection, name, args, options, true));
-      }
-      const outcomes = await Promise.allSettled(sends);
-      return outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
+      const [here, elsewhere] = await Promise.all([this.#publishHere(topic, name, args, options), this.#cluster?.publish(topic, name, args, options) ?? 0]);
+      return here + elsewhere;
     });
+  }
+
+  async #publishHere(topic: string, name: string, args: unknown[], options: CallOptions): Promise<number> {
+    const sends: Promise<unknown>[] = [];
+    for (const [, connection] of this.#handshake.identities()) {
+      const topics = this.#topics.get(connection);
+      if (!connection.up || !topics || !matchesTopic(topics, topic)) continue;
+      sends.push(this.session.caller.invoke(connection, name, args, options, true));
+    }
+    const outcomes = await Promise.allSettled(sends);
+    return outcomes.filter((outcome) => outcome.status === 'fulfilled').length;
   }
 
   /** The functions the client `identity` lets this server call. */
@@ -251,6 +321,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     }
     this.logger.warn('remote shutdown requested', this.session.context(connection));
     // Stop taking work now; answer once the calls in flight are done; then stop.
+    void this.#cluster?.stop();
     void this.session.stop(() => work.responder.ok(undefined));
   }
 

@@ -10,6 +10,7 @@ import * as api from '../lib/index.js';
 import {
   BusyError,
   CancelledError,
+  ClusterUnavailableError,
   EncodingError,
   MessageTooLargeError,
   NackError,
@@ -47,6 +48,7 @@ const CLASS_OF_CODE = {
   registration: RegistrationError,
   busy: BusyError,
   cancelled: CancelledError,
+  cluster_unavailable: ClusterUnavailableError,
 } satisfies Record<ErrorCode, { readonly wireName: string; readonly prototype: RpcError }>;
 
 type Detailed = Error & { remoteStack?: string; code?: unknown; details?: unknown; origin?: unknown; cause?: unknown };

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { runCancellation } from '../examples/cancellation.js';
+import { runCluster } from '../examples/cluster/run.js';
 import { runCustomAuth } from '../examples/custom-auth.js';
 import { runDemo } from '../examples/demo.js';
 import { runSharedTable } from '../examples/heartbeat-backend.js';
@@ -10,6 +11,7 @@ import { runPrometheus } from '../examples/prometheus.js';
 import { runPubSub } from '../examples/pubsub.js';
 import { runReplyChannel } from '../examples/reply-channel.js';
 import { runStreams } from '../examples/streams.js';
+import { TestRedis, skipWithoutRedis } from './redis-server.js';
 
 describe('examples', function () {
   this.timeout(20_000);
@@ -156,6 +158,21 @@ describe('examples', function () {
       '00-00000000000000000000000000000000-00f067aa0ba902b7-01', '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01',
       '00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01']) {
       expect(parseTraceparent(bad), String(bad)).to.equal(undefined);
+    }
+  });
+
+  it('the cluster example: a producer on node a reaches workers on nodes a, b and c (three node processes, one Redis)', async function () {
+    if (!skipWithoutRedis(this)) return;
+    const redis = await TestRedis.start();
+    try {
+      const lines: string[] = [];
+      await runCluster(redis.url, (line) => lines.push(line));
+      expect(lines).to.have.length(3);
+      expect(lines.map((line) => line.split(' ')[0]).sort()).to.deep.equal(['build', 'deploy', 'test']);
+      expect(lines.map((line) => line.split(' ')[3]).sort()).to.deep.equal(['worker-a', 'worker-b', 'worker-c']);
+      for (const line of lines) expect(line).to.match(/\(dispatched by node a\)$/);
+    } finally {
+      await redis.close();
     }
   });
 });

@@ -34,6 +34,7 @@ declare function render(page: number, options: { signal: AbortSignal }): Promise
 declare function readLine(signal: AbortSignal): Promise<string>;
 declare function closeFile(): Promise<void>;
 declare function readNumbers(): AsyncIterable<number>;
+declare const job: unknown;
 declare const queue: { full: boolean; push(job: unknown, on: { done(result: unknown): void; failed(error: Error): void }): void };
 declare const redis: { hset(key: string, field: string, value: string): Promise<unknown>; hdel(key: string, field: string): Promise<unknown> };
 declare function log(...values: unknown[]): void;

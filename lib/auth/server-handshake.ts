@@ -91,6 +91,12 @@ export class ServerHandshake {
     return proof !== undefined && now >= proof.expiresAt;
   }
 
+  /** Whether `identity` is connected here and may be called now (cheap: makes no error). */
+  has(identity: string): boolean {
+    const connection = this.#identities.get(identity);
+    return connection !== undefined && connection.up && connection.authenticated && !this.#expired(connection);
+  }
+
   /** The connection of `identity`, or the error a call to it rejects with. */
   target(identity: unknown, serverId: string): Connection | Error {
     if (typeof identity !== 'string') return new TypeError('say which client to call: { to: identity }');

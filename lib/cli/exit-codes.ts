@@ -24,6 +24,7 @@ export const EXIT_CODES: Readonly<Record<ErrorCode, number>> = {
   message_too_large: 21,
   registration: 22,
   cancelled: 23,
+  cluster_unavailable: 24,
 };
 
 /** The exit status for an error's `code` (a remote error's own code that is not ours: `remote`). */

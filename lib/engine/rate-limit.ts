@@ -5,6 +5,7 @@
  */
 import type { Connection } from './connection.js';
 
+/** A per-connection limit on the work a peer may start (`rateLimit` option). */
 export interface RateLimit {
   /** Work messages a connection may send per second, on average. */
   readonly perSecond: number;

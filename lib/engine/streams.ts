@@ -14,6 +14,7 @@ export interface StreamWindow {
   readonly bytes: number;
 }
 
+/** The window a consumer grants when `streamWindow` is not given: 256 items and 1 MiB. */
 export const DEFAULT_STREAM_WINDOW: StreamWindow = Object.freeze({ items: 256, bytes: 1024 * 1024 });
 
 /** The slot of a stream message that belongs to a call's result (argument streams use 0, 1, ...). */
@@ -79,6 +80,7 @@ export class CallStream<T = unknown> implements AsyncIterableIterator<T> {
     this.#hooks = hooks;
   }
 
+  /** The stream is its own iterator: `for await (const item of stream)`. */
   [Symbol.asyncIterator](): this {
     return this;
   }

@@ -1,0 +1,247 @@
+/**
+ * Cluster bench (needs redis-server; run by run.ts as the `cluster` scenario, or alone):
+ *
+ *   node dist/bench/cluster.js [--quick]
+ *
+ * 1. Cross-node `sendTo` against local `sendTo`, in the same run, rounds alternating: node A (this
+ *    process) calls a client connected to A (local) and a client connected to node B (a child
+ *    process: the call goes A -> link -> B -> client and back). Sequential p50 latency, and
+ *    throughput with 64 calls in flight. Targets: p50 at most 2x local, throughput at least 0.5x.
+ * 2. Three node processes with N idle clients each (clients in their own processes): CPU of each
+ *    node and of redis-server over an idle window (heartbeats and directory sweeps only).
+ *
+ * Every process it starts is stopped at the end (and killed if this process exits early).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { Client, Server, silentLogger } from '../lib/index.js';
+import { NodeProcess } from '../test/cluster-nodes.js';
+import { CLUSTER_SECRET } from '../test/fixtures/cluster-secret.js';
+import { TestRedis, redisAvailable } from '../test/redis-server.js';
+
+const quick = process.argv.includes('--quick');
+const CELL_MS = quick ? 500 : 2000;
+const ROUNDS = quick ? 2 : 5;
+const IDLE_CLIENTS = quick ? 50 : 1000;
+const IDLE_MS = quick ? 3000 : 15_000;
+const SELF = fileURLToPath(import.meta.url);
+const say = (line: string): void => void process.stderr.write(`${line}\n`);
+
+const children = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGKILL');
+});
+
+/** CPU ticks (1/100 s, user + system) a process has used, from /proc. */
+function ticksOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN;
+}
+
+async function connectedClient(endpoint: string, identity: string): Promise<Client> {
+  const client = new Client('svc', { userId: identity, logger: silentLogger });
+  client.registerRpc('upper', (s: string) => s.toUpperCase());
+  client.connect(endpoint);
+  const ready = new Promise<void>((resolve) => client.once('connected', () => resolve()));
+  await client.start();
+  await ready;
+  return client;
+}
+
+/** Sequential calls for `ms`: p50 in µs. */
+async function sequential(call: () => Promise<unknown>, ms: number): Promise<{ p50: number; p99: number; calls: number }> {
+  const samples: number[] = [];
+  const end = performance.now() + ms;
+  while (performance.now() < end) {
+    const t = performance.now();
+    await call();
+    samples.push((performance.now() - t) * 1000);
+  }
+  samples.sort((a, b) => a - b);
+  return { p50: percentile(samples, 0.5), p99: percentile(samples, 0.99), calls: samples.length };
+}
+
+/** 64 calls in flight for `ms`: calls per second. */
+async function inFlight(call: () => Promise<unknown>, ms: number): Promise<number> {
+  let calls = 0;
+  const begin = performance.now();
+  const end = begin + ms;
+  await Promise.all(Array.from({ length: 64 }, async () => {
+    while (performance.now() < end) {
+      await call();
+      calls++;
+    }
+  }));
+  return calls / ((performance.now() - begin) / 1000);
+}
+
+const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+
+async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
+  const b = await NodeProcess.start(redis.url, 'b', 10_000);
+  const a = new Server('svc', { logger: silentLogger, cluster: { redis: redis.url, node: 'a', advertise: 'tcp://127.0.0.1:0', secret: CLUSTER_SECRET } });
+  const clients: Client[] = [];
+  try {
+    await a.bind('tcp://127.0.0.1:0');
+    await a.start();
+    clients.push(await connectedClient(a.endpoint, 'near'), await connectedClient(b.endpoint, 'far'));
+    for (let tries = 0; tries < 200; tries++) {
+      if ((await a.clusterPeers()).some((p) => p.identity === 'far')) break;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    const local = (): Promise<unknown> => a.sendTo('near').upper('abc');
+    const remote = (): Promise<unknown> => a.sendTo('far').upper('abc');
+    await sequential(local, 300);
+    await sequential(remote, 300);
+    const cells = { localP50: [] as number[], remoteP50: [] as number[], localRate: [] as number[], remoteRate: [] as number[] };
+    for (let round = 1; round <= ROUNDS; round++) {
+      cells.localP50.push((await sequential(local, CELL_MS)).p50);
+      cells.remoteP50.push((await sequential(remote, CELL_MS)).p50);
+      cells.localRate.push(await inFlight(local, CELL_MS));
+      cells.remoteRate.push(await inFlight(remote, CELL_MS));
+      say(`  round ${round}/${ROUNDS}: p50 local ${cells.localP50.at(-1)!.toFixed(0)} µs, cross-node ${cells.remoteP50.at(-1)!.toFixed(0)} µs; ` +
+        `64 in flight local ${cells.localRate.at(-1)!.toFixed(0)}/s, cross-node ${cells.remoteRate.at(-1)!.toFixed(0)}/s`);
+    }
+    // publish through the links: from A's publish until the subscriber on B has run the call.
+    const far = clients[1]!;
+    let delivered: (() => void) | undefined;
+    far.registerRpc('tick', () => delivered?.());
+    await far.subscribe('ticks');
+    const viaLink = await sequential(async () => {
+      const got = new Promise<void>((resolve) => (delivered = resolve));
+      await a.publish('ticks').tick();
+      await got;
+    }, CELL_MS * 2);
+    // For comparison, the hop Redis pub/sub would add (PUBLISH until a subscriber connection has the message).
+    const publisher = new Redis(redis.url);
+    const subscriber = new Redis(redis.url);
+    let heard: (() => void) | undefined;
+    await subscriber.subscribe('zeropeer-bench');
+    subscriber.on('message', () => heard?.());
+    const viaRedis = await sequential(async () => {
+      const got = new Promise<void>((resolve) => (heard = resolve));
+      await publisher.publish('zeropeer-bench', 'x');
+      await got;
+    }, CELL_MS * 2);
+    publisher.disconnect();
+    subscriber.disconnect();
+    return {
+      localP50: median(cells.localP50), remoteP50: median(cells.remoteP50), localRate: median(cells.localRate), remoteRate: median(cells.remoteRate),
+      publishLinkP50: viaLink.p50, redisHopP50: viaRedis.p50,
+    };
+  } finally {
+    await Promise.all(clients.map((client) => client.stop()));
+    await a.stop();
+    await b.stop();
+  }
+}
+
+async function idleNodes(redis: TestRedis): Promise<{ nodes: Record<string, number>; redis: number; connected: number }> {
+  const nodes = await Promise.all(['a', 'b', 'c'].map((name) => NodeProcess.start(redis.url, name, 10_000)));
+  const holders: ChildProcess[] = [];
+  try {
+    for (const node of nodes) {
+      const child = spawn(process.execPath, [SELF, '--clients', node.endpoint, String(IDLE_CLIENTS), node.name], { stdio: ['pipe', 'pipe', 'inherit'] });
+      children.add(child);
+      holders.push(child);
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('clients did not connect within 120 s')), 120_000);
+        child.stdout!.on('data', (chunk: Buffer) => {
+          if (chunk.toString().includes('connected')) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+      });
+    }
+    // Every identity listed in the directory.
+    const probe = new Client('svc', { userId: 'probe', logger: silentLogger });
+    probe.connect(nodes[0]!.endpoint);
+    await probe.start();
+    let connected = 0;
+    for (let tries = 0; tries < 100 && connected < 3 * IDLE_CLIENTS; tries++) {
+      connected = ((await probe.call.peers()) as unknown[]).length - 1;
+      if (connected < 3 * IDLE_CLIENTS) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await probe.stop();
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // let the connection storm settle
+    const pids = { ...Object.fromEntries(nodes.map((node) => [node.name, node.child.pid!])), redis: redis.pid! };
+    const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, ticksOf(pid)]));
+    const began = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
+    const wallMs = performance.now() - began;
+    const pct = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, ((ticksOf(pid) - before[name]!) * 10 / wallMs) * 100]));
+    const { redis: redisPct, ...nodePct } = pct;
+    return { nodes: nodePct, redis: redisPct!, connected };
+  } finally {
+    for (const child of holders) child.stdin!.end();
+    await Promise.all(holders.map((child) => new Promise((resolve) => (child.exitCode !== null ? resolve(null) : child.once('exit', resolve)))));
+    await Promise.all(nodes.map((node) => node.stop()));
+  }
+}
+
+/** Child role: N idle clients of one node, until stdin closes. */
+async function holdClients(endpoint: string, count: number, prefix: string): Promise<void> {
+  const clients: Client[] = [];
+  for (let i = 0; i < count; i++) {
+    const client = new Client('svc', { userId: `${prefix}-${i}`, logger: silentLogger });
+    client.connect(endpoint);
+    clients.push(client);
+    await client.start();
+  }
+  const safety = setTimeout(() => process.exit(3), 10 * 60_000);
+  process.stdout.write('connected\n');
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.once('end', resolve));
+  await Promise.all(clients.map((client) => client.stop()));
+  clearTimeout(safety);
+}
+
+async function main(): Promise<void> {
+  const at = process.argv.indexOf('--clients');
+  if (at >= 0) {
+    await holdClients(process.argv[at + 1]!, Number(process.argv[at + 2]), process.argv[at + 3]!);
+    return;
+  }
+  if (!redisAvailable) {
+    say('cluster bench skipped: redis-server not found (apt-get install -y redis-server)');
+    return;
+  }
+  const redis = await TestRedis.start();
+  try {
+    say(`cluster: cross-node sendTo against local sendTo, ${ROUNDS} rounds of ${CELL_MS} ms per cell`);
+    const cross = await crossNode(redis);
+    say(`cluster: 3 nodes x ${IDLE_CLIENTS} idle clients, idle ${IDLE_MS / 1000} s`);
+    const idle = await idleNodes(redis);
+    const p50Ratio = cross.remoteP50! / cross.localP50!;
+    const rateRatio = cross.remoteRate! / cross.localRate!;
+    const lines = [
+      '',
+      `Cluster (${quick ? 'quick' : 'full'}; medians of ${ROUNDS} rounds)`,
+      `  sendTo p50, sequential:     local ${cross.localP50!.toFixed(0)} µs, cross-node ${cross.remoteP50!.toFixed(0)} µs (${p50Ratio.toFixed(2)}x; target <= 2x: ${p50Ratio <= 2 ? 'met' : 'NOT met'})`,
+      `  sendTo, 64 in flight:       local ${cross.localRate!.toFixed(0)}/s, cross-node ${cross.remoteRate!.toFixed(0)}/s (${rateRatio.toFixed(2)}x; target >= 0.5x: ${rateRatio >= 0.5 ? 'met' : 'NOT met'})`,
+      `  publish to a subscriber on another node, p50 until its handler ran: ${cross.publishLinkP50!.toFixed(0)} µs over the links; ` +
+        `the Redis pub/sub hop alone (PUBLISH until a subscriber has it): ${cross.redisHopP50!.toFixed(0)} µs`,
+      `  3 nodes x ${IDLE_CLIENTS} idle clients (${idle.connected} listed), CPU % of one core over ${IDLE_MS / 1000} s: ` +
+        `${Object.entries(idle.nodes).map(([name, pct]) => `node ${name} ${pct.toFixed(2)}%`).join(', ')}, redis-server ${idle.redis.toFixed(2)}%`,
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  } finally {
+    await redis.close();
+  }
+}
+
+main().then(
+  () => setTimeout(() => process.exit(0), 200).unref(),
+  (error: unknown) => {
+    say(`cluster bench failed: ${(error as Error)?.stack ?? String(error)}`);
+    process.exit(1);
+  },
+);

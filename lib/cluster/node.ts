@@ -1,0 +1,304 @@
+/**
+ * Cluster mode: one server id served by several processes ("nodes"). Each node publishes which
+ * identities are connected to it in a {@link RedisDirectory}; a call to a client connected
+ * elsewhere goes over an authenticated link to the node that holds it, which makes the call to its
+ * own client, as the server (the same id on every node), and sends back the result or the error.
+ *
+ * A node's link is a second zeropeer Server (bound on `advertise`) whose only clients are the
+ * other nodes, authenticated with the shared secret ({@link clusterLinkSecurity}); each node
+ * keeps one Client per other node it talks to.
+ */
+import { Client } from '../client.js';
+import { ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { rejectUnknownKeys } from '../option-checks.js';
+import type { CallOptions, ServerOptions } from '../options.js';
+import type { CallContext } from '../engine/work.js';
+import type { Server } from '../server.js';
+import { RedisDirectory, checkDirectorySettings, type ClusterNodeInfo, type ClusterPeer } from './directory.js';
+import { checkSecret, clusterLinkSecurity } from './link-security.js';
+
+/** `cluster` option of a Server. */
+export interface ClusterOptions {
+  /** The directory: `redis://host:port[/db]`. */
+  redis: string;
+  /** This node's name, unique in the cluster. */
+  node: string;
+  /** Where the other nodes reach this node's link: an endpoint to bind (`tcp://10.0.0.5:7001`; port 0 picks one). */
+  advertise: string;
+  /** At least 32 characters, the same on every node: authenticates the links between nodes. */
+  secret: string;
+  /** How long the entries of a node outlive its last refresh (so: how soon a dead node's clients are gone), in ms. Default 10000. */
+  ttlMs?: number;
+}
+
+/** What a node needs of the server it belongs to. */
+export interface ClusterHost {
+  readonly id: string;
+  readonly logger: Logger;
+  readonly timeoutMs: number;
+  /** A call to a client connected to this node only. */
+  localInvoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown>;
+  /** A publish to this node's subscribers only; resolves to how many it was sent to. */
+  localPublish(topic: string, name: string, args: unknown[], options: CallOptions): Promise<number>;
+  /** Whether `identity` is connected (and authenticated) to this node now. */
+  holds(identity: string): boolean;
+  /** Drops this node's connection of `identity`: a newer one proved it elsewhere. */
+  evict(identity: string): void;
+  /** Makes the link server (a Server, made by the caller: no import cycle). */
+  makeLinkServer(id: string, options: ServerOptions): Server;
+}
+
+/** Extra time a link call gets over the call it carries, so that the far side's own deadline answers first. */
+const LINK_MARGIN_MS = 1000;
+/** Locations remembered; past that many identities the cache starts over. */
+const MAX_CACHED_LOCATIONS = 100_000;
+
+/** What the far node answers when the identity is not connected there (the call was not made): safe to retry elsewhere. */
+function notHere(identity: string, node: string): PeerNotConnectedError {
+  return Object.assign(new PeerNotConnectedError(`no client "${identity}" is connected to node "${node}"`), { notHere: true });
+}
+
+function failure(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** One link to another node. */
+interface Link {
+  readonly endpoint: string;
+  readonly client: Client;
+  up: boolean;
+  /** It was up once: down now means the node went away, not that it is still connecting. */
+  everUp: boolean;
+}
+
+export class ClusterNode {
+  readonly node: string;
+  readonly #options: Required<ClusterOptions>;
+  readonly #host: ClusterHost;
+  readonly #linkServer: Server;
+  readonly #links = new Map<string, Link>();
+  #directory: RedisDirectory | undefined;
+  /** The live nodes last read from the directory: publish uses it while Redis is away. */
+  #knownNodes: ClusterNodeInfo[] = [];
+  /** When publish last read the live nodes: it reads them again after a second (saves two Redis round trips per publish in a burst). */
+  #nodesReadAt = 0;
+  #stopped = false;
+  /** Reads the live nodes now and then: publish's fallback list, and links to departed nodes closed. */
+  #nodesTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: ClusterOptions, host: ClusterHost) {
+    if (typeof options !== 'object' || options === null) throw new TypeError('options.cluster must be an object');
+    rejectUnknownKeys(options, ['redis', 'node', 'advertise', 'secret', 'ttlMs'], 'options.cluster');
+    checkSecret(options.secret);
+    if (typeof options.advertise !== 'string' || !/^(tcp|ipc|inproc):\/\//.test(options.advertise)) {
+      throw new TypeError('cluster.advertise must be an endpoint the other nodes can reach (tcp://host:port)');
+    }
+    const ttlMs = options.ttlMs ?? 10_000;
+    checkDirectorySettings(options.redis, options.node, ttlMs);
+    this.#options = { ...options, ttlMs };
+    this.node = options.node;
+    this.#host = host;
+    this.#linkServer = host.makeLinkServer(`${host.id}.cluster`, { security: clusterLinkSecurity(options.secret, options.node), logger: host.logger, drainTimeoutMs: 200 });
+    this.#linkServer.registerRpc('cluster.call', (ctx: CallContext, identity: unknown, name: unknown, args: unknown, kwargs: unknown, timeoutMs: unknown, oneWay: unknown) => {
+      if (typeof identity !== 'string' || typeof name !== 'string' || !Array.isArray(args) || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || typeof oneWay !== 'boolean') {
+        throw new ParameterError('cluster.call: [identity, name, args, kwargs, timeoutMs, oneWay]');
+      }
+      if (!host.holds(identity)) throw notHere(identity, this.node);
+      const options: CallOptions = { timeoutMs, signal: ctx.signal };
+      if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
+      if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
+      return host.localInvoke(identity, name, args, options, oneWay);
+    }, { withContext: true });
+    this.#linkServer.registerRpc('cluster.publish', (ctx: CallContext, topic: unknown, name: unknown, args: unknown, kwargs: unknown) => {
+      if (typeof topic !== 'string' || typeof name !== 'string' || !Array.isArray(args)) throw new ParameterError('cluster.publish: [topic, name, args, kwargs]');
+      const options: CallOptions = {};
+      if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
+      if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
+      return host.localPublish(topic, name, args, options);
+    }, { withContext: true });
+    this.#linkServer.registerRpc('cluster.evict', async (identity: unknown) => {
+      if (typeof identity !== 'string') throw new ParameterError('cluster.evict: [identity]');
+      // Only when the directory agrees: a late eviction never drops a connection newer than the claim.
+      const where = await this.#directory?.locate(identity);
+      if (where && where.node !== this.node) host.evict(identity);
+    });
+  }
+
+  /** Binds the link, joins the directory. Resolves even while Redis is unreachable. */
+  async start(): Promise<void> {
+    await this.#linkServer.bind(this.#options.advertise);
+    await this.#linkServer.start();
+    const directory = new RedisDirectory({
+      redis: this.#options.redis, node: this.node, endpoint: this.#linkServer.endpoint, namespace: this.#host.id, ttlMs: this.#options.ttlMs, logger: this.#host.logger,
+    });
+    this.#directory = directory;
+    directory.on('moved', (identities) => identities.forEach((identity) => this.#host.evict(identity)));
+    directory.on('up', () => void this.#refreshNodes());
+    this.#nodesTimer = setInterval(() => void this.#refreshNodes(), this.#options.ttlMs);
+    this.#nodesTimer.unref();
+    await directory.start();
+  }
+
+  /** The link endpoint this node advertises (after start). */
+  get endpoint(): string {
+    return this.#linkServer.endpoint;
+  }
+
+  async #refreshNodes(): Promise<ClusterNodeInfo[]> {
+    try {
+      this.#knownNodes = (await this.#directory?.nodes()) ?? [];
+      // Links to nodes that left: closed (they would keep reconnecting to a dead endpoint).
+      for (const [node, link] of [...this.#links]) if (!link.up && !this.#knownNodes.some((n) => n.node === node)) this.#drop(node, link, 'the node left');
+    } catch {
+      // keep the last list
+    }
+    return this.#knownNodes;
+  }
+
+  /** A client proved `identity` on this node: take it over cluster-wide, drop an older connection elsewhere. */
+  authenticated(identity: string): void {
+    const directory = this.#directory;
+    if (!directory) return;
+    directory.claim(identity).then(async (previous) => {
+      if (previous === undefined) return;
+      const where = await directory.endpointOf(previous);
+      if (where) await this.#link(where).client.invoke('cluster.evict', [identity], { timeoutMs: this.#host.timeoutMs });
+    }).catch((error: unknown) => {
+      if (!(error instanceof ClusterUnavailableError)) this.#host.logger.warn('cluster: could not take over an identity from its previous node', { node: this.node, identity, error: failure(error) });
+    });
+  }
+
+  /** `identity` left this node. */
+  gone(identity: string): void {
+    this.#directory?.release(identity).catch(() => undefined); // while Redis is away, its TTL removes it
+  }
+
+  /**
+   * Calls `name` on `identity`, connected to another node. Rejects with PeerNotConnectedError when
+   * no live node holds it, ClusterUnavailableError while the directory is unreachable.
+   */
+  async invoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
+    const directory = this.#directory;
+    if (!directory || this.#stopped) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}"`);
+    const first = await this.#locate(identity, false);
+    try {
+      return await this.#forward(identity, first.where, name, args, options, oneWay);
+    } catch (error) {
+      // A remembered location was stale (the client moved or left): ask Redis once more.
+      if (!first.cached || !(error instanceof PeerNotConnectedError) || (error as { notHere?: unknown }).notHere !== true) throw error;
+      return this.#forward(identity, (await this.#locate(identity, true)).where, name, args, options, oneWay);
+    }
+  }
+
+  async #forward(identity: string, where: ClusterNodeInfo | undefined, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
+    if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
+    const link = this.#link(where);
+    if (!link.up && link.everUp) {
+      // Not sent: a retry with a fresh location is safe.
+      throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
+    }
+    const timeoutMs = options.timeoutMs ?? this.#host.timeoutMs;
+    const linkOptions: CallOptions = { timeoutMs: timeoutMs + LINK_MARGIN_MS };
+    if (options.signal) linkOptions.signal = options.signal;
+    if (options.metadata) linkOptions.metadata = options.metadata;
+    if (options.errorTable) linkOptions.errorTable = options.errorTable;
+    try {
+      // A link that drops (or is closed) fails its calls in flight at once, with ServiceClosedError: mapped below.
+      return await link.client.invoke('cluster.call', [identity, name, args, options.kwargs ?? null, timeoutMs, oneWay], linkOptions);
+    } catch (error) {
+      // The link itself dropped (the node died or left): to the caller, its client is gone.
+      if (error instanceof ServiceClosedError && error.origin === 'local' && !this.#stopped) {
+        throw new PeerNotConnectedError(`client "${identity}" was on node "${where.node}", which went away before "${name}" settled`, { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * Where identities were found, so that a call does not wait for Redis each time. Used only while
+   * Redis answers; a stale location costs one retry (the far node refuses before calling anything).
+   */
+  readonly #locations = new Map<string, { where: ClusterNodeInfo; until: number }>();
+
+  async #locate(identity: string, fresh: boolean): Promise<{ where: ClusterNodeInfo | undefined; cached: boolean }> {
+    const directory = this.#directory!;
+    if (!fresh && directory.available) {
+      const known = this.#locations.get(identity);
+      if (known && known.until > Date.now()) return { where: known.where, cached: true };
+    }
+    this.#locations.delete(identity);
+    const where = await directory.locate(identity);
+    const link = where && this.#links.get(where.node);
+    if (where && where.node !== this.node && !(link && !link.up && link.everUp)) {
+      if (this.#locations.size >= MAX_CACHED_LOCATIONS) this.#locations.clear();
+      this.#locations.set(identity, { where, until: Date.now() + this.#options.ttlMs / 3 });
+    }
+    return { where, cached: false };
+  }
+
+  #link(where: ClusterNodeInfo): Link {
+    const existing = this.#links.get(where.node);
+    if (existing && existing.endpoint === where.endpoint) return existing;
+    if (existing) this.#drop(where.node, existing, 'moved to a new endpoint');
+    const client = new Client(`${this.#host.id}.cluster`, {
+      security: clusterLinkSecurity(this.#options.secret, this.node), logger: this.#host.logger, drainTimeoutMs: 200,
+    });
+    const link: Link = { endpoint: where.endpoint, client, up: false, everUp: false };
+    const lost = (): void => {
+      link.up = false;
+      for (const [identity, known] of this.#locations) if (known.where.node === where.node) this.#locations.delete(identity);
+    };
+    client.on('connected', () => {
+      link.up = true;
+      link.everUp = true;
+    });
+    client.on('reconnected', () => (link.up = true));
+    client.on('disconnected', lost);
+    this.#links.set(where.node, link);
+    client.connect(where.endpoint);
+    void client.start();
+    return link;
+  }
+
+  #drop(node: string, link: Link, why: string): void {
+    this.#links.delete(node);
+    this.#host.logger.debug('cluster: link closed', { node: this.node, to: node, why });
+    link.client.stop().catch(() => undefined); // its calls in flight reject with ServiceClosedError (read as PeerNotConnectedError)
+  }
+
+  /** Publishes to the subscribers of every other live node; resolves to how many it was sent to. */
+  async publish(topic: string, name: string, args: unknown[], options: CallOptions): Promise<number> {
+    if (!this.#directory || this.#stopped) return 0;
+    let nodes = this.#knownNodes;
+    if (Date.now() - this.#nodesReadAt >= Math.min(1000, this.#options.ttlMs / 3)) {
+      nodes = await this.#refreshNodes();
+      this.#nodesReadAt = Date.now();
+    }
+    const counts = await Promise.allSettled(nodes.filter((n) => n.node !== this.node).map((where) => this.#link(where).client.invoke('cluster.publish', [topic, name, args, options.kwargs ?? null], {
+      timeoutMs: options.timeoutMs ?? this.#host.timeoutMs, ...(options.metadata ? { metadata: options.metadata } : {}),
+    })));
+    let sent = 0;
+    for (const outcome of counts) {
+      if (outcome.status === 'fulfilled' && typeof outcome.value === 'number') sent += outcome.value;
+      else if (outcome.status === 'rejected') this.#host.logger.debug('cluster: a node did not take a publish', { node: this.node, error: failure(outcome.reason) });
+    }
+    return sent;
+  }
+
+  /** Every identity connected to a live node, with its node. */
+  peers(): Promise<ClusterPeer[]> {
+    if (!this.#directory) return Promise.reject(new RpcError('the cluster is not started: await server.start() first'));
+    return this.#directory.peers();
+  }
+
+  /** Leaves the cluster: entries removed, links closed. */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    clearInterval(this.#nodesTimer);
+    await this.#directory?.close();
+    for (const [node, link] of [...this.#links]) this.#drop(node, link, 'this node stopped');
+    await this.#linkServer.stop();
+  }
+}
