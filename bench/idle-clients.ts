@@ -117,8 +117,9 @@ if (role === 'server') {
       async start(args) {
         const count = Number(args.count);
         const endpoint = String(args.endpoint);
-        // One context of our own, sized for the sockets of this process (libzmq's default is 1023).
-        context = new zmq.Context({ maxSockets: count + 64 });
+        // One context of our own, sized for the sockets of this process (libzmq's default is 1023):
+        // a Client has two (its ROUTER and the monitor that names failed handshakes).
+        context = new zmq.Context({ maxSockets: count * 2 + 64 });
         const begin = performance.now();
         for (let i = 0; i < count; i += 100) {
           const batch: Promise<void>[] = [];
