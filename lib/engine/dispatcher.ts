@@ -9,6 +9,7 @@ import { domainAllows, type Predicate } from '../predicates.js';
 import { RESERVED_PREFIX, type FunctionInfo, type Registration, type Registry } from '../registry.js';
 import { COMPACT_CAPABILITY, MessageType, PROBE, isOneWayId, type ErrorBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import { CallScope } from './call-scope.js';
+import { RateLimiter, type RateLimit } from './rate-limit.js';
 import type { Connection } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
 import type { Builtin, Role } from './role.js';
@@ -33,6 +34,8 @@ export interface DispatcherSettings {
   readonly counters: PeerCounters;
   /** The window this peer grants the caller's argument streams. */
   readonly streamWindow: StreamWindow;
+  /** Work one connection may start per second; past it, refused with BusyError (one-way: dropped). */
+  readonly rateLimit: RateLimit | undefined;
 }
 
 /** What the dispatcher needs of the session it serves. */
@@ -66,10 +69,12 @@ export class Dispatcher {
   /** Calls that may still be cancelled (compact framing, an answer wanted), by connection key and id. */
   readonly #cancellable = new Map<string, CallResponder>();
   #drained: (() => void) | undefined;
+  readonly #rateLimiter: RateLimiter | undefined;
 
   constructor(settings: DispatcherSettings, host: DispatcherHost) {
     this.#settings = settings;
     this.#host = host;
+    this.#rateLimiter = settings.rateLimit && new RateLimiter(settings.rateLimit);
     this.#hooks = {
       running: (work) => this.#runningFor(work.connectionKey),
       rawReplyTimeoutMs: settings.rawReplyTimeoutMs,
@@ -124,6 +129,11 @@ export class Dispatcher {
     if (body.name === PROBE && !oneWay) {
       // A client asks what this server is, before it authenticates: nothing but the capabilities.
       this.#host.send(connection, framing, MessageType.OK, id, COMPACT_CAPABILITY, 'OK');
+      return;
+    }
+    if (this.#rateLimiter && !this.#rateLimiter.take(connection)) {
+      this.#host.warn(connection, 'rate limit: work refused');
+      if (!oneWay) this.refuse(connection, framing, id, new BusyError(`over the rate limit of ${this.#settings.rateLimit!.perSecond} calls/s: try again later`));
       return;
     }
     const role = this.#role!;

@@ -7,7 +7,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { PeerCounters } from './counters.js';
 import type * as zmq from 'zeromq';
-import { BusyError, EncodingError, ServiceClosedError, type ErrorClass, type ErrorTable } from '../errors.js';
+import { EncodingError, ServiceClosedError, type ErrorClass, type ErrorTable } from '../errors.js';
 import type { HeartbeatBackend } from '../heartbeat.js';
 import { LogThrottle, describeRoutingId, type LogContext, type Logger } from '../logger.js';
 import type { Predicate } from '../predicates.js';
@@ -17,13 +17,13 @@ import { RouterSocket, isUnreachable } from '../transport/router-socket.js';
 import type { Codec } from '../wire/codec.js';
 import { decodeFrames, encodeMessage, encodeWithin, payloadBytes, type FramingContext, type Inbound } from '../wire/framing.js';
 import { MessageIds } from '../wire/message-ids.js';
-import { MESSAGES, MessageType, PROBE, isOneWayId, typeName, workBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
+import { MESSAGES, MessageType, PROBE, typeName, workBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import { Caller } from './caller.js';
 import { Connections, routingKey, type Connection } from './connection.js';
 import { Dispatcher } from './dispatcher.js';
 import type { InterceptorChains } from './interceptors.js';
 import { Liveness } from './liveness.js';
-import { RateLimiter, type RateLimit } from './rate-limit.js';
+import type { RateLimit } from './rate-limit.js';
 import type { Role } from './role.js';
 import { RESULT_SLOT, type StreamWindow } from './streams.js';
 
@@ -79,7 +79,6 @@ export class Session {
   readonly #stopping = new AbortController();
   /** One line per peer per interval for what a peer can make us log at will. */
   readonly #logThrottle = new LogThrottle();
-  readonly #rateLimiter: RateLimiter | undefined;
   #role!: Role;
   #state: State = 'idle';
   #receiving: Promise<void> | undefined;
@@ -88,7 +87,6 @@ export class Session {
   constructor(config: SessionConfig, makeRole: (session: Session) => Role) {
     this.config = config;
     const { logger, id: peerId } = config;
-    this.#rateLimiter = config.rateLimit && new RateLimiter(config.rateLimit);
     // Hard cap in libzmq (drops the connection); the soft cap below it answers with an ERROR.
     this.socket = new RouterSocket({ routingId: config.routingId, context: config.context, sendHighWaterMark: config.sendHighWaterMark, maxMessageBytes: config.maxMessageBytes * 2 + 65536 });
     this.#framing = { codec: config.codec, ids: new MessageIds(), maxMessageBytes: config.maxMessageBytes };
@@ -110,6 +108,7 @@ export class Session {
         incoming: config.interceptors.incoming, maxRunning: config.maxRunning, maxRunningPerConnection: config.maxRunningPerConnection,
         counters: this.counters,
         streamWindow: config.streamWindow,
+        rateLimit: config.rateLimit,
       },
       {
         serving: () => this.#state === 'started',
@@ -451,11 +450,6 @@ export class Session {
     connection.heard = true;
     switch (message.type) {
       case MessageType.WORK:
-        if (this.#rateLimiter && message.body.name !== PROBE && !this.#rateLimiter.take(connection)) {
-          this.peerWarning(connection.key, 'rate limit: work refused', this.context(connection));
-          if (!isOneWayId(message.id)) this.dispatcher.refuse(connection, message.framing, message.id, new BusyError(`over the rate limit of ${this.config.rateLimit!.perSecond} calls/s: try again later`));
-          return;
-        }
         this.dispatcher.work(connection, message);
         return;
       case MessageType.OK:
