@@ -5,11 +5,20 @@
  * than we write), its messages wait here and are retried with a short back-off, while messages to
  * every other peer go on. A queue holds at most `limit` messages besides calls (which maxPendingCalls
  * bounds); past that, a send fails at once.
+ *
+ * Batching (compact messages only): the first message to a connection in an event-loop turn leaves
+ * at once, alone; the ones that follow it in the same turn are held and leave together at the end of
+ * the turn (setImmediate) as one ZeroMQ message (see encodeBatch).
+ * One native send and one receive instead of one per message: the cost that bounds throughput. A
+ * lone call is never delayed, and order per connection is kept: a message that cannot join a batch
+ * (v1, or a full queue) first sends what is held.
  */
+import { encodeBatch } from '../wire/framing.js';
 
 /** What the outbox sends through (the socket). */
 export interface Sender {
-  send(frames: Buffer[]): Promise<void>;
+  /** Sends one ZeroMQ message; `messages`: how many it carries (a batch, several). */
+  send(frames: Buffer[], messages: number): Promise<void>;
 }
 
 /** What the sender of one message wants to hear. */
@@ -27,6 +36,8 @@ export interface OutgoingHooks {
 interface Outgoing extends OutgoingHooks {
   frames: Buffer[];
   size: number;
+  /** Messages it carries: 1, or a batch's count. */
+  messages: number;
 }
 
 interface Queue {
@@ -41,6 +52,17 @@ export interface OutboxLimits {
   readonly messages: number;
   readonly bytes: number;
   readonly totalBytes: number;
+}
+
+/** How large a batch may grow (messages, payload bytes); false: every message leaves alone. */
+export type BatchLimits = { readonly messages: number; readonly bytes: number } | false;
+
+/** What one connection has sent in this turn: the routing id, and what is held to leave together. */
+interface Turn {
+  readonly routingId: Buffer;
+  packets: Buffer[];
+  hooks: OutgoingHooks[];
+  bytes: number;
 }
 
 function sizeOf(frames: Buffer[]): number {
@@ -61,11 +83,16 @@ export class QueueFullError extends Error {
 export class Outbox {
   readonly #socket: Sender;
   readonly #queues = new Map<string, Queue>();
+  /** Connections sent to in this turn (a key present: the next compact message is held). */
+  readonly #turns = new Map<string, Turn>();
+  #turnEnd: NodeJS.Immediate | undefined;
+  readonly #batch: BatchLimits;
   #closed = false;
   #totalBytes = 0;
 
-  constructor(socket: Sender, readonly limits: OutboxLimits) {
+  constructor(socket: Sender, readonly limits: OutboxLimits, batch: BatchLimits = false) {
     this.#socket = socket;
+    this.#batch = batch;
   }
 
   /** Messages waiting in all queues. */
@@ -81,7 +108,7 @@ export class Outbox {
   }
 
   /** Queues `frames` for the connection `key` and starts sending if idle. */
-  send(key: string, frames: Buffer[], hooks: OutgoingHooks = {}): void {
+  send(key: string, frames: Buffer[], hooks: OutgoingHooks = {}, messages = 1): void {
     if (this.#closed) return;
     let queue = this.#queues.get(key);
     if (!queue) {
@@ -101,7 +128,7 @@ export class Outbox {
     }
     queue.bytes += size;
     this.#totalBytes += size;
-    queue.items.push({ frames, size, ...hooks });
+    queue.items.push({ frames, size, messages, ...hooks });
     if (!queue.busy) void this.#pump(key, queue);
   }
 
@@ -111,18 +138,82 @@ export class Outbox {
    */
   sendNow(key: string, frames: Buffer[], hooks: OutgoingHooks = {}): void {
     if (this.#closed) return;
+    if (this.#batch && frames.length === 2) {
+      const turn = this.#turns.get(key);
+      if (turn) {
+        this.#hold(key, turn, frames[1]!, hooks);
+        return;
+      }
+      this.#turns.set(key, { routingId: frames[0]!, packets: [], hooks: [], bytes: 0 });
+      this.#turnEnd ??= setImmediate(this.#endTurn);
+    } else if (this.#turns.get(key)?.packets.length) {
+      this.#flushTurn(key, this.#turns.get(key)!); // what is held goes first
+    }
     if (this.#queues.has(key)) {
       this.send(key, frames, hooks);
       return;
     }
-    this.#socket.send(frames).then(
+    this.#direct(key, frames, hooks, 1);
+  }
+
+  #direct(key: string, frames: Buffer[], hooks: OutgoingHooks, messages: number): void {
+    this.#socket.send(frames, messages).then(
       hooks.onSent && (() => hooks.onSent!()),
       (error: { code?: string }) => {
-        if (error?.code === 'EAGAIN' && !this.#closed) this.send(key, frames, hooks);
+        if (error?.code === 'EAGAIN' && !this.#closed) this.send(key, frames, hooks, messages);
         else hooks.onError?.(error as Error);
       },
     );
   }
+
+  /** Holds a compact packet to leave with the others of this turn; a full batch leaves now. */
+  #hold(key: string, turn: Turn, packet: Buffer, hooks: OutgoingHooks): void {
+    const limits = this.#batch as Exclude<BatchLimits, false>;
+    if (turn.packets.length > 0 && turn.bytes + packet.length > limits.bytes) this.#flushTurn(key, turn);
+    turn.packets.push(packet);
+    turn.hooks.push(hooks);
+    turn.bytes += packet.length;
+    if (turn.packets.length >= limits.messages) this.#flushTurn(key, turn);
+  }
+
+  /** Sends what a connection holds: one packet as itself, several as one batch. */
+  #flushTurn(key: string, turn: Turn): void {
+    const { packets, hooks } = turn;
+    turn.packets = [];
+    turn.hooks = [];
+    turn.bytes = 0;
+    if (packets.length === 1) {
+      this.#sendHeld(key, [turn.routingId, packets[0]!], hooks[0]!, 1);
+      return;
+    }
+    // Messages already stale (their call settled while held) are left out.
+    const live: Buffer[] = [];
+    const liveHooks: OutgoingHooks[] = [];
+    let bytes = 0;
+    for (let i = 0; i < packets.length; i++) {
+      if (hooks[i]!.stale?.()) continue;
+      live.push(packets[i]!);
+      liveHooks.push(hooks[i]!);
+      bytes += packets[i]!.length;
+    }
+    if (live.length === 0) return;
+    if (live.length === 1) this.#sendHeld(key, [turn.routingId, live[0]!], liveHooks[0]!, 1);
+    else this.#sendHeld(key, [turn.routingId, encodeBatch(live, bytes)], batchHooks(liveHooks), live.length);
+  }
+
+  #sendHeld(key: string, frames: Buffer[], hooks: OutgoingHooks, messages: number): void {
+    if (this.#queues.has(key)) this.send(key, frames, hooks, messages);
+    else this.#direct(key, frames, hooks, messages);
+  }
+
+  /** The end of a turn: what every connection holds leaves, and the next message to each leaves at once again. */
+  readonly #endTurn = (): void => {
+    this.#turnEnd = undefined;
+    const turns = [...this.#turns];
+    this.#turns.clear();
+    if (this.#closed) return;
+    for (const [key, turn] of turns) if (turn.packets.length > 0) this.#flushTurn(key, turn);
+  };
 
   /** Takes the head item off a queue, and its bytes off the counts. */
   #shift(queue: Queue): void {
@@ -140,6 +231,7 @@ export class Outbox {
 
   /** Forgets what waits for a connection that is gone. */
   drop(key: string): void {
+    this.#turns.delete(key);
     const queue = this.#queues.get(key);
     if (!queue) return;
     this.#empty(queue);
@@ -149,7 +241,7 @@ export class Outbox {
   /** Resolves once every queue is empty (or after `timeoutMs`). */
   async drained(timeoutMs = 500): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while ([...this.#queues.values()].some((queue) => queue.items.length > 0) && Date.now() < deadline && !this.#closed) {
+    while ((this.#turnEnd || [...this.#queues.values()].some((queue) => queue.items.length > 0)) && Date.now() < deadline && !this.#closed) {
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }
@@ -157,6 +249,9 @@ export class Outbox {
   /** Stops sending; what still waits is dropped. */
   close(): void {
     this.#closed = true;
+    this.#turns.clear();
+    if (this.#turnEnd) clearImmediate(this.#turnEnd);
+    this.#turnEnd = undefined;
     for (const queue of this.#queues.values()) this.#empty(queue);
   }
 
@@ -170,7 +265,7 @@ export class Outbox {
         continue;
       }
       try {
-        await this.#socket.send(item.frames);
+        await this.#socket.send(item.frames, item.messages);
         this.#shift(queue);
         backoff = 1;
         item.onSent?.();
@@ -188,4 +283,18 @@ export class Outbox {
     queue.busy = false;
     if (queue.items.length === 0 && this.#queues.get(key) === queue) this.#queues.delete(key);
   }
+}
+
+/** The hooks of a batch: each message hears what happened to the batch; it is stale when all are. */
+function batchHooks(all: OutgoingHooks[]): OutgoingHooks {
+  return {
+    onError: (error) => {
+      for (const hooks of all) hooks.onError?.(error);
+    },
+    onSent: () => {
+      for (const hooks of all) hooks.onSent?.();
+    },
+    stale: () => all.every((hooks) => hooks.stale?.() === true),
+    exempt: all.every((hooks) => hooks.exempt === true),
+  };
 }
