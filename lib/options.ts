@@ -119,9 +119,10 @@ export interface CommonOptions {
    */
   rateLimit?: RateLimit;
   /**
-   * Batching between zeropeer peers: messages to one peer made in the same event-loop turn after
-   * the first leave together as one ZeroMQ message, at most `messages` of them and `bytes` of
-   * payload. A lone message always leaves at once. `false`: every message leaves alone. Default
+   * Batching between zeropeer peers: the messages to one peer made in one run of the microtask
+   * queue (the calls of one tick, the answers to one received batch) leave together as one ZeroMQ
+   * message, at most `messages` of them and `bytes` of payload; a message alone leaves as itself,
+   * before any I/O or timer. `false`: every message leaves alone. Default
    * `{ messages: 128, bytes: 65536 }`. pseud (v1) peers never receive batches.
    */
   batch?: { messages?: number; bytes?: number } | false;

@@ -6,12 +6,12 @@
  * every other peer go on. A queue holds at most `limit` messages besides calls (which maxPendingCalls
  * bounds); past that, a send fails at once.
  *
- * Batching (compact messages only): the first message to a connection in an event-loop turn leaves
- * at once, alone; the ones that follow it in the same turn are held and leave together at the end of
- * the turn (setImmediate) as one ZeroMQ message (see encodeBatch).
- * One native send and one receive instead of one per message: the cost that bounds throughput. A
- * lone call is never delayed, and order per connection is kept: a message that cannot join a batch
- * (v1, or a full queue) first sends what is held.
+ * Batching (compact messages only): the messages to a connection made in one run of the microtask
+ * queue (the calls of one tick, the answers to one received batch) are held and leave together when
+ * that run ends (queueMicrotask), as one ZeroMQ message (see encodeBatch); a message alone leaves
+ * alone, as itself. One native send and one receive instead of one per message: the cost that bounds
+ * throughput. Nothing waits for I/O or a timer, so a lone call is not delayed; order per connection
+ * is kept: a message that cannot join a batch (v1) first sends what is held.
  */
 import { encodeBatch } from '../wire/framing.js';
 
@@ -57,8 +57,8 @@ export interface OutboxLimits {
 /** How large a batch may grow (messages, payload bytes); false: every message leaves alone. */
 export type BatchLimits = { readonly messages: number; readonly bytes: number } | false;
 
-/** What one connection has sent in this turn: the routing id, and what is held to leave together. */
-interface Turn {
+/** What is held for one connection, to leave together. */
+interface Held {
   readonly routingId: Buffer;
   packets: Buffer[];
   hooks: OutgoingHooks[];
@@ -83,9 +83,9 @@ export class QueueFullError extends Error {
 export class Outbox {
   readonly #socket: Sender;
   readonly #queues = new Map<string, Queue>();
-  /** Connections sent to in this turn (a key present: the next compact message is held). */
-  readonly #turns = new Map<string, Turn>();
-  #turnEnd: NodeJS.Immediate | undefined;
+  /** What is held per connection until the microtask queue runs dry. */
+  readonly #held = new Map<string, Held>();
+  #flushQueued = false;
   readonly #batch: BatchLimits;
   #closed = false;
   #totalBytes = 0;
@@ -139,16 +139,20 @@ export class Outbox {
   sendNow(key: string, frames: Buffer[], hooks: OutgoingHooks = {}): void {
     if (this.#closed) return;
     if (this.#batch && frames.length === 2) {
-      const turn = this.#turns.get(key);
-      if (turn) {
-        this.#hold(key, turn, frames[1]!, hooks);
-        return;
+      let held = this.#held.get(key);
+      if (!held) {
+        held = { routingId: frames[0]!, packets: [], hooks: [], bytes: 0 };
+        this.#held.set(key, held);
       }
-      this.#turns.set(key, { routingId: frames[0]!, packets: [], hooks: [], bytes: 0 });
-      this.#turnEnd ??= setImmediate(this.#endTurn);
-    } else if (this.#turns.get(key)?.packets.length) {
-      this.#flushTurn(key, this.#turns.get(key)!); // what is held goes first
+      this.#hold(key, held, frames[1]!, hooks);
+      if (!this.#flushQueued) {
+        this.#flushQueued = true;
+        queueMicrotask(this.#flushAll);
+      }
+      return;
     }
+    const held = this.#held.get(key);
+    if (held && held.packets.length > 0) this.#flush(key, held); // what is held goes first
     if (this.#queues.has(key)) {
       this.send(key, frames, hooks);
       return;
@@ -166,24 +170,25 @@ export class Outbox {
     );
   }
 
-  /** Holds a compact packet to leave with the others of this turn; a full batch leaves now. */
-  #hold(key: string, turn: Turn, packet: Buffer, hooks: OutgoingHooks): void {
+  /** Holds a compact packet to leave with the others; a full batch leaves now. */
+  #hold(key: string, held: Held, packet: Buffer, hooks: OutgoingHooks): void {
     const limits = this.#batch as Exclude<BatchLimits, false>;
-    if (turn.packets.length > 0 && turn.bytes + packet.length > limits.bytes) this.#flushTurn(key, turn);
-    turn.packets.push(packet);
-    turn.hooks.push(hooks);
-    turn.bytes += packet.length;
-    if (turn.packets.length >= limits.messages) this.#flushTurn(key, turn);
+    if (held.packets.length > 0 && held.bytes + packet.length > limits.bytes) this.#flush(key, held);
+    held.packets.push(packet);
+    held.hooks.push(hooks);
+    held.bytes += packet.length;
+    if (held.packets.length >= limits.messages) this.#flush(key, held);
   }
 
   /** Sends what a connection holds: one packet as itself, several as one batch. */
-  #flushTurn(key: string, turn: Turn): void {
-    const { packets, hooks } = turn;
-    turn.packets = [];
-    turn.hooks = [];
-    turn.bytes = 0;
+  #flush(key: string, held: Held): void {
+    const { packets, hooks } = held;
+    if (packets.length === 0) return;
+    held.packets = [];
+    held.hooks = [];
+    held.bytes = 0;
     if (packets.length === 1) {
-      this.#sendHeld(key, [turn.routingId, packets[0]!], hooks[0]!, 1);
+      this.#sendHeld(key, [held.routingId, packets[0]!], hooks[0]!, 1);
       return;
     }
     // Messages already stale (their call settled while held) are left out.
@@ -197,8 +202,8 @@ export class Outbox {
       bytes += packets[i]!.length;
     }
     if (live.length === 0) return;
-    if (live.length === 1) this.#sendHeld(key, [turn.routingId, live[0]!], liveHooks[0]!, 1);
-    else this.#sendHeld(key, [turn.routingId, encodeBatch(live, bytes)], batchHooks(liveHooks), live.length);
+    if (live.length === 1) this.#sendHeld(key, [held.routingId, live[0]!], liveHooks[0]!, 1);
+    else this.#sendHeld(key, [held.routingId, encodeBatch(live, bytes)], batchHooks(liveHooks), live.length);
   }
 
   #sendHeld(key: string, frames: Buffer[], hooks: OutgoingHooks, messages: number): void {
@@ -206,13 +211,12 @@ export class Outbox {
     else this.#direct(key, frames, hooks, messages);
   }
 
-  /** The end of a turn: what every connection holds leaves, and the next message to each leaves at once again. */
-  readonly #endTurn = (): void => {
-    this.#turnEnd = undefined;
-    const turns = [...this.#turns];
-    this.#turns.clear();
+  /** The microtask queue ran dry: what every connection holds leaves. */
+  readonly #flushAll = (): void => {
+    this.#flushQueued = false;
     if (this.#closed) return;
-    for (const [key, turn] of turns) if (turn.packets.length > 0) this.#flushTurn(key, turn);
+    for (const [key, held] of this.#held) this.#flush(key, held);
+    this.#held.clear();
   };
 
   /** Takes the head item off a queue, and its bytes off the counts. */
@@ -231,7 +235,7 @@ export class Outbox {
 
   /** Forgets what waits for a connection that is gone. */
   drop(key: string): void {
-    this.#turns.delete(key);
+    this.#held.delete(key);
     const queue = this.#queues.get(key);
     if (!queue) return;
     this.#empty(queue);
@@ -241,7 +245,7 @@ export class Outbox {
   /** Resolves once every queue is empty (or after `timeoutMs`). */
   async drained(timeoutMs = 500): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while ((this.#turnEnd || [...this.#queues.values()].some((queue) => queue.items.length > 0)) && Date.now() < deadline && !this.#closed) {
+    while ((this.#flushQueued || [...this.#queues.values()].some((queue) => queue.items.length > 0)) && Date.now() < deadline && !this.#closed) {
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }
@@ -249,9 +253,7 @@ export class Outbox {
   /** Stops sending; what still waits is dropped. */
   close(): void {
     this.#closed = true;
-    this.#turns.clear();
-    if (this.#turnEnd) clearImmediate(this.#turnEnd);
-    this.#turnEnd = undefined;
+    this.#held.clear();
     for (const queue of this.#queues.values()) this.#empty(queue);
   }
 
