@@ -173,6 +173,25 @@ describe('cancellation', () => {
     expect(client.stats().pendingCalls).to.equal(0);
   });
 
+  it('a client that leaves aborts the signals of its own running calls only', async () => {
+    const server = await startServer();
+    const signals = new Map<string, AbortSignal[]>();
+    server.registerRpc('wait', (ctx: CallContext, tag: string) => {
+      signals.set(tag, [...(signals.get(tag) ?? []), ctx.signal]);
+      return new Promise((resolve) => setTimeout(() => resolve(tag), 300));
+    }, { withContext: true });
+    const leaving = await startClient(server, { userId: 'leaving' } as never);
+    const staying = await startClient(server, { userId: 'staying' } as never);
+    const lost = [1, 2, 3].map(() => leaving.call.wait('leaving').catch(() => undefined));
+    const kept = [1, 2, 3].map(() => staying.call.wait('staying'));
+    await until(() => (signals.get('leaving')?.length ?? 0) === 3 && (signals.get('staying')?.length ?? 0) === 3);
+    await leaving.stop();
+    await until(() => signals.get('leaving')!.every((signal) => signal.aborted), 3000, 'the leaving client\'s calls to be abandoned');
+    expect(signals.get('staying')!.some((signal) => signal.aborted)).to.equal(false);
+    expect(await Promise.all(kept)).to.deep.equal(['staying', 'staying', 'staying']);
+    await Promise.all(lost);
+  });
+
   it('a call cancelled in the tick it was made never reaches the handler', async () => {
     const server = await startServer();
     const client = await startClient(server);
