@@ -43,6 +43,8 @@ export const DEFAULTS = {
   maxRunningPerConnection: 1000,
   /** Handlers running at once in all. */
   maxRunning: 10_000,
+  /** Most messages, and payload bytes, that leave together as one batch. */
+  batch: { messages: 128, bytes: 64 * 1024 },
   /** How long a noop client waits for an answer to HELLO before it takes the server for pseud, in ms. */
   helloTimeoutMs: 1000,
   /** How long before a token's `exp` a client with a token function authenticates again, in ms. */
@@ -116,6 +118,14 @@ export interface CommonOptions {
    * with BusyError (retryable) and its one-way work dropped. Default: no limit.
    */
   rateLimit?: RateLimit;
+  /**
+   * Batching between zeropeer peers: the messages to one peer made in one run of the microtask
+   * queue (the calls of one tick, the answers to one received batch) leave together as one ZeroMQ
+   * message, at most `messages` of them and `bytes` of payload; a message alone leaves as itself,
+   * before any I/O or timer. `false`: every message leaves alone. Default
+   * `{ messages: 128, bytes: 65536 }`. pseud (v1) peers never receive batches.
+   */
+  batch?: { messages?: number; bytes?: number } | false;
   /** Remote error class name -> local class, for errors the other side's handlers throw. */
   errorTable?: ErrorTable;
   /** Log errors thrown by this peer's handlers (aiozmq's `log_exceptions`). Default false. */
@@ -211,7 +221,7 @@ export type PeerOptions = Omit<ServerOptions & ClientOptions, 'curve'> & {
 
 const COMMON_KEYS = [
   'security', 'timeoutMs', 'heartbeat', 'registry', 'predicates', 'maxMessageBytes', 'maxPendingCalls', 'drainTimeoutMs',
-  'maxSendQueue', 'maxSendQueueBytes', 'maxSendQueueTotalBytes', 'sendHighWaterMark', 'maxRunningPerConnection', 'maxRunning', 'rateLimit', 'errorTable', 'logExceptions', 'excludeLogExceptions', 'sendStacks', 'callSites', 'streamWindow', 'codec',
+  'maxSendQueue', 'maxSendQueueBytes', 'maxSendQueueTotalBytes', 'sendHighWaterMark', 'maxRunningPerConnection', 'maxRunning', 'rateLimit', 'batch', 'errorTable', 'logExceptions', 'excludeLogExceptions', 'sendStacks', 'callSites', 'streamWindow', 'codec',
   'translators', 'logger', 'context', 'securitySettings', 'interceptors',
 ] as const satisfies readonly (keyof CommonOptions)[];
 const SERVER_KEYS = ['curve', 'users', 'jwt', 'maxFailedLogins', 'failedLoginDelayMs', 'remoteShutdown', 'proxyTo', 'trustedProxies', 'cluster'] as const satisfies readonly (keyof ServerOptions)[];

@@ -8,7 +8,9 @@ import type { RateLimit } from './engine/rate-limit.js';
 import { rejectUnknownKeys } from './option-checks.js';
 import { DEFAULTS, positive, type CommonOptions } from './options.js';
 import { createLocalRegistry } from './registry.js';
+import type { BatchLimits } from './transport/outbox.js';
 import { MsgpackCodec } from './wire/codec.js';
+import { MAX_BATCH_PACKETS } from './wire/framing.js';
 
 /** Checks a peer id: what clients name to reach a server. */
 export function checkPeerId(id: unknown): string {
@@ -25,6 +27,16 @@ function rateLimitOf(limit: RateLimit | undefined): RateLimit | undefined {
   const perSecond = positive(limit.perSecond, 'rateLimit.perSecond', Number.NaN);
   if (Number.isNaN(perSecond)) throw new TypeError('options.rateLimit.perSecond is required');
   return { perSecond, burst: Math.max(1, positive(limit.burst, 'rateLimit.burst', perSecond)) };
+}
+
+function batchOf(batch: CommonOptions['batch']): BatchLimits {
+  if (batch === undefined) return DEFAULTS.batch;
+  if (batch === false) return false;
+  if (typeof batch !== 'object' || batch === null) throw new TypeError('options.batch must be { messages?, bytes? } or false');
+  rejectUnknownKeys(batch, ['messages', 'bytes'], 'options.batch');
+  const messages = positive(batch.messages, 'batch.messages', DEFAULTS.batch.messages);
+  if (!Number.isInteger(messages) || messages > MAX_BATCH_PACKETS) throw new TypeError(`options.batch.messages must be a whole number from 1 to ${MAX_BATCH_PACKETS}`);
+  return { messages, bytes: positive(batch.bytes, 'batch.bytes', DEFAULTS.batch.bytes) };
 }
 
 function streamWindow(window: StreamWindow | undefined): StreamWindow {
@@ -60,6 +72,7 @@ export function sessionConfig(id: string, routingId: string, options: CommonOpti
     maxRunningPerConnection: positive(options.maxRunningPerConnection, 'maxRunningPerConnection', DEFAULTS.maxRunningPerConnection),
     maxRunning: positive(options.maxRunning, 'maxRunning', DEFAULTS.maxRunning),
     rateLimit: rateLimitOf(options.rateLimit),
+    batch: batchOf(options.batch),
     sendHighWaterMark: positive(options.sendHighWaterMark, 'sendHighWaterMark', DEFAULTS.sendHighWaterMark),
     heartbeat: resolveHeartbeat(options.heartbeat),
     errorTable: options.errorTable,

@@ -159,14 +159,49 @@ describe('cancellation', () => {
   it('a late answer (after a cancel raced it) is dropped and counted', async () => {
     const server = await startServer();
     const client = await startClient(server);
-    // The handler answers at once; the client cancels in the same tick the WORK goes out, so the
-    // CANCEL arrives after the answer was sent: the answer comes back to no pending call.
-    server.registerRpc('fast', () => 'fast');
+    // The handler (in this process) cancels the client's call as it answers: the CANCEL arrives
+    // after the answer was sent, and the answer comes back to no pending call. (A call cancelled
+    // before its WORK left is not sent at all: see the next test.)
     const controller = new AbortController();
+    server.registerRpc('fast', () => {
+      controller.abort();
+      return 'fast';
+    });
     const call = client.invoke('fast', [], { signal: controller.signal });
-    controller.abort();
     expect(await rejection(call)).to.be.instanceOf(CancelledError);
     await until(() => client.stats().droppedAnswers === 1);
     expect(client.stats().pendingCalls).to.equal(0);
+  });
+
+  it('a client that leaves aborts the signals of its own running calls only', async () => {
+    const server = await startServer();
+    const signals = new Map<string, AbortSignal[]>();
+    server.registerRpc('wait', (ctx: CallContext, tag: string) => {
+      signals.set(tag, [...(signals.get(tag) ?? []), ctx.signal]);
+      return new Promise((resolve) => setTimeout(() => resolve(tag), 300));
+    }, { withContext: true });
+    const leaving = await startClient(server, { userId: 'leaving' } as never);
+    const staying = await startClient(server, { userId: 'staying' } as never);
+    const lost = [1, 2, 3].map(() => leaving.call.wait('leaving').catch(() => undefined));
+    const kept = [1, 2, 3].map(() => staying.call.wait('staying'));
+    await until(() => (signals.get('leaving')?.length ?? 0) === 3 && (signals.get('staying')?.length ?? 0) === 3);
+    await leaving.stop();
+    await until(() => signals.get('leaving')!.every((signal) => signal.aborted), 3000, 'the leaving client\'s calls to be abandoned');
+    expect(signals.get('staying')!.some((signal) => signal.aborted)).to.equal(false);
+    expect(await Promise.all(kept)).to.deep.equal(['staying', 'staying', 'staying']);
+    await Promise.all(lost);
+  });
+
+  it('a call cancelled in the tick it was made never reaches the handler', async () => {
+    const server = await startServer();
+    const client = await startClient(server);
+    let ran = 0;
+    server.registerRpc('counted', () => ++ran);
+    const controller = new AbortController();
+    const call = client.invoke('counted', [], { signal: controller.signal });
+    controller.abort();
+    expect(await rejection(call)).to.be.instanceOf(CancelledError);
+    expect(await client.call.counted(), 'the next call is the first to run').to.equal(1);
+    expect(client.stats().droppedAnswers).to.equal(0);
   });
 });

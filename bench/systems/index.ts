@@ -7,6 +7,8 @@ import type { NodeSystem } from './types.js';
 const loaders: Readonly<Record<string, () => Promise<NodeSystem>>> = {
   'raw': async () => (await import('./raw-zeromq.js')).rawZeromq,
   'raw-router': async () => (await import('./raw-zeromq.js')).rawRouterRouter,
+  'raw-batched': async () => (await import('./raw-zeromq.js')).rawBatched,
+  'zeropeer-unbatched': async () => (await import('./zeropeer.js')).zeropeerUnbatched,
   'zeropeer': async () => (await import('./zeropeer.js')).zeropeerClientToServer,
   'zeropeer-s2c': async () => (await import('./zeropeer.js')).zeropeerServerToClient,
   'zeropeer-curve': async () => (await import('./zeropeer.js')).zeropeerPlainCurve,
@@ -17,6 +19,8 @@ const loaders: Readonly<Record<string, () => Promise<NodeSystem>>> = {
 export const BINDERS: Readonly<Record<string, NodeSystem['binder']>> = {
   'raw': 'responder',
   'raw-router': 'responder',
+  'raw-batched': 'responder',
+  'zeropeer-unbatched': 'responder',
   'zeropeer': 'responder',
   'zeropeer-s2c': 'caller',
   'zeropeer-curve': 'responder',

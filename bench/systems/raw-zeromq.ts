@@ -135,3 +135,93 @@ async function startRouterCaller(rendezvous: Rendezvous | undefined): Promise<Ca
 }
 
 export const rawRouterRouter: NodeSystem = { binder: 'responder', startResponder: startRouterResponder, startCaller: startRouterCaller };
+
+/**
+ * The batching ceiling (`raw-batched`): raw zeromq.js DEALER -> ROUTER where the calls made in one
+ * microtask leave as one frame, a msgpackr array of `[request id, payload]` pairs, and the ROUTER
+ * answers each frame with one array of `[request id, result]`. What batching can buy at best, with
+ * no RPC layer: zeropeer's batching is measured against it.
+ */
+async function startBatchedResponder(): Promise<Responder> {
+  const router = new zmq.Router({ sendTimeout: 0, linger: 0 });
+  await router.bind('tcp://127.0.0.1:0');
+  const loop = (async () => {
+    while (!router.closed) {
+      let frames: Buffer[];
+      try {
+        frames = await router.receive();
+      } catch {
+        return; // closed
+      }
+      const [routingId, body] = frames;
+      if (!routingId || !body) continue;
+      const calls = unpackr.unpack(body) as Array<[number, string]>;
+      sendFrames(router, [routingId, packr.pack(calls.map(([id, payload]) => [id, upper(payload)]))], () => {});
+    }
+  })();
+  return {
+    rendezvous: { endpoint: router.lastEndpoint! },
+    async close() {
+      router.close();
+      await loop;
+    },
+  };
+}
+
+async function startBatchedCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
+  const dealer = new zmq.Dealer({ sendTimeout: 0, linger: 0 });
+  dealer.connect(rendezvous!.endpoint!);
+  const pending = new Map<number, { resolve: (value: string) => void; reject: (error: Error) => void }>();
+  let nextId = 1;
+  let held: Array<[number, string]> = [];
+  const flush = (): void => {
+    const calls = held;
+    held = [];
+    sendFrames(dealer, packr.pack(calls), (error) => {
+      for (const [id] of calls) {
+        pending.get(id)?.reject(error);
+        pending.delete(id);
+      }
+    });
+  };
+  const loop = (async () => {
+    while (!dealer.closed) {
+      let frames: Buffer[];
+      try {
+        frames = await dealer.receive();
+      } catch {
+        return; // closed
+      }
+      if (!frames[0]) continue;
+      for (const [id, result] of unpackr.unpack(frames[0]) as Array<[number, string]>) {
+        const waiting = pending.get(id);
+        if (waiting) {
+          pending.delete(id);
+          waiting.resolve(result);
+        }
+      }
+    }
+  })();
+  const call = (payload: string): Promise<string> =>
+    new Promise<string>((resolve, reject) => {
+      const id = nextId++;
+      if (nextId > 0x7fffffff) nextId = 1;
+      pending.set(id, { resolve, reject });
+      if (held.push([id, payload]) === 1) queueMicrotask(flush);
+    });
+  const withDeadline = (payload: string, ms: number): Promise<string> =>
+    Promise.race([call(payload), new Promise<string>((_, reject) => setTimeout(() => reject(new Error('no answer')), ms).unref())]);
+  return {
+    call,
+    async ready(timeoutMs) {
+      await retryUntil(async () => expectUpper('ready?', await withDeadline('ready?', 200)), timeoutMs, 'raw zeromq batched');
+      pending.clear();
+    },
+    async close() {
+      dealer.close();
+      await loop;
+    },
+  };
+}
+
+export const rawBatched: NodeSystem = { binder: 'responder', startResponder: startBatchedResponder, startCaller: startBatchedCaller };

@@ -54,6 +54,22 @@ export const zeropeerClientToServer: NodeSystem = {
   },
 };
 
+/** Diagnostic: client -> server as `zeropeer`, with batching off on both sides (what batching buys). */
+export const zeropeerUnbatched: NodeSystem = {
+  binder: 'responder',
+  async startResponder(): Promise<Responder> {
+    const server = new Server(SERVICE, { ...common, security: 'trusted_peer', batch: false });
+    const endpoint = await bindServer(server);
+    server.registerRpc('upper', upper);
+    await server.start();
+    return { rendezvous: { endpoint }, close: closer(server) };
+  },
+  async startCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
+    const client = new Client(SERVICE, { ...common, security: 'trusted_peer', userId: CALLER_ID, batch: false });
+    return clientCaller(client, rendezvous, 500, 'zeropeer unbatched');
+  },
+};
+
 /** server -> client: the server pushes the calls to the client that registered `upper`. */
 export const zeropeerServerToClient: NodeSystem = {
   binder: 'caller',

@@ -28,13 +28,14 @@ export class PeerCounters {
     else by.set(by.size < MAX_CODES ? code : 'other', (by.get('other') ?? 0) + 1);
   }
 
-  received(frames: readonly Buffer[]): void {
-    this.messagesIn++;
+  /** Counts one ZeroMQ message: the messages it carries (a batch, several), and its bytes. */
+  received(frames: readonly Buffer[], messages = 1): void {
+    this.messagesIn += messages;
     for (const frame of frames) this.bytesIn += frame.length;
   }
 
-  sent(frames: readonly Buffer[]): void {
-    this.messagesOut++;
+  sent(frames: readonly Buffer[], messages = 1): void {
+    this.messagesOut += messages;
     for (const frame of frames) this.bytesOut += frame.length;
   }
 }

@@ -67,7 +67,8 @@ export class Dispatcher {
   #running = 0;
   readonly #runningBy = new Map<string, number>();
   /** Calls that may still be cancelled (compact framing, an answer wanted), by connection key and id. */
-  readonly #cancellable = new Map<string, CallResponder>();
+  /** Compact calls still running, per connection then id: CANCEL, stream messages and a departure find them at once. */
+  readonly #cancellable = new Map<Connection, Map<number, CallResponder>>();
   #drained: (() => void) | undefined;
   readonly #rateLimiter: RateLimiter | undefined;
 
@@ -152,8 +153,10 @@ export class Dispatcher {
       const answer = new CallResponder(this, connection, connection.epoch, framing, id, body.name, scope);
       answer.window = framing === 'compact' ? body.stream : undefined;
       if (framing === 'compact' && typeof id === 'number') {
-        answer.key = cancelKey(connection, id);
-        this.#cancellable.set(answer.key, answer);
+        let running = this.#cancellable.get(connection);
+        if (!running) this.#cancellable.set(connection, (running = new Map<number, CallResponder>()));
+        running.set(id, answer);
+        answer.cancellable = true;
       }
       responder = answer;
     }
@@ -169,7 +172,7 @@ export class Dispatcher {
     }
     let args = body.args;
     if (body.argStreams) {
-      if (!(responder instanceof CallResponder) || responder.key === undefined) {
+      if (!(responder instanceof CallResponder) || !responder.cancellable) {
         responder.fail(new ProtocolError('argument streams need a call in compact framing that wants an answer'));
         return;
       }
@@ -233,9 +236,9 @@ export class Dispatcher {
    */
   cancel(connection: Connection, id: MessageId, reason: string): void {
     if (typeof id !== 'number') return;
-    const answer = this.#cancellable.get(cancelKey(connection, id));
+    const answer = this.#runningCall(connection, id);
     if (!answer) return;
-    this.#cancellable.delete(answer.key!);
+    this.#forget(answer);
     answer.sent = true; // nobody waits for the answer any more
     answer.producer?.stop(); // the caller stopped reading: no end to send
     const error = new CancelledError(`the caller cancelled "${answer.name}"${reason ? `: ${reason}` : ''}`);
@@ -264,27 +267,41 @@ export class Dispatcher {
   /** An item of argument stream `slot` of the call `id` from `connection`. */
   argItem(connection: Connection, id: MessageId, slot: number, value: unknown, bytes: number): void {
     if (typeof id !== 'number') return;
-    this.#cancellable.get(cancelKey(connection, id))?.inputs?.get(slot)?.push(value, Math.max(1, bytes));
+    this.#runningCall(connection, id)?.inputs?.get(slot)?.push(value, Math.max(1, bytes));
   }
 
   /** The end of argument stream `slot` of the call `id` (with the error the caller's iterable threw). */
   argEnd(connection: Connection, id: MessageId, slot: number, error: ErrorBody | undefined): void {
     if (typeof id !== 'number') return;
-    this.#cancellable.get(cancelKey(connection, id))?.inputs?.get(slot)?.end(error && errorFromWire(error, undefined));
+    this.#runningCall(connection, id)?.inputs?.get(slot)?.end(error && errorFromWire(error, undefined));
   }
 
   /** The caller of `id` consumed items of its stream: its producer may send more. */
   credit(connection: Connection, id: MessageId, items: number, bytes: number): void {
     if (typeof id !== 'number') return;
-    this.#cancellable.get(cancelKey(connection, id))?.producer?.credit(items, bytes);
+    this.#runningCall(connection, id)?.producer?.credit(items, bytes);
+  }
+
+  /** The compact call `id` of `connection` still running, if any. */
+  #runningCall(connection: Connection, id: MessageId): CallResponder | undefined {
+    return typeof id === 'number' ? this.#cancellable.get(connection)?.get(id) : undefined;
+  }
+
+  #forget(answer: CallResponder): void {
+    answer.cancellable = false;
+    const running = this.#cancellable.get(answer.connection);
+    if (!running) return;
+    running.delete(answer.id as number);
+    if (running.size === 0) this.#cancellable.delete(answer.connection);
   }
 
   /** `connection` is gone: its work is abandoned (signals abort) and its streams end. */
   connectionLost(connection: Connection): void {
-    const prefix = `${connection.key}\0`;
-    for (const [key, answer] of this.#cancellable) {
-      if (!key.startsWith(prefix)) continue;
-      this.#cancellable.delete(key);
+    const running = this.#cancellable.get(connection);
+    if (!running) return;
+    this.#cancellable.delete(connection);
+    for (const answer of running.values()) {
+      answer.cancellable = false;
       answer.sent = true;
       const error = new PeerNotConnectedError(`"${connection.identity ?? connection.address}" went away during "${answer.name}"`);
       answer.producer?.stop();
@@ -347,7 +364,7 @@ export class Dispatcher {
 
   /** An answer goes out (or was dropped): the call can no longer be cancelled. */
   settled(answer: CallResponder): void {
-    if (answer.key !== undefined) this.#cancellable.delete(answer.key);
+    if (answer.cancellable) this.#forget(answer);
     answer.endInputs(undefined);
     answer.scope.end();
   }
@@ -436,15 +453,12 @@ export class Dispatcher {
   }
 }
 
-function cancelKey(connection: Connection, id: number): string {
-  return `${connection.key}\0${id}`;
-}
 
 /** The answer of a normal call: OK or ERROR, once, in the framing the call came in. */
 class CallResponder implements Responder {
   sent = false;
-  /** Its key among the cancellable calls, when it is one. */
-  key: string | undefined;
+  /** Among the dispatcher's cancellable calls (compact, numbered). */
+  cancellable = false;
   /** The caller takes a streamed result, with this window (compact framing). */
   window: StreamWindow | undefined;
   /** The producer of a streamed result, once the handler returned one. */

@@ -12,10 +12,10 @@ import type { HeartbeatBackend } from '../heartbeat.js';
 import { LogThrottle, describeRoutingId, type LogContext, type Logger } from '../logger.js';
 import type { Predicate } from '../predicates.js';
 import type { Registry } from '../registry.js';
-import { Outbox } from '../transport/outbox.js';
+import { Outbox, type BatchLimits } from '../transport/outbox.js';
 import { RouterSocket, isUnreachable } from '../transport/router-socket.js';
 import type { Codec } from '../wire/codec.js';
-import { decodeFrames, encodeMessage, encodeWithin, payloadBytes, type FramingContext, type Inbound } from '../wire/framing.js';
+import { decodeBatched, decodeFrames, encodeMessage, encodeWithin, payloadBytes, type FramingContext, type Inbound } from '../wire/framing.js';
 import { MessageIds } from '../wire/message-ids.js';
 import { MESSAGES, MessageType, PROBE, typeName, workBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import { Caller } from './caller.js';
@@ -47,6 +47,7 @@ export interface SessionConfig {
   readonly maxRunningPerConnection: number;
   readonly maxRunning: number;
   readonly rateLimit: RateLimit | undefined;
+  readonly batch: BatchLimits;
   readonly sendHighWaterMark: number;
   readonly heartbeat: { intervalMs: number; timeoutMs: number; backend: HeartbeatBackend } | undefined;
   readonly errorTable: ErrorTable | undefined;
@@ -91,12 +92,12 @@ export class Session {
     this.socket = new RouterSocket({ routingId: config.routingId, context: config.context, sendHighWaterMark: config.sendHighWaterMark, maxMessageBytes: config.maxMessageBytes * 2 + 65536 });
     this.#framing = { codec: config.codec, ids: new MessageIds(), maxMessageBytes: config.maxMessageBytes };
     const counted = {
-      send: (frames: Buffer[]): Promise<void> => {
-        this.counters.sent(frames);
+      send: (frames: Buffer[], messages: number): Promise<void> => {
+        this.counters.sent(frames, messages);
         return this.socket.send(frames);
       },
     };
-    this.#outbox = new Outbox(counted, { messages: config.maxSendQueue, bytes: config.maxSendQueueBytes, totalBytes: config.maxSendQueueTotalBytes });
+    this.#outbox = new Outbox(counted, { messages: config.maxSendQueue, bytes: config.maxSendQueueBytes, totalBytes: config.maxSendQueueTotalBytes }, config.batch);
     this.caller = new Caller(
       { peerId, timeoutMs: config.timeoutMs, maxPendingCalls: config.maxPendingCalls, errorTable: config.errorTable, outgoing: config.interceptors.outgoing, logger, callSites: config.callSites, streamWindow: config.streamWindow, counters: this.counters },
       this.#framing, this.#outbox, this.connections,
@@ -340,11 +341,26 @@ export class Session {
 
   // ---- receiving ----------------------------------------------------------------------------
 
-  #onFrames(frames: Buffer[]): void {
-    this.counters.received(frames);
+  /** One receive; returns how many messages it carried (a batch carries several). */
+  #onFrames(frames: Buffer[]): number {
     // Any message is a sign of life.
     if (this.liveness && frames[0]) this.liveness.seen(routingKey(frames[0]));
     const inbound = decodeFrames(frames, this.#framing);
+    if (inbound.kind !== 'batch') {
+      this.counters.received(frames);
+      this.#onInbound(inbound, frames);
+      return 1;
+    }
+    // In order, each as if it had come alone (a packet of a batch is never a batch itself).
+    const { routingId, packets } = inbound;
+    this.counters.received(frames, packets.length);
+    for (const packet of packets) {
+      this.#onInbound(decodeBatched(routingId, packet, this.#framing), [routingId, packet]);
+    }
+    return packets.length;
+  }
+
+  #onInbound(inbound: Exclude<Inbound, { kind: 'batch' }>, frames: Buffer[]): void {
     switch (inbound.kind) {
       case 'notify':
         this.#onNotify(inbound.routingId);

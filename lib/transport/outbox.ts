@@ -5,11 +5,20 @@
  * than we write), its messages wait here and are retried with a short back-off, while messages to
  * every other peer go on. A queue holds at most `limit` messages besides calls (which maxPendingCalls
  * bounds); past that, a send fails at once.
+ *
+ * Batching (compact messages only): the messages to a connection made in one run of the microtask
+ * queue (the calls of one tick, the answers to one received batch) are held and leave together when
+ * that run ends (queueMicrotask), as one ZeroMQ message (see encodeBatch); a message alone leaves
+ * alone, as itself. One native send and one receive instead of one per message: the cost that bounds
+ * throughput. Nothing waits for I/O or a timer, so a lone call is not delayed; order per connection
+ * is kept: a message that cannot join a batch (v1) first sends what is held.
  */
+import { encodeBatch } from '../wire/framing.js';
 
 /** What the outbox sends through (the socket). */
 export interface Sender {
-  send(frames: Buffer[]): Promise<void>;
+  /** Sends one ZeroMQ message; `messages`: how many it carries (a batch, several). */
+  send(frames: Buffer[], messages: number): Promise<void>;
 }
 
 /** What the sender of one message wants to hear. */
@@ -27,6 +36,8 @@ export interface OutgoingHooks {
 interface Outgoing extends OutgoingHooks {
   frames: Buffer[];
   size: number;
+  /** Messages it carries: 1, or a batch's count. */
+  messages: number;
 }
 
 interface Queue {
@@ -41,6 +52,17 @@ export interface OutboxLimits {
   readonly messages: number;
   readonly bytes: number;
   readonly totalBytes: number;
+}
+
+/** How large a batch may grow (messages, payload bytes); false: every message leaves alone. */
+export type BatchLimits = { readonly messages: number; readonly bytes: number } | false;
+
+/** What is held for one connection, to leave together. */
+interface Held {
+  readonly routingId: Buffer;
+  packets: Buffer[];
+  hooks: OutgoingHooks[];
+  bytes: number;
 }
 
 function sizeOf(frames: Buffer[]): number {
@@ -61,11 +83,16 @@ export class QueueFullError extends Error {
 export class Outbox {
   readonly #socket: Sender;
   readonly #queues = new Map<string, Queue>();
+  /** What is held per connection until the microtask queue runs dry. */
+  readonly #held = new Map<string, Held>();
+  #flushQueued = false;
+  readonly #batch: BatchLimits;
   #closed = false;
   #totalBytes = 0;
 
-  constructor(socket: Sender, readonly limits: OutboxLimits) {
+  constructor(socket: Sender, readonly limits: OutboxLimits, batch: BatchLimits = false) {
     this.#socket = socket;
+    this.#batch = batch;
   }
 
   /** Messages waiting in all queues. */
@@ -81,7 +108,7 @@ export class Outbox {
   }
 
   /** Queues `frames` for the connection `key` and starts sending if idle. */
-  send(key: string, frames: Buffer[], hooks: OutgoingHooks = {}): void {
+  send(key: string, frames: Buffer[], hooks: OutgoingHooks = {}, messages = 1): void {
     if (this.#closed) return;
     let queue = this.#queues.get(key);
     if (!queue) {
@@ -101,7 +128,7 @@ export class Outbox {
     }
     queue.bytes += size;
     this.#totalBytes += size;
-    queue.items.push({ frames, size, ...hooks });
+    queue.items.push({ frames, size, messages, ...hooks });
     if (!queue.busy) void this.#pump(key, queue);
   }
 
@@ -111,18 +138,86 @@ export class Outbox {
    */
   sendNow(key: string, frames: Buffer[], hooks: OutgoingHooks = {}): void {
     if (this.#closed) return;
+    if (this.#batch && frames.length === 2) {
+      let held = this.#held.get(key);
+      if (!held) {
+        held = { routingId: frames[0]!, packets: [], hooks: [], bytes: 0 };
+        this.#held.set(key, held);
+      }
+      this.#hold(key, held, frames[1]!, hooks);
+      if (!this.#flushQueued) {
+        this.#flushQueued = true;
+        queueMicrotask(this.#flushAll);
+      }
+      return;
+    }
+    const held = this.#held.get(key);
+    if (held && held.packets.length > 0) this.#flush(key, held); // what is held goes first
     if (this.#queues.has(key)) {
       this.send(key, frames, hooks);
       return;
     }
-    this.#socket.send(frames).then(
+    this.#direct(key, frames, hooks, 1);
+  }
+
+  #direct(key: string, frames: Buffer[], hooks: OutgoingHooks, messages: number): void {
+    this.#socket.send(frames, messages).then(
       hooks.onSent && (() => hooks.onSent!()),
       (error: { code?: string }) => {
-        if (error?.code === 'EAGAIN' && !this.#closed) this.send(key, frames, hooks);
+        if (error?.code === 'EAGAIN' && !this.#closed) this.send(key, frames, hooks, messages);
         else hooks.onError?.(error as Error);
       },
     );
   }
+
+  /** Holds a compact packet to leave with the others; a full batch leaves now. */
+  #hold(key: string, held: Held, packet: Buffer, hooks: OutgoingHooks): void {
+    const limits = this.#batch as Exclude<BatchLimits, false>;
+    if (held.packets.length > 0 && held.bytes + packet.length > limits.bytes) this.#flush(key, held);
+    held.packets.push(packet);
+    held.hooks.push(hooks);
+    held.bytes += packet.length;
+    if (held.packets.length >= limits.messages) this.#flush(key, held);
+  }
+
+  /** Sends what a connection holds: one packet as itself, several as one batch. */
+  #flush(key: string, held: Held): void {
+    const { packets, hooks } = held;
+    if (packets.length === 0) return;
+    held.packets = [];
+    held.hooks = [];
+    held.bytes = 0;
+    if (packets.length === 1) {
+      this.#sendHeld(key, [held.routingId, packets[0]!], hooks[0]!, 1);
+      return;
+    }
+    // Messages already stale (their call settled while held) are left out.
+    const live: Buffer[] = [];
+    const liveHooks: OutgoingHooks[] = [];
+    let bytes = 0;
+    for (let i = 0; i < packets.length; i++) {
+      if (hooks[i]!.stale?.()) continue;
+      live.push(packets[i]!);
+      liveHooks.push(hooks[i]!);
+      bytes += packets[i]!.length;
+    }
+    if (live.length === 0) return;
+    if (live.length === 1) this.#sendHeld(key, [held.routingId, live[0]!], liveHooks[0]!, 1);
+    else this.#sendHeld(key, [held.routingId, encodeBatch(live, bytes)], batchHooks(liveHooks), live.length);
+  }
+
+  #sendHeld(key: string, frames: Buffer[], hooks: OutgoingHooks, messages: number): void {
+    if (this.#queues.has(key)) this.send(key, frames, hooks, messages);
+    else this.#direct(key, frames, hooks, messages);
+  }
+
+  /** The microtask queue ran dry: what every connection holds leaves. */
+  readonly #flushAll = (): void => {
+    this.#flushQueued = false;
+    if (this.#closed) return;
+    for (const [key, held] of this.#held) this.#flush(key, held);
+    this.#held.clear();
+  };
 
   /** Takes the head item off a queue, and its bytes off the counts. */
   #shift(queue: Queue): void {
@@ -140,6 +235,7 @@ export class Outbox {
 
   /** Forgets what waits for a connection that is gone. */
   drop(key: string): void {
+    this.#held.delete(key);
     const queue = this.#queues.get(key);
     if (!queue) return;
     this.#empty(queue);
@@ -149,7 +245,7 @@ export class Outbox {
   /** Resolves once every queue is empty (or after `timeoutMs`). */
   async drained(timeoutMs = 500): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while ([...this.#queues.values()].some((queue) => queue.items.length > 0) && Date.now() < deadline && !this.#closed) {
+    while ((this.#flushQueued || [...this.#queues.values()].some((queue) => queue.items.length > 0)) && Date.now() < deadline && !this.#closed) {
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }
@@ -157,6 +253,7 @@ export class Outbox {
   /** Stops sending; what still waits is dropped. */
   close(): void {
     this.#closed = true;
+    this.#held.clear();
     for (const queue of this.#queues.values()) this.#empty(queue);
   }
 
@@ -170,7 +267,7 @@ export class Outbox {
         continue;
       }
       try {
-        await this.#socket.send(item.frames);
+        await this.#socket.send(item.frames, item.messages);
         this.#shift(queue);
         backoff = 1;
         item.onSent?.();
@@ -188,4 +285,18 @@ export class Outbox {
     queue.busy = false;
     if (queue.items.length === 0 && this.#queues.get(key) === queue) this.#queues.delete(key);
   }
+}
+
+/** The hooks of a batch: each message hears what happened to the batch; it is stale when all are. */
+function batchHooks(all: OutgoingHooks[]): OutgoingHooks {
+  return {
+    onError: (error) => {
+      for (const hooks of all) hooks.onError?.(error);
+    },
+    onSent: () => {
+      for (const hooks of all) hooks.onSent?.();
+    },
+    stale: () => all.every((hooks) => hooks.stale?.() === true),
+    exempt: all.every((hooks) => hooks.exempt === true),
+  };
 }

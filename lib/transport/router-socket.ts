@@ -139,15 +139,16 @@ export class RouterSocket {
   }
 
   /**
-   * Receives until the socket closes, handing each message to `onFrames`. What `onFrames` throws
+   * Receives until the socket closes, handing each message to `onFrames` (which returns how many
+   * messages it carried, a batch several). What `onFrames` throws
    * is reported to `onError` and the loop goes on: nothing a peer sends may stop it.
    */
-  async receiveLoop(onFrames: (frames: Buffer[]) => void, onError: (error: unknown, frames: Buffer[] | undefined) => void): Promise<void> {
+  async receiveLoop(onFrames: (frames: Buffer[]) => number, onError: (error: unknown, frames: Buffer[] | undefined) => void): Promise<void> {
     let burst = 0;
     for (;;) {
       // While messages are waiting, receive() resolves at once and this loop runs on microtasks
       // alone: timers, other sockets and I/O would starve under a flood. Give them a turn.
-      if (++burst >= YIELD_EVERY) {
+      if (burst >= YIELD_EVERY) {
         burst = 0;
         await new Promise(setImmediate);
       }
@@ -160,8 +161,9 @@ export class RouterSocket {
         continue;
       }
       try {
-        onFrames(frames);
+        burst += onFrames(frames); // a batch counts as the messages it carries
       } catch (error) {
+        burst++;
         onError(error, frames);
       }
     }

@@ -1,0 +1,231 @@
+/**
+ * The outbox's batching alone, over its Sender seam: the compact messages to a connection made in
+ * one run of the microtask queue leave together when it ends, within the count and byte bounds, in
+ * order, and every message hears what became of the batch that carried it.
+ */
+import { expect } from 'chai';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { Outbox, type BatchLimits, type OutgoingHooks, type Sender } from '../../lib/transport/outbox.js';
+import { BATCH_MARKER, MAX_BATCH_PACKETS, decodeFrames, encodeBatch, isBatch } from '../../lib/wire/framing.js';
+import { MsgpackCodec, ProtocolError } from '../../lib/index.js';
+import { MessageIds } from '../../lib/wire/message-ids.js';
+
+const PEER = Buffer.from('peer');
+const LIMITS = { messages: 10_000, bytes: Infinity, totalBytes: Infinity };
+const context = { codec: new MsgpackCodec(), ids: new MessageIds(), maxMessageBytes: 1 << 20 };
+
+/** Splits what was sent back into labels: one ZeroMQ message -> the labels it carried. */
+function labelsOf(frames: Buffer[]): string[] {
+  const inbound = decodeFrames(frames, context);
+  if (inbound.kind === 'batch') return inbound.packets.map((packet) => packet.toString());
+  return frames.length === 2 ? [frames[1]!.toString()] : [`v1:${frames.at(-1)!.toString()}`];
+}
+
+/** Records every ZeroMQ message as the labels it carried; fails the sends listed in `fail`. */
+class RecordingSender implements Sender {
+  /** Every attempt, as the labels it carried. */
+  readonly sends: string[][] = [];
+  /** The attempts that succeeded. */
+  readonly delivered: string[][] = [];
+  readonly counts: number[] = [];
+  /** Whether each attempt was a batch. */
+  readonly batched: boolean[] = [];
+  fail: { code: string } | undefined;
+
+  send(frames: Buffer[], messages: number): Promise<void> {
+    this.sends.push(labelsOf(frames));
+    this.counts.push(messages);
+    this.batched.push(isBatch(frames));
+    if (this.fail) return Promise.reject(Object.assign(new Error(this.fail.code), this.fail));
+    this.delivered.push(labelsOf(frames));
+    return Promise.resolve();
+  }
+}
+
+/** A compact message whose packet is its label (the outbox never looks inside). */
+const compact = (label: string): Buffer[] => [PEER, Buffer.from(label)];
+/** A v1 message: six frames, never batched. */
+const v1 = (label: string): Buffer[] => [PEER, Buffer.alloc(0), Buffer.from('v1'), Buffer.alloc(0), Buffer.from([3]), Buffer.from(label)];
+
+function recorder(log: string[], label: string, extra: Partial<OutgoingHooks> = {}): OutgoingHooks {
+  return { onSent: () => log.push(`sent ${label}`), onError: (error) => log.push(`error ${label}: ${(error as { code?: string }).code}`), ...extra };
+}
+
+function outbox(batch: BatchLimits = { messages: 128, bytes: 65536 }): { box: Outbox; sender: RecordingSender } {
+  const sender = new RecordingSender();
+  return { box: new Outbox(sender, LIMITS, batch), sender };
+}
+
+describe('Outbox batching', () => {
+  it('the messages to a connection made in one run of the microtask queue leave as one batch, in order', async () => {
+    const { box, sender } = outbox();
+    for (let i = 0; i < 5; i++) box.sendNow('a', compact(`m${i}`));
+    expect(sender.sends, 'held while the run goes on').to.deep.equal([]);
+    await nextTurn();
+    expect(sender.sends).to.deep.equal([['m0', 'm1', 'm2', 'm3', 'm4']]);
+    expect(sender.counts).to.deep.equal([5]);
+    expect(sender.batched).to.deep.equal([true]);
+    box.close();
+  });
+
+  it('a message alone leaves as itself (not a batch), before any I/O or timer', async () => {
+    const { box, sender } = outbox();
+    box.sendNow('a', compact('first'));
+    await Promise.resolve();
+    expect(sender.sends).to.deep.equal([['first']]);
+    expect(sender.batched).to.deep.equal([false]);
+    box.close();
+  });
+
+  it('connections batch apart', async () => {
+    const { box, sender } = outbox();
+    box.sendNow('a', compact('a0'));
+    box.sendNow('b', compact('b0'));
+    box.sendNow('a', compact('a1'));
+    box.sendNow('b', compact('b1'));
+    box.sendNow('a', compact('a2'));
+    await nextTurn();
+    expect(sender.sends).to.deep.equal([['a0', 'a1', 'a2'], ['b0', 'b1']]);
+    box.close();
+  });
+
+  it('a batch that reaches `messages` leaves at once, and the run goes on in a new one', async () => {
+    const { box, sender } = outbox({ messages: 3, bytes: 65536 });
+    for (let i = 0; i < 8; i++) box.sendNow('a', compact(`m${i}`));
+    expect(sender.sends).to.deep.equal([['m0', 'm1', 'm2'], ['m3', 'm4', 'm5']]);
+    await nextTurn();
+    expect(sender.sends).to.deep.equal([['m0', 'm1', 'm2'], ['m3', 'm4', 'm5'], ['m6', 'm7']]);
+    box.close();
+  });
+
+  it('a batch is split at the byte bound; a message larger than the bound leaves alone', async () => {
+    const { box, sender } = outbox({ messages: 128, bytes: 25 });
+    for (const label of ['first', 'aaaaaaaaaa', 'bbbbbbbbbb', 'cccccccccc', 'x'.repeat(40), 'dddddddddd']) box.sendNow('a', compact(label));
+    await nextTurn();
+    expect(sender.sends).to.deep.equal([['first', 'aaaaaaaaaa', 'bbbbbbbbbb'], ['cccccccccc'], ['x'.repeat(40)], ['dddddddddd']]);
+    expect(sender.batched).to.deep.equal([true, false, false, false]);
+    box.close();
+  });
+
+  it('a message that cannot be batched (v1) sends what is held first: order is kept', async () => {
+    const { box, sender } = outbox();
+    box.sendNow('a', compact('c0'));
+    box.sendNow('a', compact('c1'));
+    box.sendNow('a', compact('c2'));
+    box.sendNow('a', v1('plain'));
+    box.sendNow('a', compact('c3'));
+    await nextTurn();
+    expect(sender.sends).to.deep.equal([['c0', 'c1', 'c2'], ['v1:plain'], ['c3']]);
+    box.close();
+  });
+
+  it('each message of a batch hears that it was sent, or the error that stopped the batch', async () => {
+    const { box, sender } = outbox();
+    const log: string[] = [];
+    box.sendNow('a', compact('m0'), recorder(log, 'm0'));
+    box.sendNow('a', compact('m1'), recorder(log, 'm1'));
+    await nextTurn();
+    expect(log).to.deep.equal(['sent m0', 'sent m1']);
+    log.length = 0;
+    box.sendNow('a', compact('n0'), recorder(log, 'n0'));
+    box.sendNow('a', compact('n1'), recorder(log, 'n1'));
+    sender.fail = { code: 'EHOSTUNREACH' }; // the peer left before the batch went
+    await nextTurn();
+    expect(log).to.deep.equal(['error n0: EHOSTUNREACH', 'error n1: EHOSTUNREACH']);
+    box.close();
+  });
+
+  it('a batch that meets a full pipe (EAGAIN) is queued whole and sent in order after it drains', async () => {
+    const { box, sender } = outbox();
+    const log: string[] = [];
+    for (const label of ['m0', 'm1', 'm2']) box.sendNow('a', compact(label), recorder(log, label));
+    sender.fail = { code: 'EAGAIN' };
+    await nextTurn();
+    expect(box.queuedMessages, 'the batch waits as one item').to.equal(1);
+    sender.fail = undefined;
+    box.sendNow('a', compact('m3'), recorder(log, 'm3')); // goes behind the queued batch
+    const deadline = Date.now() + 2000;
+    while (log.length < 4 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
+    expect(log).to.deep.equal(['sent m0', 'sent m1', 'sent m2', 'sent m3']);
+    expect(sender.delivered).to.deep.equal([['m0', 'm1', 'm2'], ['m3']]);
+    box.close();
+  });
+
+  it('messages already stale when the batch leaves are left out of it', async () => {
+    const { box, sender } = outbox();
+    box.sendNow('a', compact('m0'));
+    box.sendNow('a', compact('m1'), { stale: () => true });
+    box.sendNow('a', compact('m2'));
+    box.sendNow('a', compact('m3'), { stale: () => true });
+    box.sendNow('a', compact('m4'));
+    await nextTurn();
+    expect(sender.sends).to.deep.equal([['m0', 'm2', 'm4']]);
+    box.close();
+  });
+
+  it('drop() forgets what a connection holds; close() sends nothing more', async () => {
+    const { box, sender } = outbox();
+    box.sendNow('gone', compact('g0'));
+    box.sendNow('gone', compact('g1'));
+    box.sendNow('stays', compact('s0'));
+    box.sendNow('stays', compact('s1'));
+    box.drop('gone');
+    await nextTurn();
+    expect(sender.sends).to.deep.equal([['s0', 's1']]);
+    box.sendNow('stays', compact('s2'));
+    box.close();
+    await nextTurn();
+    expect(sender.sends).to.deep.equal([['s0', 's1']]);
+  });
+
+  it('batch: false sends every message alone, at once', async () => {
+    const { box, sender } = outbox(false);
+    for (let i = 0; i < 3; i++) box.sendNow('a', compact(`m${i}`));
+    expect(sender.sends).to.deep.equal([['m0'], ['m1'], ['m2']]);
+    await nextTurn();
+    expect(sender.sends).to.have.length(3);
+    box.close();
+  });
+});
+
+describe('batch framing', () => {
+  const routing = Buffer.from('r');
+
+  it('encodeBatch and decodeFrames round-trip packets of any size, as views in order', () => {
+    const packets = [Buffer.from('a'), Buffer.alloc(0), Buffer.alloc(70_000, 7), Buffer.from('last')];
+    const bytes = packets.reduce((n, p) => n + p.length, 0);
+    const batch = encodeBatch(packets, bytes);
+    expect(batch[0]).to.equal(BATCH_MARKER);
+    expect(isBatch([routing, batch])).to.equal(true);
+    const inbound = decodeFrames([routing, batch], context);
+    expect(inbound.kind).to.equal('batch');
+    if (inbound.kind !== 'batch') return;
+    expect(inbound.routingId.equals(routing)).to.equal(true);
+    expect(inbound.packets.map((p) => p.length)).to.deep.equal([1, 0, 70_000, 4]);
+    expect(inbound.packets.every((p, i) => p.equals(packets[i]!))).to.equal(true);
+  });
+
+  it('a v1 message and a compact packet are never taken for a batch', () => {
+    expect(isBatch([routing, Buffer.from([0x93, 1, 2, 3])])).to.equal(false);
+    expect(isBatch([routing, Buffer.alloc(0)])).to.equal(false);
+    expect(isBatch([routing, Buffer.alloc(0), Buffer.from('v1'), Buffer.alloc(0), Buffer.from([1]), Buffer.from([0xc1])])).to.equal(false);
+  });
+
+  const malformed: Array<[string, Buffer, RegExp]> = [
+    ['the marker alone', Buffer.from([0xc1]), /empty batch/],
+    ['a length cut short', Buffer.from([0xc1, 0, 0]), /cut short in a length/],
+    ['a length past the end', Buffer.from([0xc1, 0, 0, 0, 9, 1, 2]), /cut short in a message/],
+    ['a second packet cut short', Buffer.concat([encodeBatch([Buffer.from('ok')], 2), Buffer.from([0, 0, 1, 0])]), /cut short in a message/],
+    [`more than ${MAX_BATCH_PACKETS} packets`, encodeBatch(Array.from({ length: MAX_BATCH_PACKETS + 1 }, () => Buffer.from('x')), MAX_BATCH_PACKETS + 1), /more than 1024/],
+  ];
+  for (const [label, batch, message] of malformed) {
+    it(`a batch with ${label} is malformed as a whole (ProtocolError), with nowhere to answer`, () => {
+      const inbound = decodeFrames([routing, batch], context);
+      expect(inbound.kind).to.equal('malformed');
+      if (inbound.kind !== 'malformed') return;
+      expect(inbound.error).to.be.instanceOf(ProtocolError);
+      expect(inbound.error.message).to.match(message);
+      expect(inbound.replyTo).to.equal(undefined);
+    });
+  }
+});
