@@ -6,13 +6,17 @@
  */
 import { expect } from 'chai';
 import { Client, type Server } from '../lib/index.js';
-import { isProbe, cleanup, RawServer, recordingLogger, startServer, track } from './helpers.js';
+import { isProbe, cleanup, once, RawServer, recordingLogger, startServer, track, until } from './helpers.js';
+import { killChildren, spawnPeer } from './peer-child.js';
 
 const ROUNDS = 8;
 
 describe('a client with a fixed routingId that connects again at once', function () {
   this.timeout(30_000);
-  afterEach(cleanup);
+  afterEach(async () => {
+    await killChildren();
+    await cleanup();
+  });
 
   it(`disconnect + connect, ${ROUNDS} times in a row: every call after it is answered, as the same identity, by a zeropeer server`, async () => {
     const server: Server = await startServer();
@@ -32,6 +36,23 @@ describe('a client with a fixed routingId that connects again at once', function
     for (const entry of logger.entries.filter((e) => e.message.includes('connecting again'))) {
       expect(entry.message, 'the warning names the routing id and the cause').to.contain('"fixed-1"').and.contain('routing id in use');
     }
+  });
+
+  it('a client process started again while the server still holds the old one under the same routing id: it gets through once the old one is gone', async () => {
+    const server: Server = await startServer();
+    const options = JSON.stringify({ routingId: 'fixed-3', helloTimeoutMs: 500, timeoutMs: 5000 });
+    const first = spawnPeer('client', server.endpoint, 'alice', options);
+    await first.line((l) => l === 'ready');
+    expect(await server.sendTo('alice').pid()).to.equal(first.proc.pid);
+    // The second process connects while the first still holds 'fixed-3': the server never reads it.
+    const second = spawnPeer('client', server.endpoint, 'alice', options);
+    await until(() => second.stderr().includes('connecting again'), 10_000, 'the second client noticing its first message went unanswered');
+    expect(second.stderr()).to.contain('"fixed-3"');
+    const authenticated = once(server, 'peer:authenticated', 10_000);
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    expect((await authenticated)[0]).to.equal('alice');
+    expect(await server.sendTo('alice').pid(), 'the second process answers as alice').to.equal(second.proc.pid);
   });
 
   it('a server that never answers the first message: dials again 3 times, then says HELLO as before (bounded)', async () => {

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
-import { Client, EncodingError, MessageType, RemoteError, type ClientOptions, type Server } from '../lib/index.js';
+import { Client, EncodingError, MessageType, RemoteError, UnauthorizedError, type ClientOptions, type Server } from '../lib/index.js';
 import { cleanup, isProbe, RawServer, recordingLogger, rejection, sleep, startClient, startServer, track } from './helpers.js';
 
 const T = MessageType;
@@ -115,6 +115,17 @@ describe('proxyTo a pseud upstream (v1, not zeropeer)', () => {
     expect(workOf(relayed!).args).to.deep.equal(['q']);
     await reply(pseud, relayed!, T.OK, encode('done'));
     expect(await result).to.equal('done');
+  });
+
+  it('a pseud server that refuses the proxy\'s credentials: the relayed call fails with UnauthorizedError, and the proxy goes on serving', async () => {
+    const { pseud, caller } = await chain('none', { security: 'plain', userId: 'edge', password: 'wrong' });
+    const result = caller.call.report('q');
+    const probe = await pseud.next();
+    await reply(pseud, probe, T.UNAUTHORIZED, 'Authentication Required');
+    const hello = await pseud.next();
+    await reply(pseud, hello, T.UNAUTHORIZED, 'Authentication Error');
+    expect(await rejection(result)).to.be.instanceOf(UnauthorizedError);
+    expect(await caller.call.local(), 'the proxy itself still answers').to.equal('edge');
   });
 
   it('the caller\'s cancel stops the wait for pseud\'s answer (a v1 server cannot be told; its late answer is dropped)', async () => {
