@@ -22,6 +22,11 @@ function newRoutingId(): string {
   return `zp-${randomBytes(12).toString('base64url')}`;
 }
 
+/** How many times in a row a client with a fixed routing id dials again for an unanswered probe, before it says HELLO anyway. */
+const MAX_REDIALS = 3;
+/** The pause before the first of those dials (it doubles): time for the server to let the old connection go. */
+const REDIAL_FIRST_MS = 100;
+
 /** The events a Client emits (eventemitter3): `client.on('connected', ...)`. */
 export interface ClientEvents {
   /** The connection to the server is up and this client may send work (authenticated, if the plugin asks). */
@@ -69,6 +74,11 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   #mismatch: string | undefined;
   /** The ready() calls waiting; told at once of a mismatch. */
   readonly #readyWaiters = new Set<(error?: Error) => void>();
+  /** Dialled again for an unanswered probe since this client was last ready (redialStuck). */
+  #redials = 0;
+  /** Endpoints left by redialStuck, connected again when #redialTimer fires (unless connect or disconnect came first). */
+  readonly #redialing = new Set<string>();
+  #redialTimer: NodeJS.Timeout | undefined;
 
   /** @param serverId the routing identity of the server to talk to (the `id` it was made with). */
   constructor(serverId: string, options: ClientOptions = {}) {
@@ -94,6 +104,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
       const handshake = new ClientHandshake(engine, server, auth, { helloTimeoutMs, keyProver, refreshMarginMs }, {
         ready: (announce) => self?.onReady(announce),
         disconnected: () => self?.emit('disconnected'),
+        probeUnanswered: () => self?.redialStuck() ?? false,
       });
       if (options.curve) {
         const { publicKey, secretKey, serverPublicKey } = options.curve;
@@ -125,7 +136,10 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
         forward: () => false,
         stop: async () => {
           handshake.stop();
-          if (self) clearTimeout(self.#probeTimer);
+          if (self) {
+            clearTimeout(self.#probeTimer);
+            clearTimeout(self.#redialTimer);
+          }
         },
       };
     });
@@ -197,9 +211,40 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     });
   }
 
+  /**
+   * @internal the server did not answer the probe. With a fixed `routingId`, that is most likely
+   * libzmq's refusal of a connection whose routing id the server still holds (our previous
+   * connection, not yet closed there): it leaves the new one connected but never read. Dial again
+   * (a bounded number of times per connection) rather than wait on it; see README, "Fixed routing ids".
+   */
+  redialStuck(): boolean {
+    if (this.#ownRoutingId || this.#probing || this.#redials >= MAX_REDIALS || this.#endpoints.size === 0 || !this.session.started) return false;
+    this.#redials++;
+    const endpoints = [...this.#endpoints];
+    this.logger.warn(`no answer from "${this.id}" to the first message: it may still hold this client's previous connection with ` +
+      `routing id "${this.session.config.routingId}" (libzmq ignores a second connection with a routing id in use); connecting again`,
+    { ...this.session.context(this.#server), attempt: this.#redials, endpoints });
+    for (const endpoint of endpoints) {
+      this.session.socket.disconnect(endpoint);
+      this.#redialing.add(endpoint);
+    }
+    this.session.markDown(this.#server);
+    // Not at once: the server must first let go of the connection it holds (it would refuse this one too).
+    clearTimeout(this.#redialTimer);
+    this.#redialTimer = setTimeout(() => {
+      this.#redialTimer = undefined;
+      if (!this.session.started) return;
+      for (const endpoint of this.#redialing) this.session.socket.connect(endpoint);
+      this.#redialing.clear();
+    }, REDIAL_FIRST_MS * 2 ** (this.#redials - 1));
+    this.#redialTimer.unref();
+    return true;
+  }
+
   /** @internal the handshake made this client ready. */
   protected onReady(announce: 'connected' | 'reconnected' | undefined): void {
     this.#mismatch = undefined;
+    this.#redials = 0;
     // A (re)started server knows nothing of our subscriptions: tell it again.
     for (const topic of this.#topics) {
       this.invoke('_zeropeer.subscribe', [topic]).catch((error: Error) =>
@@ -210,6 +255,7 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
 
   /** Connects to the server's endpoint (tcp, ipc or inproc). Calls made before the connection is up wait for it. */
   connect(endpoint: string): void {
+    this.#redialing.delete(endpoint);
     this.session.socket.connect(endpoint);
     this.#endpoints.add(endpoint);
     this.warnIfClearText(endpoint);
@@ -250,7 +296,8 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
    * sends no disconnect notice for a disconnect of our own. A later `connect` brings it back.
    */
   disconnect(endpoint: string): void {
-    this.session.socket.disconnect(endpoint);
+    // An endpoint redialStuck left and has not dialled again yet: nothing to disconnect.
+    if (!this.#redialing.delete(endpoint)) this.session.socket.disconnect(endpoint);
     this.#endpoints.delete(endpoint);
     if (this.#endpoints.size > 0) return;
     this.session.markDown(this.#server);
@@ -267,6 +314,18 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Calls `name` on the server with positional `args`; the explicit form of `client.call`. */
   invoke(name: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
     return this.#handshake.afterRefusal(() => this.session.caller.invoke(this.#server, name, args, options));
+  }
+
+  /**
+   * @internal a call a server relays for `identity` (its proxyTo): through `_zeropeer.proxy` to a
+   * zeropeer server (which runs it as `identity`, if it trusts this client); to another v1 server
+   * (pseud) as a plain call of `name`, which runs as this client (v1 carries no metadata either).
+   */
+  async relay(identity: string, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined, options: CallOptions): Promise<unknown> {
+    // What the server is shows once this client has been ready with it.
+    if (this.#handshake.serverKind === undefined) await this.ready(options.signal ? { signal: options.signal } : {});
+    if (this.#handshake.serverKind === 'pseud') return this.invoke(name, args, kwargs ? { ...options, kwargs } : options);
+    return this.invoke('_zeropeer.proxy', [identity, name, args, kwargs ?? null], options);
   }
 
   /**

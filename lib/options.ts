@@ -180,7 +180,8 @@ export interface ServerOptions extends CommonOptions {
   remoteShutdown?: boolean | Predicate;
   /**
    * Where calls go that no registration here serves (pseud's proxy_to): a Client connected to an
-   * upstream server, which must list this server's identity in `trustedProxies`.
+   * upstream server. A zeropeer upstream runs them as the original caller and must list this
+   * server's identity in `trustedProxies`; a pseud (v1) upstream gets plain calls, made as this proxy.
    */
   proxyTo?: Client;
   /** Identities of proxies whose calls run as the caller they relay for. Default: none. */

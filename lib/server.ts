@@ -349,9 +349,10 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     this.logger.debug('relaying a call upstream', { ...this.session.context(connection), name: work.name });
     // Metadata (trace context, say) goes along: the upstream trusts this proxy with the caller's
     // identity already. So do the caller's cancel and deadline (the work's signal carries both).
+    // A pseud upstream gets a plain v1 call, made as this proxy (see Client.relay).
     const options = work.metadata ? { metadata: { ...work.metadata }, signal: work.scope.signal } : { signal: work.scope.signal };
     upstream
-      .invoke('_zeropeer.proxy', [work.identity, work.name, work.args, work.kwargs ?? null], options)
+      .relay(work.identity, work.name, work.args, work.kwargs, options)
       .then((value) => work.responder.ok(value), (error: unknown) => work.responder.fail(error));
     return true;
   }

@@ -272,6 +272,23 @@ if (why !== undefined) {
           expect(await client.call.addition(1, 2)).to.equal(3);
           expect(pyServer.alive, 'the pseud server process').to.equal(true);
         });
+
+        it('proxyTo this pseud server: a zeropeer Server relays what it cannot serve as plain v1 calls (values per the table, errors, kwargs)', async () => {
+          const edge = await ownServer({ proxyTo: client }, transport);
+          edge.registerRpc('local', () => 'edge');
+          const caller = keep(new Client('service', { logger: recordingLogger(), drainTimeoutMs: 50, timeoutMs: 8000 }));
+          caller.connect(edge.endpoint);
+          await caller.start();
+          expect(await caller.call.local()).to.equal('edge');
+          expect(await caller.call.string.lower('ABC')).to.equal('abc');
+          expect(await caller.invoke('greet', ['bob'], { kwargs: { punctuation: '?' } })).to.equal('hello bob?');
+          const [kinds] = (await caller.call.describe(new Set([1, 2]), 2n ** 60n, undefined)) as [string[], string[]];
+          expect(kinds, 'what Python got through the relay').to.deep.equal(['tuple', 'int', 'NoneType']);
+          const error = await rejection(caller.call.fail('x'));
+          expect(error).to.be.instanceOf(RemoteError);
+          expect((error as RemoteError).remoteName).to.equal('ValueError');
+          expect(pyServer.alive, 'the pseud server process').to.equal(true);
+        });
       });
     }
 

@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { SignJWT } from 'jose';
-import { Client, UnauthorizedError, type Server } from '../lib/index.js';
+import { Client, curveKeyPair, UnauthorizedError, type Server } from '../lib/index.js';
 import { cleanup, once, recordingLogger, rejection, startServer, track, until } from './helpers.js';
 
 const SECRET = 'a-test-secret-of-at-least-32-bytes!!';
@@ -65,6 +65,51 @@ describe('jwt: a token that ends on a live connection', function () {
     expect(events.filter((e) => !e.startsWith('reauthenticated'))).to.deep.equal(['authenticated alice']);
     expect(events).to.include('reauthenticated alice');
     expect(server.connectedPeers()).to.deep.equal(['alice']);
+    expect(await client.call.wait()).to.equal('server done');
+  });
+
+  it('with identities bound to CURVE keys, the refresh answers the key challenge as the first login did: no departure at exp, a call in flight settles', async () => {
+    const serverKeys = curveKeyPair();
+    const aliceKeys = curveKeyPair();
+    const serverLogger = recordingLogger();
+    const server = await startServer({
+      security: 'jwt', jwt: { secret: SECRET, algorithms: ['HS256'] }, timeoutMs: LONG, logger: serverLogger,
+      curve: { ...serverKeys, allowedClientKeys: { [aliceKeys.publicKey]: ['alice'] } },
+    });
+    const events: string[] = [];
+    server.on('peer:authenticated', (id) => events.push(`authenticated ${id}`));
+    server.on('peer:gone', (id, reason) => events.push(`gone ${id} ${reason}`));
+    server.on('peer:reauthenticated', (id) => events.push(`reauthenticated ${id}`));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    server.registerRpc('wait', async () => {
+      await released;
+      return 'server done';
+    });
+    const exps: number[] = [];
+    const clientLogger = recordingLogger();
+    const client = track(new Client(server.id, {
+      logger: clientLogger, drainTimeoutMs: 50, timeoutMs: LONG, security: 'jwt', tokenRefreshMarginMs: 1000,
+      curve: { ...aliceKeys, serverPublicKey: serverKeys.publicKey },
+      token: async () => {
+        exps.push(Math.floor((Date.now() + 3000) / 1000) * 1000);
+        return token(3000);
+      },
+    }));
+    const connected = once(client, 'connected', 5000);
+    client.connect(server.endpoint);
+    await client.start();
+    await connected;
+    const inFlight = client.call.wait();
+    const firstExp = exps[0]!;
+    await until(() => Date.now() > firstExp + 300, 6000, 'the first token ended');
+    release();
+    expect(await inFlight).to.equal('server done');
+    expect(exps.length, 'a fresh token was asked for').to.be.greaterThan(1);
+    expect(events.filter((e) => !e.startsWith('reauthenticated')), 'no departure, no second login').to.deep.equal(['authenticated alice']);
+    expect(events).to.include('reauthenticated alice');
+    expect(clientLogger.text(), 'the refresh was not refused').to.not.contain('refused the refreshed credentials');
+    expect(serverLogger.text()).to.not.contain('authentication refused');
     expect(await client.call.wait()).to.equal('server done');
   });
 

@@ -41,6 +41,12 @@ export interface ClientHandshakeEvents {
   /** Ready: calls flow. `announce` is false for a re-authentication on a live connection. */
   ready(announce: 'connected' | 'reconnected' | undefined): void;
   disconnected(): void;
+  /**
+   * Every server answers the probe; no answer within `helloTimeoutMs` may be a server that still
+   * holds our previous connection under the same routing id. Returns true when the facade dials
+   * again (then a new connection brings a new probe) instead of the HELLO that follows otherwise.
+   */
+  probeUnanswered?(): boolean;
 }
 
 export interface ClientHandshakeSettings {
@@ -79,9 +85,13 @@ export class ClientHandshake {
    * compact capability): it always answers HELLO, so silence is never read as pseud's noop server.
    */
   #zeropeer = false;
+  /** What the server was the last time this client became ready (kept while down: a restart is most likely the same). */
+  #serverKind: 'zeropeer' | 'pseud' | undefined;
   #refreshTimer: NodeJS.Timeout | undefined;
   /** The HELLO of a refresh ahead of expiry: sent while ready, calls flowing. */
   #refreshHelloId: number | undefined;
+  /** That HELLO carried a key proof: a second challenge is not answered (no ping-pong with a server). */
+  #refreshProved = false;
   /** The credentials of the HELLO out now, for the HELLO that answers a key challenge. */
   #credentials: [string, string] | undefined;
 
@@ -95,6 +105,11 @@ export class ClientHandshake {
 
   get ready(): boolean {
     return this.#state.name === 'ready';
+  }
+
+  /** What the server is, once this client has been ready with it: zeropeer, or another v1 server (pseud). */
+  get serverKind(): 'zeropeer' | 'pseud' | undefined {
+    return this.#serverKind;
   }
 
   describeWait(): string | undefined {
@@ -147,7 +162,8 @@ export class ClientHandshake {
     this.#state = { name: 'probing', generation, probeId: this.#session.sendProbe(this.#server) };
     this.#helloTimer = setTimeout(() => {
       this.#helloTimer = undefined;
-      if (this.#state.name === 'probing' && this.#state.generation === generation) this.#authenticate();
+      if (this.#state.name !== 'probing' || this.#state.generation !== generation) return;
+      if (this.#events.probeUnanswered?.() !== true) this.#authenticate();
     }, this.#settings.helloTimeoutMs);
     this.#helloTimer.unref();
   }
@@ -219,6 +235,15 @@ export class ClientHandshake {
 
   #unauthorized(id: unknown, reason: string): void {
     if (this.#refreshHelloId !== undefined && id === this.#refreshHelloId) {
+      const nonce = challengeNonce(reason);
+      const prover = this.#settings.keyProver;
+      if (nonce && prover && this.#credentials && !this.#refreshProved) {
+        // Identities bound to CURVE keys: the refresh proves our key too, as the first login did.
+        const [login, password] = this.#credentials;
+        this.#refreshHelloId = this.#session.sendHello(this.#server, login, password, prover.prove(nonce, login));
+        this.#refreshProved = true;
+        return;
+      }
       // The refresh was not taken: the proof we have holds until it ends, then the expiry path runs.
       this.#refreshHelloId = undefined;
       this.#session.config.logger.warn('the server refused the refreshed credentials', { ...this.#session.context(this.#server), reason });
@@ -373,6 +398,7 @@ export class ClientHandshake {
       if (generation !== this.#generation || !this.ready || !this.#server.up) return;
       this.#credentials = [login, password];
       this.#refreshHelloId = this.#session.sendHello(this.#server, login, password);
+      this.#refreshProved = false;
       this.#session.config.logger.debug('HELLO sent ahead of expiry', { ...this.#session.context(this.#server), login });
     };
     Promise.resolve().then(() => this.#auth.credentials()).then(send, (error: unknown) => {
@@ -382,6 +408,7 @@ export class ClientHandshake {
 
   #becomeReady(): void {
     this.#busyRetries = 0;
+    this.#serverKind = this.#zeropeer ? 'zeropeer' : 'pseud';
     this.#become({ name: 'ready' });
     this.#session.liveness?.track(this.#server);
     this.#session.caller.flushWaiting(this.#server);
