@@ -30,6 +30,13 @@ export function median(values: readonly number[]): number {
   return finite.length % 2 ? finite[mid]! : (finite[mid - 1]! + finite[mid]!) / 2;
 }
 
+/** Half the interquartile range of the finite numbers in `values`: how far a median may be trusted. NaN under 3 values. */
+export function halfSpread(values: readonly number[]): number {
+  const finite = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
+  if (finite.length < 3) return Number.NaN;
+  return (quantileSorted(finite, 0.75) - quantileSorted(finite, 0.25)) / 2;
+}
+
 /** a / b, NaN unless both are finite and b is not 0. */
 export function ratio(a: number | undefined, b: number | undefined): number {
   if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return Number.NaN;
