@@ -7,8 +7,9 @@
  * bounds); past that, a send fails at once.
  *
  * Batching (compact messages only): the messages to a connection made in one run of the microtask
- * queue (the calls of one tick, the answers to one received batch) are held and leave together when
- * that run ends (queueMicrotask), as one ZeroMQ message (see encodeBatch); a message alone leaves
+ * queue (the calls of one tick, the answers to one received batch, a stream's items) are held and
+ * leave together when that run ends (a few idle microtask hops), as one ZeroMQ message (see
+ * encodeBatch); a message alone leaves
  * alone, as itself. One native send and one receive instead of one per message: the cost that bounds
  * throughput. Nothing waits for I/O or a timer, so a lone call is not delayed; order per connection
  * is kept: a message that cannot join a batch (v1) first sends what is held.
@@ -73,6 +74,9 @@ function sizeOf(frames: Buffer[]): number {
 
 const MAX_BACKOFF_MS = 50;
 
+/** Microtask hops with no new message after which what is held leaves (see #flushAll). */
+const IDLE_HOPS = 8;
+
 export class QueueFullError extends Error {
   constructor(what: string) {
     super(`the send queue is full (${what}): the peer does not read`);
@@ -86,6 +90,10 @@ export class Outbox {
   /** What is held per connection until the microtask queue runs dry. */
   readonly #held = new Map<string, Held>();
   #flushQueued = false;
+  /** Messages held since the flush was queued, as last counted, and microtask hops without a new one. */
+  #heldCount = 0;
+  #countSeen = 0;
+  #idleHops = 0;
   readonly #batch: BatchLimits;
   #closed = false;
   #totalBytes = 0;
@@ -145,8 +153,11 @@ export class Outbox {
         this.#held.set(key, held);
       }
       this.#hold(key, held, frames[1]!, hooks);
+      this.#heldCount++;
       if (!this.#flushQueued) {
         this.#flushQueued = true;
+        this.#countSeen = this.#heldCount;
+        this.#idleHops = 0;
         queueMicrotask(this.#flushAll);
       }
       return;
@@ -211,8 +222,21 @@ export class Outbox {
     else this.#direct(key, frames, hooks, messages);
   }
 
-  /** The microtask queue ran dry: what every connection holds leaves. */
+  /**
+   * Runs a few microtask hops after the last message held: code that makes one message per step
+   * of an async loop (a stream's producer, awaiting its iterator) adds one every few hops, and joins
+   * the batch. When IDLE_HOPS pass with nothing new (or the microtask queue runs dry), what every
+   * connection holds leaves.
+   */
   readonly #flushAll = (): void => {
+    if (this.#heldCount !== this.#countSeen) {
+      this.#countSeen = this.#heldCount;
+      this.#idleHops = 0;
+    }
+    if (++this.#idleHops < IDLE_HOPS && !this.#closed) {
+      queueMicrotask(this.#flushAll);
+      return;
+    }
     this.#flushQueued = false;
     if (this.#closed) return;
     for (const [key, held] of this.#held) this.#flush(key, held);

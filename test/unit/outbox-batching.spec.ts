@@ -71,9 +71,21 @@ describe('Outbox batching', () => {
   it('a message alone leaves as itself (not a batch), before any I/O or timer', async () => {
     const { box, sender } = outbox();
     box.sendNow('a', compact('first'));
-    await Promise.resolve();
+    const sentBeforeImmediate = await new Promise<number>((resolve) => setImmediate(() => resolve(sender.sends.length)));
+    expect(sentBeforeImmediate, 'sent before the next macrotask').to.equal(1);
     expect(sender.sends).to.deep.equal([['first']]);
     expect(sender.batched).to.deep.equal([false]);
+    box.close();
+  });
+
+  it('a message made a few microtask hops later (an async loop, a stream producer) joins the batch', async () => {
+    const { box, sender } = outbox();
+    async function* items(): AsyncGenerator<string> {
+      for (let i = 0; i < 5; i++) yield `item${i}`;
+    }
+    for await (const item of items()) box.sendNow('a', compact(item));
+    await nextTurn();
+    expect(sender.sends).to.deep.equal([['item0', 'item1', 'item2', 'item3', 'item4']]);
     box.close();
   });
 
