@@ -22,8 +22,14 @@ function sendFrames(socket: zmq.Router | zmq.Dealer, frames: Buffer | Buffer[], 
   });
 }
 
-/** An echo of `upper` on a bound ROUTER: the responder of both raw systems. */
-async function startEchoResponder(router: zmq.Router): Promise<Responder> {
+/** One request `[id, payload]` -> its answer `[id, result]`. */
+function answerOne(body: Buffer): Buffer {
+  const [id, payload] = unpackr.unpack(body) as [number, string];
+  return packr.pack([id, upper(payload)]);
+}
+
+/** An echo of `upper` on a bound ROUTER: the responder of the raw systems; `answer` turns a request frame into its answer frame. */
+async function startEchoResponder(router: zmq.Router, answer: (body: Buffer) => Buffer = answerOne): Promise<Responder> {
   await router.bind('tcp://127.0.0.1:0');
   const loop = (async () => {
     while (!router.closed) {
@@ -35,8 +41,7 @@ async function startEchoResponder(router: zmq.Router): Promise<Responder> {
       }
       const [routingId, body] = frames;
       if (!routingId || !body) continue;
-      const [id, payload] = unpackr.unpack(body) as [number, string];
-      sendFrames(router, [routingId, packr.pack([id, upper(payload)])], () => {});
+      sendFrames(router, [routingId, answer(body)], () => {});
     }
   })();
   return {
@@ -52,18 +57,35 @@ function startResponder(): Promise<Responder> {
   return startEchoResponder(new zmq.Router({ sendTimeout: 0, linger: 0 }));
 }
 
-/**
- * A caller on a connected socket: requests carry an id, answers settle the request of that id.
- * `frame` wraps a packed request in the frames the socket needs; `body` finds the packed answer.
- */
-function startRawCaller(
-  socket: zmq.Router | zmq.Dealer,
-  frame: (packet: Buffer) => Buffer | Buffer[],
-  body: (frames: Buffer[]) => Buffer | undefined,
-  label: string,
-): Caller {
-  const pending = new Map<number, (value: string) => void>();
+/** How a raw caller puts requests on the wire and finds the answers in what comes back. */
+interface RawWire {
+  /** Sends request `id` (now, or with others); `failed` is told of a send that fails, with the ids it carried. */
+  submit(id: number, payload: string, failed: (ids: number[], error: Error) => void): void;
+  /** The `[id, result]` answers one receive carried. */
+  answers(frames: Buffer[]): Array<[number, string]>;
+}
+
+/** One request per message: `frame` wraps a packed `[id, payload]` in the frames the socket needs; `body` finds the packed answer. */
+function oneByOne(socket: zmq.Router | zmq.Dealer, frame: (packet: Buffer) => Buffer | Buffer[], body: (frames: Buffer[]) => Buffer | undefined): RawWire {
+  return {
+    submit: (id, payload, failed) => sendFrames(socket, frame(packr.pack([id, payload])), (error) => failed([id], error)),
+    answers: (frames) => {
+      const packet = body(frames);
+      return packet ? [unpackr.unpack(packet) as [number, string]] : [];
+    },
+  };
+}
+
+/** A caller on a connected socket: requests carry an id, answers settle the request of that id. */
+function startRawCaller(socket: zmq.Router | zmq.Dealer, wire: RawWire, label: string): Caller {
+  const pending = new Map<number, { resolve: (value: string) => void; reject: (error: Error) => void }>();
   let nextId = 1;
+  const failed = (ids: number[], error: Error): void => {
+    for (const id of ids) {
+      pending.get(id)?.reject(error);
+      pending.delete(id);
+    }
+  };
   const loop = (async () => {
     while (!socket.closed) {
       let frames: Buffer[];
@@ -72,13 +94,12 @@ function startRawCaller(
       } catch {
         return; // closed
       }
-      const packet = body(frames);
-      if (!packet) continue;
-      const [id, result] = unpackr.unpack(packet) as [number, string];
-      const resolve = pending.get(id);
-      if (resolve) {
-        pending.delete(id);
-        resolve(result);
+      for (const [id, result] of wire.answers(frames)) {
+        const waiting = pending.get(id);
+        if (waiting) {
+          pending.delete(id);
+          waiting.resolve(result);
+        }
       }
     }
   })();
@@ -86,11 +107,8 @@ function startRawCaller(
     new Promise<string>((resolve, reject) => {
       const id = nextId++;
       if (nextId > 0x7fffffff) nextId = 1;
-      pending.set(id, resolve);
-      sendFrames(socket, frame(packr.pack([id, payload])), (error) => {
-        pending.delete(id);
-        reject(error);
-      });
+      pending.set(id, { resolve, reject });
+      wire.submit(id, payload, failed);
     });
   const withDeadline = (payload: string, ms: number): Promise<string> =>
     Promise.race([call(payload), new Promise<string>((_, reject) => setTimeout(() => reject(new Error('no answer')), ms).unref())]);
@@ -110,7 +128,7 @@ function startRawCaller(
 async function startCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
   const dealer = new zmq.Dealer({ sendTimeout: 0, linger: 0 });
   dealer.connect(rendezvous!.endpoint!);
-  return startRawCaller(dealer, (packet) => packet, (frames) => frames[0], 'raw zeromq');
+  return startRawCaller(dealer, oneByOne(dealer, (packet) => packet, (frames) => frames[0]), 'raw zeromq');
 }
 
 export const rawZeromq: NodeSystem = { binder: 'responder', startResponder, startCaller };
@@ -131,7 +149,7 @@ function startRouterResponder(): Promise<Responder> {
 async function startRouterCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
   const router = new zmq.Router(routerOptions);
   router.connect(rendezvous!.endpoint!);
-  return startRawCaller(router, (packet) => [SERVER_ID, packet], (frames) => frames[1], 'raw zeromq ROUTER<->ROUTER');
+  return startRawCaller(router, oneByOne(router, (packet) => [SERVER_ID, packet], (frames) => frames[1]), 'raw zeromq ROUTER<->ROUTER');
 }
 
 export const rawRouterRouter: NodeSystem = { binder: 'responder', startResponder: startRouterResponder, startCaller: startRouterCaller };
@@ -142,86 +160,34 @@ export const rawRouterRouter: NodeSystem = { binder: 'responder', startResponder
  * answers each frame with one array of `[request id, result]`. What batching can buy at best, with
  * no RPC layer: zeropeer's batching is measured against it.
  */
-async function startBatchedResponder(): Promise<Responder> {
-  const router = new zmq.Router({ sendTimeout: 0, linger: 0 });
-  await router.bind('tcp://127.0.0.1:0');
-  const loop = (async () => {
-    while (!router.closed) {
-      let frames: Buffer[];
-      try {
-        frames = await router.receive();
-      } catch {
-        return; // closed
-      }
-      const [routingId, body] = frames;
-      if (!routingId || !body) continue;
-      const calls = unpackr.unpack(body) as Array<[number, string]>;
-      sendFrames(router, [routingId, packr.pack(calls.map(([id, payload]) => [id, upper(payload)]))], () => {});
-    }
-  })();
+function startBatchedResponder(): Promise<Responder> {
+  const answerAll = (body: Buffer): Buffer =>
+    packr.pack((unpackr.unpack(body) as Array<[number, string]>).map(([id, payload]) => [id, upper(payload)]));
+  return startEchoResponder(new zmq.Router({ sendTimeout: 0, linger: 0 }), answerAll);
+}
+
+/** The calls made in one microtask leave as one frame; each answer frame carries several. */
+function batched(dealer: zmq.Dealer): RawWire {
+  let held: Array<[number, string]> = [];
+  let onError: (ids: number[], error: Error) => void = () => {};
+  const flush = (): void => {
+    const calls = held;
+    held = [];
+    sendFrames(dealer, packr.pack(calls), (error) => onError(calls.map(([id]) => id), error));
+  };
   return {
-    rendezvous: { endpoint: router.lastEndpoint! },
-    async close() {
-      router.close();
-      await loop;
+    submit(id, payload, failed) {
+      onError = failed;
+      if (held.push([id, payload]) === 1) queueMicrotask(flush);
     },
+    answers: (frames) => (frames[0] ? (unpackr.unpack(frames[0]) as Array<[number, string]>) : []),
   };
 }
 
 async function startBatchedCaller(rendezvous: Rendezvous | undefined): Promise<Caller> {
   const dealer = new zmq.Dealer({ sendTimeout: 0, linger: 0 });
   dealer.connect(rendezvous!.endpoint!);
-  const pending = new Map<number, { resolve: (value: string) => void; reject: (error: Error) => void }>();
-  let nextId = 1;
-  let held: Array<[number, string]> = [];
-  const flush = (): void => {
-    const calls = held;
-    held = [];
-    sendFrames(dealer, packr.pack(calls), (error) => {
-      for (const [id] of calls) {
-        pending.get(id)?.reject(error);
-        pending.delete(id);
-      }
-    });
-  };
-  const loop = (async () => {
-    while (!dealer.closed) {
-      let frames: Buffer[];
-      try {
-        frames = await dealer.receive();
-      } catch {
-        return; // closed
-      }
-      if (!frames[0]) continue;
-      for (const [id, result] of unpackr.unpack(frames[0]) as Array<[number, string]>) {
-        const waiting = pending.get(id);
-        if (waiting) {
-          pending.delete(id);
-          waiting.resolve(result);
-        }
-      }
-    }
-  })();
-  const call = (payload: string): Promise<string> =>
-    new Promise<string>((resolve, reject) => {
-      const id = nextId++;
-      if (nextId > 0x7fffffff) nextId = 1;
-      pending.set(id, { resolve, reject });
-      if (held.push([id, payload]) === 1) queueMicrotask(flush);
-    });
-  const withDeadline = (payload: string, ms: number): Promise<string> =>
-    Promise.race([call(payload), new Promise<string>((_, reject) => setTimeout(() => reject(new Error('no answer')), ms).unref())]);
-  return {
-    call,
-    async ready(timeoutMs) {
-      await retryUntil(async () => expectUpper('ready?', await withDeadline('ready?', 200)), timeoutMs, 'raw zeromq batched');
-      pending.clear();
-    },
-    async close() {
-      dealer.close();
-      await loop;
-    },
-  };
+  return startRawCaller(dealer, batched(dealer), 'raw zeromq batched');
 }
 
 export const rawBatched: NodeSystem = { binder: 'responder', startResponder: startBatchedResponder, startCaller: startBatchedCaller };
