@@ -9,7 +9,8 @@
  * keeps one Client per other node it talks to.
  */
 import { Client } from '../client.js';
-import { ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError } from '../errors.js';
+import { CancelledError, ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError, TimeoutError } from '../errors.js';
+import { deadlineOf } from '../engine/call-scope.js';
 import type { Logger } from '../logger.js';
 import { rejectUnknownKeys } from '../option-checks.js';
 import type { CallOptions, ServerOptions } from '../options.js';
@@ -198,21 +199,54 @@ export class ClusterNode {
       // Not sent: a retry with a fresh location is safe.
       throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
     }
-    const timeoutMs = options.timeoutMs ?? this.#host.timeoutMs;
-    const linkOptions: CallOptions = { timeoutMs: timeoutMs + LINK_MARGIN_MS };
-    if (options.signal) linkOptions.signal = options.signal;
-    if (options.metadata) linkOptions.metadata = options.metadata;
-    if (options.errorTable) linkOptions.errorTable = options.errorTable;
+    const { signal } = options;
+    const { timeoutMs, linkOptions } = this.#linkOptions(name, options);
     try {
       // A link that drops (or is closed) fails its calls in flight at once, with ServiceClosedError: mapped below.
       return await link.client.invoke('cluster.call', [identity, name, args, options.kwargs ?? null, timeoutMs, oneWay], linkOptions);
     } catch (error) {
-      // The link itself dropped (the node died or left): to the caller, its client is gone.
-      if (error instanceof ServiceClosedError && error.origin === 'local' && !this.#stopped) {
-        throw new PeerNotConnectedError(`client "${identity}" was on node "${where.node}", which went away before "${name}" settled`, { cause: error });
-      }
-      throw error;
+      throw this.#callerError(error, identity, where.node, name, signal);
     }
+  }
+
+  /**
+   * The time the far node waits for its client (the caller's, bounded by a deadline inherited
+   * from a handler's `ctx.signal`) and the options of the link call that carries it. The link
+   * waits a margin longer, so that the far node's own TimeoutError answers first; the caller's
+   * signal aborting sends CANCEL over the link, and the far node cancels its call to the client.
+   */
+  #linkOptions(name: string, options: CallOptions): { timeoutMs: number; linkOptions: CallOptions } {
+    let timeoutMs = options.timeoutMs ?? this.#host.timeoutMs;
+    const { signal } = options;
+    const inherited = signal && deadlineOf(signal);
+    if (inherited !== undefined) {
+      const left = inherited - Date.now();
+      if (left <= 0) throw new TimeoutError(`"${name}" was not sent: the deadline it inherits passed`);
+      timeoutMs = Math.min(timeoutMs, left);
+    }
+    const linkOptions: CallOptions = { timeoutMs: timeoutMs + LINK_MARGIN_MS };
+    // A signal of our own that follows the caller's: the caller's may carry a deadline, which the
+    // link call would inherit, and then time out here before the far node's answer could come.
+    if (signal) linkOptions.signal = inherited === undefined ? signal : AbortSignal.any([signal]);
+    if (options.metadata) linkOptions.metadata = options.metadata;
+    if (options.errorTable) linkOptions.errorTable = options.errorTable;
+    return { timeoutMs, linkOptions };
+  }
+
+  /** What the caller of `name` sees of a failed link call. */
+  #callerError(error: unknown, identity: string, node: string, name: string, signal: AbortSignal | undefined): unknown {
+    // The link itself dropped (the node died or left): to the caller, its client is gone.
+    if (error instanceof ServiceClosedError && error.origin === 'local' && !this.#stopped) {
+      return new PeerNotConnectedError(`client "${identity}" was on node "${node}", which went away before "${name}" settled`, { cause: error });
+    }
+    // The caller's own signal: say so with the caller's function name, not the link's.
+    if (signal?.aborted && (error instanceof CancelledError || error instanceof TimeoutError) && error.origin === 'local') {
+      const why = signal.reason instanceof Error ? signal.reason.message : typeof signal.reason === 'string' ? signal.reason : '';
+      return error instanceof TimeoutError
+        ? new TimeoutError(`"${name}" got no answer: ${why}`, { cause: signal.reason })
+        : new CancelledError(`"${name}" was cancelled${why ? `: ${why}` : ''}`, { cause: signal.reason });
+    }
+    return error;
   }
 
   /**
