@@ -9,15 +9,17 @@
  * keeps one Client per other node it talks to.
  */
 import { Client } from '../client.js';
-import { CancelledError, ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError, TimeoutError } from '../errors.js';
+import { CancelledError, ClusterUnavailableError, EncodingError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError, TimeoutError } from '../errors.js';
 import { deadlineOf } from '../engine/call-scope.js';
 import type { Logger } from '../logger.js';
 import { rejectUnknownKeys } from '../option-checks.js';
-import type { CallOptions, ServerOptions } from '../options.js';
+import type { CallOptions, ServerOptions, StreamOptions } from '../options.js';
+import { CallStream, streamSlots, type StreamWindow } from '../engine/streams.js';
 import type { CallContext } from '../engine/work.js';
 import type { Server } from '../server.js';
 import { RedisDirectory, checkDirectorySettings, type ClusterNodeInfo, type ClusterPeer } from './directory.js';
 import { checkSecret, clusterLinkSecurity } from './link-security.js';
+import { relayStream, type RelaySource } from './stream-relay.js';
 
 /** `cluster` option of a Server. */
 export interface ClusterOptions {
@@ -40,6 +42,10 @@ export interface ClusterHost {
   readonly timeoutMs: number;
   /** A call to a client connected to this node only. */
   localInvoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown>;
+  /** A streaming call to a client connected to this node only. */
+  localStream(identity: string, name: string, args: unknown[], options: StreamOptions): CallStream<unknown>;
+  /** The window a stream's consumer grants when the caller gave none. */
+  readonly streamWindow: StreamWindow;
   /** A publish to this node's subscribers only; resolves to how many it was sent to. */
   localPublish(topic: string, name: string, args: unknown[], options: CallOptions): Promise<number>;
   /** Whether `identity` is connected (and authenticated) to this node now. */
@@ -58,6 +64,15 @@ const MAX_CACHED_LOCATIONS = 100_000;
 /** What the far node answers when the identity is not connected there (the call was not made): safe to retry elsewhere. */
 function notHere(identity: string, node: string): PeerNotConnectedError {
   return Object.assign(new PeerNotConnectedError(`no client "${identity}" is connected to node "${node}"`), { notHere: true });
+}
+
+function isWindow(value: unknown): value is [number, number] {
+  return Array.isArray(value) && value.length === 2 && value.every((n) => Number.isSafeInteger(n) && (n as number) > 0);
+}
+
+/** Streamed arguments stay on one node: the link carries a call's arguments as one value. */
+function refuseStreamedArguments(name: string, args: readonly unknown[]): EncodingError | undefined {
+  return streamSlots(args) ? new EncodingError(`"${name}": streamed arguments do not cross nodes in cluster mode (the client is connected to another node)`) : undefined;
 }
 
 function failure(error: unknown): string {
@@ -110,6 +125,36 @@ export class ClusterNode {
       if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
       if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
       return host.localInvoke(identity, name, args, options, oneWay);
+    }, { withContext: true });
+    this.#linkServer.registerRpc('cluster.stream', (ctx: CallContext, identity: unknown, name: unknown, args: unknown, kwargs: unknown, timeoutMs: unknown, window: unknown, deadlineLeftMs: unknown) => {
+      if (typeof identity !== 'string' || typeof name !== 'string' || !Array.isArray(args) || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !isWindow(window) ||
+          (deadlineLeftMs !== null && typeof deadlineLeftMs !== 'number')) {
+        throw new ParameterError('cluster.stream: [identity, name, args, kwargs, timeoutMs, [items, bytes], deadlineLeftMs]');
+      }
+      if (!host.holds(identity)) throw notHere(identity, this.node);
+      // The client's stream, handed to the link as this handler's result: the link's producer pulls
+      // it only while the calling node grants credit, and this stream grants its client credit only
+      // as items are pulled. Cancelling the link's stream returns it (CANCEL to the client); so does
+      // ctx.signal (the calling node cancelled, or its link went away).
+      const options: StreamOptions = { timeoutMs, signal: ctx.signal, streamWindow: { items: window[0], bytes: window[1] } };
+      // The caller's deadline, as time left (clocks need not agree); the link's own is a margin later.
+      if (typeof deadlineLeftMs === 'number') options.deadline = Date.now() + deadlineLeftMs;
+      if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
+      if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
+      const stream = host.localStream(identity, name, args, options);
+      return {
+        [Symbol.asyncIterator]() {
+          return this;
+        },
+        next: () => stream.next(),
+        // The link's producer is returned just before ctx.signal aborts with the caller's reason:
+        // a turn later, so that the client hears that reason rather than a bare "stopped".
+        async return(): Promise<IteratorResult<unknown>> {
+          await Promise.resolve();
+          await stream.cancel(ctx.signal.aborted ? ctx.signal.reason : undefined);
+          return { done: true, value: undefined };
+        },
+      } satisfies AsyncIterableIterator<unknown>;
     }, { withContext: true });
     this.#linkServer.registerRpc('cluster.publish', (ctx: CallContext, topic: unknown, name: unknown, args: unknown, kwargs: unknown) => {
       if (typeof topic !== 'string' || typeof name !== 'string' || !Array.isArray(args)) throw new ParameterError('cluster.publish: [topic, name, args, kwargs]');
@@ -182,6 +227,8 @@ export class ClusterNode {
   async invoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
     const directory = this.#directory;
     if (!directory || this.#stopped) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}"`);
+    const streamed = refuseStreamedArguments(name, args);
+    if (streamed) throw streamed;
     const first = await this.#locate(identity, false);
     try {
       return await this.#forward(identity, first.where, name, args, options, oneWay);
@@ -247,6 +294,51 @@ export class ClusterNode {
         : new CancelledError(`"${name}" was cancelled${why ? `: ${why}` : ''}`, { cause: signal.reason });
     }
     return error;
+  }
+
+  /**
+   * A streamed result from `identity`, connected to another node: the node that holds it streams
+   * its client's items back over the link. Fails like {@link invoke} (the stream ends with the error).
+   */
+  stream<T>(identity: string, name: string, args: unknown[], options: StreamOptions): CallStream<T> {
+    const failed = (error: Error): CallStream<T> => {
+      const stream = new CallStream<T>(name, this.#host.streamWindow, 1, { credit() {}, cancel() {} });
+      stream.end(error);
+      return stream;
+    };
+    if (!this.#directory || this.#stopped) return failed(new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}"`));
+    const refused = refuseStreamedArguments(name, args);
+    if (refused) return failed(refused);
+    const window = options.streamWindow ?? this.#host.streamWindow;
+    if (!isWindow([window?.items, window?.bytes])) return failed(new TypeError('options.streamWindow items and bytes must be positive whole numbers'));
+    const itemTimeoutMs = options.timeoutMs ?? this.#host.timeoutMs;
+    if (!(itemTimeoutMs > 0)) return failed(new TypeError('options.timeoutMs must be a positive number'));
+    const { signal } = options;
+    let deadline = options.deadline;
+    const inherited = signal && deadlineOf(signal);
+    if (inherited !== undefined) deadline = Math.min(deadline ?? inherited, inherited);
+    let at = '?';
+    const open = async (fresh: boolean): Promise<RelaySource> => {
+      const { where, cached } = await this.#locate(identity, fresh);
+      if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
+      const link = this.#link(where);
+      if (!link.up && link.everUp) throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
+      // The link's stream waits a margin longer for each item (and the whole), so that the far
+      // node's own TimeoutError answers first; its signal follows the caller's (CANCEL goes on).
+      const linkOptions: StreamOptions = { timeoutMs: itemTimeoutMs + LINK_MARGIN_MS, streamWindow: window };
+      if (deadline !== undefined) linkOptions.deadline = deadline + LINK_MARGIN_MS;
+      if (signal) linkOptions.signal = inherited === undefined ? signal : AbortSignal.any([signal]);
+      if (options.metadata) linkOptions.metadata = options.metadata;
+      if (options.errorTable) linkOptions.errorTable = options.errorTable;
+      at = where.node;
+      const linkArgs = [identity, name, args, options.kwargs ?? null, itemTimeoutMs, [window.items, window.bytes], deadline === undefined ? null : deadline - Date.now()];
+      return { stream: link.client.invokeStream('cluster.stream', linkArgs, linkOptions), cached };
+    };
+    return relayStream<T>(name, window, itemTimeoutMs + 2 * LINK_MARGIN_MS, {
+      open,
+      retriable: (error) => error instanceof PeerNotConnectedError && (error as { notHere?: unknown }).notHere === true,
+      callerError: (error) => this.#callerError(error, identity, at, name, signal),
+    });
   }
 
   /**
