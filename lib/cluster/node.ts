@@ -9,16 +9,17 @@
  * keeps one Client per other node it talks to.
  */
 import { Client } from '../client.js';
-import { CancelledError, ClusterUnavailableError, EncodingError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError, TimeoutError } from '../errors.js';
+import { CancelledError, ClusterUnavailableError, EncodingError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError, TimeoutError, UnauthorizedError } from '../errors.js';
 import { deadlineOf } from '../engine/call-scope.js';
 import type { Logger } from '../logger.js';
 import { rejectUnknownKeys } from '../option-checks.js';
-import type { CallOptions, ServerOptions, StreamOptions } from '../options.js';
+import type { CallOptions, ClientOptions, ServerOptions, StreamOptions } from '../options.js';
 import { CallStream, streamSlots, type StreamWindow } from '../engine/streams.js';
 import type { CallContext } from '../engine/work.js';
 import type { Server } from '../server.js';
 import { RedisDirectory, checkDirectorySettings, type ClusterNodeInfo, type ClusterPeer } from './directory.js';
-import { checkSecret, clusterLinkSecurity } from './link-security.js';
+import { checkNodeEntryProof, checkSecret, clusterLinkSecurity, nodeEntryProof } from './link-security.js';
+import { curveKeyPair, z85Decode } from '../transport/curve.js';
 import { relayStream, type RelaySource } from './stream-relay.js';
 
 /** `cluster` option of a Server. */
@@ -33,6 +34,12 @@ export interface ClusterOptions {
   secret: string;
   /** How long the entries of a node outlive its last refresh (so: how soon a dead node's clients are gone), in ms. Default 10000. */
   ttlMs?: number;
+  /**
+   * CURVE on this node's link (Z85 keys, see `curveKeyPair()`). Default: a key pair made at start,
+   * its public key published in the directory, vouched for by the secret. `false`: the link is
+   * clear text (authenticated all the same). The other nodes learn the key from the directory.
+   */
+  curve?: false | { publicKey: string; secretKey: string };
 }
 
 /** What a node needs of the server it belongs to. */
@@ -66,6 +73,25 @@ function notHere(identity: string, node: string): PeerNotConnectedError {
   return Object.assign(new PeerNotConnectedError(`no client "${identity}" is connected to node "${node}"`), { notHere: true });
 }
 
+function isKey(value: string): boolean {
+  try {
+    z85Decode(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The link's key pair from `cluster.curve`: made here by default, none with `false`; a bad one throws. */
+function linkKeys(curve: ClusterOptions['curve']): { publicKey: string; secretKey: string } | undefined {
+  if (curve === false) return undefined;
+  if (curve === undefined) return curveKeyPair();
+  if (typeof curve !== 'object' || curve === null) throw new TypeError('cluster.curve must be false or { publicKey, secretKey } (Z85, see curveKeyPair())');
+  rejectUnknownKeys(curve, ['publicKey', 'secretKey'], 'options.cluster.curve');
+  if (!isKey(curve.publicKey) || !isKey(curve.secretKey)) throw new TypeError('cluster.curve.publicKey and secretKey must be 40-character Z85 keys (see curveKeyPair())');
+  return { publicKey: curve.publicKey, secretKey: curve.secretKey };
+}
+
 function isWindow(value: unknown): value is [number, number] {
   return Array.isArray(value) && value.length === 2 && value.every((n) => Number.isSafeInteger(n) && (n as number) > 0);
 }
@@ -82,6 +108,10 @@ function failure(error: unknown): string {
 /** One link to another node. */
 interface Link {
   readonly endpoint: string;
+  /** The far node's CURVE key, when its link is encrypted. */
+  readonly publicKey: string | undefined;
+  /** The proof of the directory entry it was made for (checked then). */
+  readonly proof: string | undefined;
   readonly client: Client;
   up: boolean;
   /** It was up once: down now means the node went away, not that it is still connecting. */
@@ -90,7 +120,13 @@ interface Link {
 
 export class ClusterNode {
   readonly node: string;
-  readonly #options: Required<ClusterOptions>;
+  readonly #options: Required<Omit<ClusterOptions, 'curve'>>;
+  /** This node's CURVE key pair: its link server's, and its link clients'; undefined: `curve: false`. */
+  readonly #keys: { publicKey: string; secretKey: string } | undefined;
+  /** The key pair of this node's link clients when its own link is clear text (a far node's may not be). */
+  #clientKeys: { publicKey: string; secretKey: string } | undefined;
+  /** Nodes whose directory entry failed its proof, warned about once each. */
+  readonly #warnedEntries = new Set<string>();
   readonly #host: ClusterHost;
   readonly #linkServer: Server;
   readonly #links = new Map<string, Link>();
@@ -105,17 +141,20 @@ export class ClusterNode {
 
   constructor(options: ClusterOptions, host: ClusterHost) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options.cluster must be an object');
-    rejectUnknownKeys(options, ['redis', 'node', 'advertise', 'secret', 'ttlMs'], 'options.cluster');
+    rejectUnknownKeys(options, ['redis', 'node', 'advertise', 'secret', 'ttlMs', 'curve'], 'options.cluster');
     checkSecret(options.secret);
     if (typeof options.advertise !== 'string' || !/^(tcp|ipc|inproc):\/\//.test(options.advertise)) {
       throw new TypeError('cluster.advertise must be an endpoint the other nodes can reach (tcp://host:port)');
     }
     const ttlMs = options.ttlMs ?? 10_000;
     checkDirectorySettings(options.redis, options.node, ttlMs);
-    this.#options = { ...options, ttlMs };
+    this.#keys = linkKeys(options.curve);
+    this.#options = { redis: options.redis, node: options.node, advertise: options.advertise, secret: options.secret, ttlMs };
     this.node = options.node;
     this.#host = host;
-    this.#linkServer = host.makeLinkServer(`${host.id}.cluster`, { security: clusterLinkSecurity(options.secret, options.node), logger: host.logger, drainTimeoutMs: 200 });
+    this.#linkServer = host.makeLinkServer(`${host.id}.cluster`, {
+      security: clusterLinkSecurity(options.secret, options.node), logger: host.logger, drainTimeoutMs: 200, ...(this.#keys ? { curve: { ...this.#keys } } : {}),
+    });
     this.#linkServer.registerRpc('cluster.call', (ctx: CallContext, identity: unknown, name: unknown, args: unknown, kwargs: unknown, timeoutMs: unknown, oneWay: unknown) => {
       if (typeof identity !== 'string' || typeof name !== 'string' || !Array.isArray(args) || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || typeof oneWay !== 'boolean') {
         throw new ParameterError('cluster.call: [identity, name, args, kwargs, timeoutMs, oneWay]');
@@ -175,8 +214,11 @@ export class ClusterNode {
   async start(): Promise<void> {
     await this.#linkServer.bind(this.#options.advertise);
     await this.#linkServer.start();
+    const endpoint = this.#linkServer.endpoint;
+    const publicKey = this.#keys?.publicKey;
     const directory = new RedisDirectory({
-      redis: this.#options.redis, node: this.node, endpoint: this.#linkServer.endpoint, namespace: this.#host.id, ttlMs: this.#options.ttlMs, logger: this.#host.logger,
+      redis: this.#options.redis, node: this.node, endpoint, namespace: this.#host.id, ttlMs: this.#options.ttlMs, logger: this.#host.logger,
+      ...(publicKey ? { publicKey } : {}), proof: nodeEntryProof(this.#options.secret, this.#host.id, this.node, endpoint, publicKey),
     });
     this.#directory = directory;
     directory.on('moved', (identities) => identities.forEach((identity) => this.#host.evict(identity)));
@@ -363,14 +405,31 @@ export class ClusterNode {
     return { where, cached: false };
   }
 
+  /**
+   * The link to the node `where` names. Throws UnauthorizedError when its directory entry is not
+   * vouched for by the secret (written by someone who can reach Redis but is no node).
+   */
   #link(where: ClusterNodeInfo): Link {
     const existing = this.#links.get(where.node);
-    if (existing && existing.endpoint === where.endpoint) return existing;
-    if (existing) this.#drop(where.node, existing, 'moved to a new endpoint');
-    const client = new Client(`${this.#host.id}.cluster`, {
-      security: clusterLinkSecurity(this.#options.secret, this.node), logger: this.#host.logger, drainTimeoutMs: 200,
-    });
-    const link: Link = { endpoint: where.endpoint, client, up: false, everUp: false };
+    // The same entry as the link was made for: vouched for already (no HMAC per call).
+    if (existing && existing.endpoint === where.endpoint && existing.publicKey === where.publicKey && existing.proof === where.proof) return existing;
+    const { secret } = this.#options;
+    if (!checkNodeEntryProof(secret, this.#host.id, where.node, where.endpoint, where.publicKey, where.proof) ||
+        (where.publicKey !== undefined && !isKey(where.publicKey))) {
+      if (this.#warnedEntries.size < 1000 && !this.#warnedEntries.has(where.node)) {
+        this.#warnedEntries.add(where.node);
+        this.#host.logger.warn('cluster: a directory entry is not vouched for by the cluster secret; refusing to link to it', { node: this.node, to: where.node });
+      }
+      throw new UnauthorizedError(`the directory entry of node "${where.node}" is not vouched for by the cluster secret: not linking to it`);
+    }
+    if (existing) this.#drop(where.node, existing, 'moved to a new endpoint or key');
+    const clientOptions: ClientOptions = { security: clusterLinkSecurity(secret, this.node), logger: this.#host.logger, drainTimeoutMs: 200 };
+    if (where.publicKey !== undefined) {
+      const keys = this.#keys ?? (this.#clientKeys ??= curveKeyPair());
+      clientOptions.curve = { ...keys, serverPublicKey: where.publicKey };
+    }
+    const client = new Client(`${this.#host.id}.cluster`, clientOptions);
+    const link: Link = { endpoint: where.endpoint, publicKey: where.publicKey, proof: where.proof, client, up: false, everUp: false };
     const lost = (): void => {
       link.up = false;
       for (const [identity, known] of this.#locations) if (known.where.node === where.node) this.#locations.delete(identity);
@@ -401,7 +460,7 @@ export class ClusterNode {
       nodes = await this.#refreshNodes();
       this.#nodesReadAt = Date.now();
     }
-    const counts = await Promise.allSettled(nodes.filter((n) => n.node !== this.node).map((where) => this.#link(where).client.invoke('cluster.publish', [topic, name, args, options.kwargs ?? null], {
+    const counts = await Promise.allSettled(nodes.filter((n) => n.node !== this.node).map(async (where) => this.#link(where).client.invoke('cluster.publish', [topic, name, args, options.kwargs ?? null], {
       timeoutMs: options.timeoutMs ?? this.#host.timeoutMs, ...(options.metadata ? { metadata: options.metadata } : {}),
     })));
     let sent = 0;
