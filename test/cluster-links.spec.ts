@@ -91,10 +91,10 @@ describe('cluster mode: links between nodes', function () {
     expect(everything).to.not.include(SECRET);
     // With the key from the directory, a holder of the secret gets through (and is told bob is not on "a")...
     const curved = linkClient((await entry('a')).endpoint, (await entry('a')).publicKey);
-    expect(await rejection(curved.invoke('cluster.call', ['bob', 'whoami', [], null, 1000, false], { timeoutMs: 3000 }))).to.be.instanceOf(PeerNotConnectedError);
+    expect(await rejection(curved.invoke('cluster.call', ['bob', 'whoami', null, 1000, false], { timeoutMs: 3000 }))).to.be.instanceOf(PeerNotConnectedError);
     // ...the same client in clear text does not get a call through.
     const clear = linkClient((await entry('a')).endpoint);
-    const refused = await rejection(clear.invoke('cluster.call', ['bob', 'whoami', [], null, 1000, false], { timeoutMs: 1500 }));
+    const refused = await rejection(clear.invoke('cluster.call', ['bob', 'whoami', null, 1000, false], { timeoutMs: 1500 }));
     expect(refused).to.not.be.instanceOf(PeerNotConnectedError);
   });
 
@@ -109,7 +109,7 @@ describe('cluster mode: links between nodes', function () {
     expect(await a.sendTo('bob').whoami()).to.equal('bob');
     expect(await b.sendTo('alice').whoami()).to.equal('alice');
     const clear = linkClient((await entry('a')).endpoint);
-    expect(await rejection(clear.invoke('cluster.call', ['bob', 'whoami', [], null, 1000, false], { timeoutMs: 3000 }))).to.be.instanceOf(PeerNotConnectedError);
+    expect(await rejection(clear.invoke('cluster.call', ['bob', 'whoami', null, 1000, false], { timeoutMs: 3000 }))).to.be.instanceOf(PeerNotConnectedError);
   });
 
   it('fixed keys are used as given; a bad key or a bad curve option is refused at construction', async () => {

@@ -5,11 +5,13 @@
  * own client, as the server (the same id on every node), and sends back the result or the error.
  *
  * A node's link is a second zeropeer Server (bound on `advertise`) whose only clients are the
- * other nodes, authenticated with the shared secret ({@link clusterLinkSecurity}); each node
- * keeps one Client per other node it talks to.
+ * other nodes, authenticated with the shared secret ({@link clusterLinkSecurity}) and, unless
+ * `curve: false`, CURVE-encrypted with the key its directory entry publishes (vouched for by an
+ * HMAC under the secret); each node keeps one Client per other node it talks to. Cancel, deadlines
+ * and streams (results and arguments) travel over the link as they do between any two peers.
  */
 import { Client } from '../client.js';
-import { CancelledError, ClusterUnavailableError, EncodingError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError, TimeoutError, UnauthorizedError } from '../errors.js';
+import { CancelledError, ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError, TimeoutError, UnauthorizedError } from '../errors.js';
 import { deadlineOf } from '../engine/call-scope.js';
 import type { Logger } from '../logger.js';
 import { rejectUnknownKeys } from '../option-checks.js';
@@ -96,11 +98,6 @@ function isWindow(value: unknown): value is [number, number] {
   return Array.isArray(value) && value.length === 2 && value.every((n) => Number.isSafeInteger(n) && (n as number) > 0);
 }
 
-/** Streamed arguments stay on one node: the link carries a call's arguments as one value. */
-function refuseStreamedArguments(name: string, args: readonly unknown[]): EncodingError | undefined {
-  return streamSlots(args) ? new EncodingError(`"${name}": streamed arguments do not cross nodes in cluster mode (the client is connected to another node)`) : undefined;
-}
-
 function failure(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -155,9 +152,11 @@ export class ClusterNode {
     this.#linkServer = host.makeLinkServer(`${host.id}.cluster`, {
       security: clusterLinkSecurity(options.secret, options.node), logger: host.logger, drainTimeoutMs: 200, ...(this.#keys ? { curve: { ...this.#keys } } : {}),
     });
-    this.#linkServer.registerRpc('cluster.call', (ctx: CallContext, identity: unknown, name: unknown, args: unknown, kwargs: unknown, timeoutMs: unknown, oneWay: unknown) => {
-      if (typeof identity !== 'string' || typeof name !== 'string' || !Array.isArray(args) || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || typeof oneWay !== 'boolean') {
-        throw new ParameterError('cluster.call: [identity, name, args, kwargs, timeoutMs, oneWay]');
+    // The call's own arguments come last, each in its own place: one that is a stream arrives here
+    // as a stream (the link's credit) and goes on to the client as one (the client's credit).
+    this.#linkServer.registerRpc('cluster.call', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, oneWay: unknown, ...args: unknown[]) => {
+      if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || typeof oneWay !== 'boolean') {
+        throw new ParameterError('cluster.call: [identity, name, kwargs, timeoutMs, oneWay, ...args]');
       }
       if (!host.holds(identity)) throw notHere(identity, this.node);
       const options: CallOptions = { timeoutMs, signal: ctx.signal };
@@ -165,10 +164,10 @@ export class ClusterNode {
       if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
       return host.localInvoke(identity, name, args, options, oneWay);
     }, { withContext: true });
-    this.#linkServer.registerRpc('cluster.stream', (ctx: CallContext, identity: unknown, name: unknown, args: unknown, kwargs: unknown, timeoutMs: unknown, window: unknown, deadlineLeftMs: unknown) => {
-      if (typeof identity !== 'string' || typeof name !== 'string' || !Array.isArray(args) || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !isWindow(window) ||
+    this.#linkServer.registerRpc('cluster.stream', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, window: unknown, deadlineLeftMs: unknown, ...args: unknown[]) => {
+      if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !isWindow(window) ||
           (deadlineLeftMs !== null && typeof deadlineLeftMs !== 'number')) {
-        throw new ParameterError('cluster.stream: [identity, name, args, kwargs, timeoutMs, [items, bytes], deadlineLeftMs]');
+        throw new ParameterError('cluster.stream: [identity, name, kwargs, timeoutMs, [items, bytes], deadlineLeftMs, ...args]');
       }
       if (!host.holds(identity)) throw notHere(identity, this.node);
       // The client's stream, handed to the link as this handler's result: the link's producer pulls
@@ -269,14 +268,13 @@ export class ClusterNode {
   async invoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
     const directory = this.#directory;
     if (!directory || this.#stopped) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}"`);
-    const streamed = refuseStreamedArguments(name, args);
-    if (streamed) throw streamed;
     const first = await this.#locate(identity, false);
     try {
       return await this.#forward(identity, first.where, name, args, options, oneWay);
     } catch (error) {
-      // A remembered location was stale (the client moved or left): ask Redis once more.
-      if (!first.cached || !(error instanceof PeerNotConnectedError) || (error as { notHere?: unknown }).notHere !== true) throw error;
+      // A remembered location was stale (the client moved or left): ask Redis once more; not with
+      // streamed arguments, whose items may have gone to the far node already.
+      if (!first.cached || streamSlots(args) || !(error instanceof PeerNotConnectedError) || (error as { notHere?: unknown }).notHere !== true) throw error;
       return this.#forward(identity, (await this.#locate(identity, true)).where, name, args, options, oneWay);
     }
   }
@@ -292,7 +290,7 @@ export class ClusterNode {
     const { timeoutMs, linkOptions } = this.#linkOptions(name, options);
     try {
       // A link that drops (or is closed) fails its calls in flight at once, with ServiceClosedError: mapped below.
-      return await link.client.invoke('cluster.call', [identity, name, args, options.kwargs ?? null, timeoutMs, oneWay], linkOptions);
+      return await link.client.invoke('cluster.call', [identity, name, options.kwargs ?? null, timeoutMs, oneWay, ...args], linkOptions);
     } catch (error) {
       throw this.#callerError(error, identity, where.node, name, signal);
     }
@@ -349,8 +347,6 @@ export class ClusterNode {
       return stream;
     };
     if (!this.#directory || this.#stopped) return failed(new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}"`));
-    const refused = refuseStreamedArguments(name, args);
-    if (refused) return failed(refused);
     const window = options.streamWindow ?? this.#host.streamWindow;
     if (!isWindow([window?.items, window?.bytes])) return failed(new TypeError('options.streamWindow items and bytes must be positive whole numbers'));
     const itemTimeoutMs = options.timeoutMs ?? this.#host.timeoutMs;
@@ -360,6 +356,7 @@ export class ClusterNode {
     const inherited = signal && deadlineOf(signal);
     if (inherited !== undefined) deadline = Math.min(deadline ?? inherited, inherited);
     let at = '?';
+    const streamedArgs = streamSlots(args) !== undefined;
     const open = async (fresh: boolean): Promise<RelaySource> => {
       const { where, cached } = await this.#locate(identity, fresh);
       if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
@@ -373,12 +370,12 @@ export class ClusterNode {
       if (options.metadata) linkOptions.metadata = options.metadata;
       if (options.errorTable) linkOptions.errorTable = options.errorTable;
       at = where.node;
-      const linkArgs = [identity, name, args, options.kwargs ?? null, itemTimeoutMs, [window.items, window.bytes], deadline === undefined ? null : deadline - Date.now()];
+      const linkArgs = [identity, name, options.kwargs ?? null, itemTimeoutMs, [window.items, window.bytes], deadline === undefined ? null : deadline - Date.now(), ...args];
       return { stream: link.client.invokeStream('cluster.stream', linkArgs, linkOptions), cached };
     };
     return relayStream<T>(name, window, itemTimeoutMs + 2 * LINK_MARGIN_MS, {
       open,
-      retriable: (error) => error instanceof PeerNotConnectedError && (error as { notHere?: unknown }).notHere === true,
+      retriable: (error) => !streamedArgs && error instanceof PeerNotConnectedError && (error as { notHere?: unknown }).notHere === true,
       callerError: (error) => this.#callerError(error, identity, at, name, signal),
     });
   }
