@@ -271,4 +271,35 @@ describe('cluster mode: cancel, deadlines and streams across nodes', function ()
     })());
     expect(error).to.be.instanceOf(TimeoutError);
   });
+
+  it('a node going away mid-stream or mid-call: the holder\'s going ends the caller\'s stream and call with PeerNotConnectedError; the caller\'s going returns the client\'s generator', async () => {
+    const a = await node('a');
+    const b = await node('b');
+    const { client: bob, state } = await producer(b, 'bob');
+    let holding = 0;
+    bob.registerRpc('hold', (ctx: CallContext) => {
+      holding++;
+      return new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
+    }, { withContext: true });
+    await listed(a, 'bob', 'b');
+    const stream = a.streamTo('bob', { streamWindow: { items: 4, bytes: 1024 * 1024 } }).endless();
+    const iterator = stream[Symbol.asyncIterator]();
+    await iterator.next();
+    await a.stop();
+    await until(() => state.finished && state.ctx!.signal.aborted);
+
+    const c = await node('c');
+    await listed(c, 'bob', 'b');
+    const second = c.streamTo('bob', { streamWindow: { items: 4, bytes: 1024 * 1024 } }).endless();
+    const reader = second[Symbol.asyncIterator]();
+    await reader.next();
+    const held = c.invoke('hold', [], { to: 'bob', timeoutMs: 5000 });
+    await until(() => holding === 1);
+    await b.stop();
+    const error = await rejection((async () => {
+      for (let i = 0; i < 100; i++) await reader.next();
+    })());
+    expect(error).to.be.instanceOf(PeerNotConnectedError);
+    expect(await rejection(held)).to.be.instanceOf(PeerNotConnectedError);
+  });
 });

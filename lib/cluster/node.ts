@@ -162,7 +162,11 @@ export class ClusterNode {
       const options: CallOptions = { timeoutMs, signal: ctx.signal };
       if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
       if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
-      return host.localInvoke(identity, name, args, options, oneWay);
+      return host.localInvoke(identity, name, args, options, oneWay).catch((error: unknown) => {
+        // This node stopping cancelled the call to its client: to the caller, the client is gone (nobody cancelled).
+        const stopping = ctx.signal.aborted && ctx.signal.reason instanceof ServiceClosedError;
+        throw stopping ? new PeerNotConnectedError(`client "${identity}" was on node "${this.node}", which stopped before "${name}" settled`) : error;
+      });
     }, { withContext: true });
     this.#linkServer.registerRpc('cluster.stream', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, window: unknown, deadlineLeftMs: unknown, ...args: unknown[]) => {
       if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !isWindow(window) ||
@@ -322,8 +326,10 @@ export class ClusterNode {
 
   /** What the caller of `name` sees of a failed link call. */
   #callerError(error: unknown, identity: string, node: string, name: string, signal: AbortSignal | undefined): unknown {
-    // The link itself dropped (the node died or left): to the caller, its client is gone.
-    if (error instanceof ServiceClosedError && error.origin === 'local' && !this.#stopped) {
+    // The link itself dropped (the node died or left), or the far node's link server stopped with
+    // the call in flight (its own stop reason, as its session words it): to the caller, its client is gone.
+    if (error instanceof ServiceClosedError && !this.#stopped &&
+        (error.origin === 'local' || error.message === `peer "${this.#host.id}.cluster" stopped`)) {
       return new PeerNotConnectedError(`client "${identity}" was on node "${node}", which went away before "${name}" settled`, { cause: error });
     }
     // The caller's own signal: say so with the caller's function name, not the link's.
