@@ -9,7 +9,7 @@ import { Client, PeerNotConnectedError, Server, UnauthorizedError, curveKeyPair,
 import { clusterLinkSecurity } from '../lib/cluster/link-security.js';
 import { cleanup, once, recordingLogger, rejection, track } from './helpers.js';
 import { eventually } from './cluster-nodes.js';
-import { TestRedis, skipWithoutRedis } from './redis-server.js';
+import { TestRedis, freePort, skipWithoutRedis } from './redis-server.js';
 
 const SECRET = 'a shared secret of at least thirty-two characters';
 
@@ -143,5 +143,20 @@ describe('cluster mode: links between nodes', function () {
     expect(logger.entries.filter((e) => /not vouched for/.test(e.message) && e.level === 'warn')).to.have.length(1);
     // Forged keys for b: the cached location is used until b's own sweep writes its entry back.
     await eventually(async () => expect(await a.sendTo('bob').whoami()).to.equal('bob'));
+  });
+
+  it('a node restarted on the same endpoint comes back with a new key: the others link to it again', async () => {
+    const a = await node('a');
+    const advertise = `tcp://127.0.0.1:${await freePort()}`;
+    const b = await node('b', { advertise });
+    await client(b, 'bob');
+    await listed(a, 'bob', 'b');
+    expect(await a.sendTo('bob').whoami()).to.equal('bob');
+    const before = (await entry('b')).publicKey;
+    await b.stop();
+    const again = await node('b', { advertise });
+    await client(again, 'bob');
+    expect((await entry('b')).publicKey).to.not.equal(before);
+    await eventually(async () => expect(await a.sendTo('bob', { timeoutMs: 500 }).whoami()).to.equal('bob'), 8000);
   });
 });
