@@ -1,7 +1,9 @@
 /**
  * Cluster bench (needs redis-server; run by run.ts as the `cluster` scenario, or alone):
  *
- *   node dist/bench/cluster.js [--quick]
+ *   node dist/bench/cluster.js [--quick] [--clear-links]
+ *
+ * Links between nodes are CURVE-encrypted (the default); `--clear-links` runs them with `curve: false`.
  *
  * 1. Cross-node `sendTo` against local `sendTo`, in the same run, rounds alternating: node A (this
  *    process) calls a client connected to A (local) and a client connected to node B (a child
@@ -16,12 +18,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import * as zmq from 'zeromq';
 import { Client, Server, silentLogger } from '../lib/index.js';
 import { NodeProcess } from '../test/cluster-nodes.js';
 import { CLUSTER_SECRET } from '../test/fixtures/cluster-secret.js';
 import { TestRedis, redisAvailable } from '../test/redis-server.js';
 
 const quick = process.argv.includes('--quick');
+const clearLinks = process.argv.includes('--clear-links');
+if (clearLinks) process.env.CLUSTER_CLEAR_LINKS = '1'; // the node processes read it
 const CELL_MS = quick ? 500 : 2000;
 const ROUNDS = quick ? 2 : 5;
 const IDLE_CLIENTS = quick ? 50 : 1000;
@@ -86,7 +91,7 @@ const median = (values: number[]): number => [...values].sort((a, b) => a - b)[M
 
 async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
   const b = await NodeProcess.start(redis.url, 'b', 10_000);
-  const a = new Server('svc', { logger: silentLogger, cluster: { redis: redis.url, node: 'a', advertise: 'tcp://127.0.0.1:0', secret: CLUSTER_SECRET } });
+  const a = new Server('svc', { logger: silentLogger, cluster: { redis: redis.url, node: 'a', advertise: 'tcp://127.0.0.1:0', secret: CLUSTER_SECRET, ...(clearLinks ? { curve: false as const } : {}) } });
   const clients: Client[] = [];
   try {
     await a.bind('tcp://127.0.0.1:0');
@@ -153,6 +158,10 @@ async function idleNodes(redis: TestRedis): Promise<{ nodes: Record<string, numb
       holders.push(child);
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error('clients did not connect within 120 s')), 120_000);
+        child.once('exit', (code) => {
+          clearTimeout(timer);
+          reject(new Error(`the process holding the idle clients exited (${code}) before they connected`));
+        });
         child.stdout!.on('data', (chunk: Buffer) => {
           if (chunk.toString().includes('connected')) {
             clearTimeout(timer);
@@ -190,8 +199,11 @@ async function idleNodes(redis: TestRedis): Promise<{ nodes: Record<string, numb
 /** Child role: N idle clients of one node, until stdin closes. */
 async function holdClients(endpoint: string, count: number, prefix: string): Promise<void> {
   const clients: Client[] = [];
+  // A context of our own, sized for this process's sockets (libzmq's default is 1023): a Client
+  // takes three of them (its ROUTER and its event monitor; measured: 688 Clients fill 2,064).
+  const context = new zmq.Context({ maxSockets: count * 3 + 64 });
   for (let i = 0; i < count; i++) {
-    const client = new Client('svc', { userId: `${prefix}-${i}`, logger: silentLogger });
+    const client = new Client('svc', { userId: `${prefix}-${i}`, logger: silentLogger, context });
     client.connect(endpoint);
     clients.push(client);
     await client.start();
@@ -216,7 +228,7 @@ async function main(): Promise<void> {
   }
   const redis = await TestRedis.start();
   try {
-    say(`cluster: cross-node sendTo against local sendTo, ${ROUNDS} rounds of ${CELL_MS} ms per cell`);
+    say(`cluster: cross-node sendTo against local sendTo (links ${clearLinks ? 'in clear text' : 'CURVE-encrypted'}), ${ROUNDS} rounds of ${CELL_MS} ms per cell`);
     const cross = await crossNode(redis);
     say(`cluster: 3 nodes x ${IDLE_CLIENTS} idle clients, idle ${IDLE_MS / 1000} s`);
     const idle = await idleNodes(redis);

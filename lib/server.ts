@@ -137,6 +137,8 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       logger: this.logger,
       timeoutMs: this.session.config.timeoutMs,
       localInvoke: (identity, name, args, callOptions, oneWay) => this.session.caller.invoke(this.#target(identity), name, args, callOptions, oneWay),
+      localStream: (identity, name, args, streamOptions) => this.session.caller.stream(this.#target(identity), name, args, streamOptions),
+      streamWindow: this.session.config.streamWindow,
       localPublish: (topic, name, args, callOptions) => this.#publishHere(topic, name, args, callOptions),
       holds: (identity) => this.#handshake.has(identity),
       evict: (identity) => this.#evict(identity),
@@ -241,12 +243,18 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
    * `timeoutMs` bounds the wait for each item, `deadline` (epoch ms) the whole stream.
    */
   streamTo<T = ClientApi>(identity: string, options: StreamOptions = {}): StreamProxy<T> {
-    return createCallProxy<T, StreamProxy<T>>((name, args) => this.session.caller.stream(this.#target(identity), name, args, options));
+    return createCallProxy<T, StreamProxy<T>>((name, args) => this.#stream(identity, name, args, options));
   }
 
   /** Calls `name` on the client `options.to` for a streamed result (the explicit form of `streamTo`). */
   invokeStream<T = unknown>(name: string, args: unknown[], options: StreamOptions & { to: string }): CallStream<T> {
-    return this.session.caller.stream<T>(this.#target(options?.to), name, args, options);
+    return this.#stream<T>(options?.to, name, args, options);
+  }
+
+  /** A streaming call to `identity`: here when it is connected here, else (cluster mode) on the node that holds it. */
+  #stream<T>(identity: unknown, name: string, args: unknown[], options: StreamOptions): CallStream<T> {
+    if (this.#cluster && typeof identity === 'string' && !this.#handshake.has(identity)) return this.#cluster.stream<T>(identity, name, args, options);
+    return this.session.caller.stream<T>(this.#target(identity), name, args, options);
   }
 
   /** Calls `name` on the client `options.to` with positional `args`. */

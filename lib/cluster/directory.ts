@@ -6,7 +6,8 @@
  * Keys (all under `zeropeer:<namespace>:`, the namespace being the server id):
  * - `peer:<identity>` -> node name (PX ttl), the newest claim wins;
  * - `members:<node>` -> set of the identities that node claimed (PX ttl), for `peers()`;
- * - `node:<node>` -> the node's link endpoint (PX ttl), and `nodes`, the set of node names ever seen.
+ * - `node:<node>` -> the node's link endpoint, or `{ endpoint, publicKey, proof }` as JSON (PX ttl), and
+ *   `nodes`, the set of node names ever seen.
  *
  * Redis loss: commands fail at once (no offline queue) with ClusterUnavailableError; the client
  * reconnects with capped, jittered backoff; the loss is logged once; when Redis is back, the sweep
@@ -23,6 +24,10 @@ export interface ClusterNodeInfo {
   readonly node: string;
   /** The endpoint its link is bound on. */
   readonly endpoint: string;
+  /** Its link's CURVE public key (Z85), when its link is encrypted. */
+  readonly publicKey?: string;
+  /** What the node published to vouch for its entry (see ClusterNode: an HMAC under the cluster's secret). */
+  readonly proof?: string;
 }
 
 /** An identity and the node it is connected to. */
@@ -41,6 +46,10 @@ export interface RedisDirectoryOptions {
   readonly node: string;
   /** Where other nodes reach this node's link. */
   readonly endpoint: string;
+  /** Published with the endpoint: the link's CURVE public key (Z85), when it has one. */
+  readonly publicKey?: string;
+  /** Published with the endpoint: what vouches for the entry (never a secret: everyone who reads Redis sees it). */
+  readonly proof?: string;
   /** Groups the keys: nodes of one cluster share it (the server id). */
   readonly namespace: string;
   /** How long an entry outlives its last refresh, in ms. */
@@ -101,6 +110,29 @@ interface DirectoryCommands {
 
 type DirectoryPipeline = ChainableCommander & { zpKeep(peerKey: string, node: string, ttlMs: number): DirectoryPipeline };
 
+/**
+ * What `node:<name>` holds: the endpoint alone, or (with a key or a proof) a small JSON object
+ * `{ endpoint, publicKey?, proof? }`.
+ */
+function nodeEntry(endpoint: string, publicKey: string | undefined, proof: string | undefined): string {
+  if (publicKey === undefined && proof === undefined) return endpoint;
+  return JSON.stringify({ endpoint, ...(publicKey === undefined ? {} : { publicKey }), ...(proof === undefined ? {} : { proof }) });
+}
+
+/** Reads a `node:<name>` value; anything malformed reads as an entry without key or proof (which a ClusterNode refuses). */
+function nodeInfo(node: string, entry: string): ClusterNodeInfo {
+  if (!entry.startsWith('{')) return { node, endpoint: entry };
+  try {
+    const parsed = JSON.parse(entry) as Record<string, unknown>;
+    const info: { node: string; endpoint: string; publicKey?: string; proof?: string } = { node, endpoint: typeof parsed['endpoint'] === 'string' ? parsed['endpoint'] : '' };
+    if (typeof parsed['publicKey'] === 'string') info.publicKey = parsed['publicKey'];
+    if (typeof parsed['proof'] === 'string') info.proof = parsed['proof'];
+    return info;
+  } catch {
+    return { node, endpoint: '' };
+  }
+}
+
 /** Backoff between reconnection attempts: 100 ms doubling to 5 s, with jitter. */
 export function reconnectDelay(attempt: number): number {
   const base = Math.min(100 * 2 ** Math.min(attempt, 10), 5000);
@@ -133,6 +165,8 @@ export class RedisDirectory extends EventEmitter<DirectoryEvents> {
   /** How long an entry outlives its last refresh, in ms. */
   readonly ttlMs: number;
   readonly #prefix: string;
+  /** What `node:<name>` holds for this node. */
+  readonly #entry: string;
   readonly #redis: Redis & DirectoryCommands;
   readonly #logger: Logger;
   /** The identities this node holds: refreshed on every sweep, published again after an outage. */
@@ -150,6 +184,7 @@ export class RedisDirectory extends EventEmitter<DirectoryEvents> {
     checkDirectorySettings(redis, node, ttlMs);
     this.node = node;
     this.endpoint = endpoint;
+    this.#entry = nodeEntry(endpoint, options.publicKey, options.proof);
     this.ttlMs = Math.round(ttlMs);
     this.#prefix = `zeropeer:${namespace}:`;
     this.#logger = logger;
@@ -243,7 +278,7 @@ export class RedisDirectory extends EventEmitter<DirectoryEvents> {
     if (!this.#available || this.#closed) return;
     const held = [...this.#mine];
     const pipeline = this.#redis.pipeline() as DirectoryPipeline;
-    pipeline.set(this.#key('node', this.node), this.endpoint, 'PX', this.ttlMs).sadd(`${this.#prefix}nodes`, this.node);
+    pipeline.set(this.#key('node', this.node), this.#entry, 'PX', this.ttlMs).sadd(`${this.#prefix}nodes`, this.node);
     if (held.length > 0) pipeline.sadd(this.#key('members', this.node), ...held).pexpire(this.#key('members', this.node), this.ttlMs);
     for (const identity of held) pipeline.zpKeep(this.#key('peer', identity), this.node, this.ttlMs);
     let results: [Error | null, unknown][] | null;
@@ -280,13 +315,13 @@ export class RedisDirectory extends EventEmitter<DirectoryEvents> {
   /** Where `identity` is connected, or undefined (not connected, or its node is gone). */
   async locate(identity: string): Promise<ClusterNodeInfo | undefined> {
     const found = await this.#command(() => this.#redis.zpLocate(this.#key('peer', identity), `${this.#prefix}node:`));
-    return found ? { node: found[0], endpoint: found[1] } : undefined;
+    return found ? nodeInfo(found[0], found[1]) : undefined;
   }
 
   /** A live node's endpoint, or undefined when it is gone. */
   async endpointOf(node: string): Promise<ClusterNodeInfo | undefined> {
     const endpoint = await this.#command(() => this.#redis.get(this.#key('node', node)));
-    return endpoint === null ? undefined : { node, endpoint };
+    return endpoint === null ? undefined : nodeInfo(node, endpoint);
   }
 
   /** The live nodes (this one included, once published). */
@@ -297,7 +332,7 @@ export class RedisDirectory extends EventEmitter<DirectoryEvents> {
       const endpoints = await this.#redis.mget(names.map((name) => this.#key('node', name)));
       const dead = names.filter((_, i) => endpoints[i] === null);
       if (dead.length > 0) await this.#redis.srem(`${this.#prefix}nodes`, ...dead);
-      return names.flatMap((node, i) => (endpoints[i] === null ? [] : [{ node, endpoint: endpoints[i]! }]));
+      return names.flatMap((node, i) => (endpoints[i] === null ? [] : [nodeInfo(node, endpoints[i]!)]));
     });
   }
 

@@ -69,3 +69,22 @@ export function clusterLinkSecurity(secret: string, node: string): SecurityPlugi
     },
   };
 }
+
+function entryMac(secret: string, namespace: string, node: string, endpoint: string, publicKey: string | undefined): Buffer {
+  return createHmac('sha256', secret).update(`zeropeer-cluster-node\0${namespace}\0${node}\0${endpoint}\0${publicKey ?? ''}`).digest();
+}
+
+/**
+ * The proof a node publishes with its directory entry: an HMAC under the shared secret of its
+ * name, link endpoint and CURVE public key. Whoever can write to Redis but lacks the secret cannot
+ * send the other nodes' calls to an endpoint or a key of their own.
+ */
+export function nodeEntryProof(secret: string, namespace: string, node: string, endpoint: string, publicKey: string | undefined): string {
+  return entryMac(secret, namespace, node, endpoint, publicKey).toString('hex');
+}
+
+/** Whether `proof` is {@link nodeEntryProof} of this entry (constant-time). */
+export function checkNodeEntryProof(secret: string, namespace: string, node: string, endpoint: string, publicKey: string | undefined, proof: string | undefined): boolean {
+  if (typeof proof !== 'string' || !/^[0-9a-f]{64}$/.test(proof)) return false;
+  return timingSafeEqual(entryMac(secret, namespace, node, endpoint, publicKey), Buffer.from(proof, 'hex'));
+}

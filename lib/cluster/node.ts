@@ -5,18 +5,24 @@
  * own client, as the server (the same id on every node), and sends back the result or the error.
  *
  * A node's link is a second zeropeer Server (bound on `advertise`) whose only clients are the
- * other nodes, authenticated with the shared secret ({@link clusterLinkSecurity}); each node
- * keeps one Client per other node it talks to.
+ * other nodes, authenticated with the shared secret ({@link clusterLinkSecurity}) and, unless
+ * `curve: false`, CURVE-encrypted with the key its directory entry publishes (vouched for by an
+ * HMAC under the secret); each node keeps one Client per other node it talks to. Cancel, deadlines
+ * and streams (results and arguments) travel over the link as they do between any two peers.
  */
 import { Client } from '../client.js';
-import { ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError } from '../errors.js';
+import { CancelledError, ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError, TimeoutError, UnauthorizedError } from '../errors.js';
+import { deadlineOf } from '../engine/call-scope.js';
 import type { Logger } from '../logger.js';
 import { rejectUnknownKeys } from '../option-checks.js';
-import type { CallOptions, ServerOptions } from '../options.js';
+import type { CallOptions, ClientOptions, ServerOptions, StreamOptions } from '../options.js';
+import { CallStream, streamSlots, type StreamWindow } from '../engine/streams.js';
 import type { CallContext } from '../engine/work.js';
 import type { Server } from '../server.js';
 import { RedisDirectory, checkDirectorySettings, type ClusterNodeInfo, type ClusterPeer } from './directory.js';
-import { checkSecret, clusterLinkSecurity } from './link-security.js';
+import { checkNodeEntryProof, checkSecret, clusterLinkSecurity, nodeEntryProof } from './link-security.js';
+import { curveKeyPair, z85Decode } from '../transport/curve.js';
+import { relayStream, type RelaySource } from './stream-relay.js';
 
 /** `cluster` option of a Server. */
 export interface ClusterOptions {
@@ -30,6 +36,12 @@ export interface ClusterOptions {
   secret: string;
   /** How long the entries of a node outlive its last refresh (so: how soon a dead node's clients are gone), in ms. Default 10000. */
   ttlMs?: number;
+  /**
+   * CURVE on this node's link (Z85 keys, see `curveKeyPair()`). Default: a key pair made at start,
+   * its public key published in the directory, vouched for by the secret. `false`: the link is
+   * clear text (authenticated all the same). The other nodes learn the key from the directory.
+   */
+  curve?: false | { publicKey: string; secretKey: string };
 }
 
 /** What a node needs of the server it belongs to. */
@@ -39,6 +51,10 @@ export interface ClusterHost {
   readonly timeoutMs: number;
   /** A call to a client connected to this node only. */
   localInvoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown>;
+  /** A streaming call to a client connected to this node only. */
+  localStream(identity: string, name: string, args: unknown[], options: StreamOptions): CallStream<unknown>;
+  /** The window a stream's consumer grants when the caller gave none. */
+  readonly streamWindow: StreamWindow;
   /** A publish to this node's subscribers only; resolves to how many it was sent to. */
   localPublish(topic: string, name: string, args: unknown[], options: CallOptions): Promise<number>;
   /** Whether `identity` is connected (and authenticated) to this node now. */
@@ -59,6 +75,29 @@ function notHere(identity: string, node: string): PeerNotConnectedError {
   return Object.assign(new PeerNotConnectedError(`no client "${identity}" is connected to node "${node}"`), { notHere: true });
 }
 
+function isKey(value: string): boolean {
+  try {
+    z85Decode(value);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The link's key pair from `cluster.curve`: made here by default, none with `false`; a bad one throws. */
+function linkKeys(curve: ClusterOptions['curve']): { publicKey: string; secretKey: string } | undefined {
+  if (curve === false) return undefined;
+  if (curve === undefined) return curveKeyPair();
+  if (typeof curve !== 'object' || curve === null) throw new TypeError('cluster.curve must be false or { publicKey, secretKey } (Z85, see curveKeyPair())');
+  rejectUnknownKeys(curve, ['publicKey', 'secretKey'], 'options.cluster.curve');
+  if (!isKey(curve.publicKey) || !isKey(curve.secretKey)) throw new TypeError('cluster.curve.publicKey and secretKey must be 40-character Z85 keys (see curveKeyPair())');
+  return { publicKey: curve.publicKey, secretKey: curve.secretKey };
+}
+
+function isWindow(value: unknown): value is [number, number] {
+  return Array.isArray(value) && value.length === 2 && value.every((n) => Number.isSafeInteger(n) && (n as number) > 0);
+}
+
 function failure(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -66,6 +105,10 @@ function failure(error: unknown): string {
 /** One link to another node. */
 interface Link {
   readonly endpoint: string;
+  /** The far node's CURVE key, when its link is encrypted. */
+  readonly publicKey: string | undefined;
+  /** The proof of the directory entry it was made for (checked then). */
+  readonly proof: string | undefined;
   readonly client: Client;
   up: boolean;
   /** It was up once: down now means the node went away, not that it is still connecting. */
@@ -74,7 +117,13 @@ interface Link {
 
 export class ClusterNode {
   readonly node: string;
-  readonly #options: Required<ClusterOptions>;
+  readonly #options: Required<Omit<ClusterOptions, 'curve'>>;
+  /** This node's CURVE key pair: its link server's, and its link clients'; undefined: `curve: false`. */
+  readonly #keys: { publicKey: string; secretKey: string } | undefined;
+  /** The key pair of this node's link clients when its own link is clear text (a far node's may not be). */
+  #clientKeys: { publicKey: string; secretKey: string } | undefined;
+  /** Nodes whose directory entry failed its proof, warned about once each. */
+  readonly #warnedEntries = new Set<string>();
   readonly #host: ClusterHost;
   readonly #linkServer: Server;
   readonly #links = new Map<string, Link>();
@@ -89,26 +138,65 @@ export class ClusterNode {
 
   constructor(options: ClusterOptions, host: ClusterHost) {
     if (typeof options !== 'object' || options === null) throw new TypeError('options.cluster must be an object');
-    rejectUnknownKeys(options, ['redis', 'node', 'advertise', 'secret', 'ttlMs'], 'options.cluster');
+    rejectUnknownKeys(options, ['redis', 'node', 'advertise', 'secret', 'ttlMs', 'curve'], 'options.cluster');
     checkSecret(options.secret);
     if (typeof options.advertise !== 'string' || !/^(tcp|ipc|inproc):\/\//.test(options.advertise)) {
       throw new TypeError('cluster.advertise must be an endpoint the other nodes can reach (tcp://host:port)');
     }
     const ttlMs = options.ttlMs ?? 10_000;
     checkDirectorySettings(options.redis, options.node, ttlMs);
-    this.#options = { ...options, ttlMs };
+    this.#keys = linkKeys(options.curve);
+    this.#options = { redis: options.redis, node: options.node, advertise: options.advertise, secret: options.secret, ttlMs };
     this.node = options.node;
     this.#host = host;
-    this.#linkServer = host.makeLinkServer(`${host.id}.cluster`, { security: clusterLinkSecurity(options.secret, options.node), logger: host.logger, drainTimeoutMs: 200 });
-    this.#linkServer.registerRpc('cluster.call', (ctx: CallContext, identity: unknown, name: unknown, args: unknown, kwargs: unknown, timeoutMs: unknown, oneWay: unknown) => {
-      if (typeof identity !== 'string' || typeof name !== 'string' || !Array.isArray(args) || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || typeof oneWay !== 'boolean') {
-        throw new ParameterError('cluster.call: [identity, name, args, kwargs, timeoutMs, oneWay]');
+    this.#linkServer = host.makeLinkServer(`${host.id}.cluster`, {
+      security: clusterLinkSecurity(options.secret, options.node), logger: host.logger, drainTimeoutMs: 200, ...(this.#keys ? { curve: { ...this.#keys } } : {}),
+    });
+    // The call's own arguments come last, each in its own place: one that is a stream arrives here
+    // as a stream (the link's credit) and goes on to the client as one (the client's credit).
+    this.#linkServer.registerRpc('cluster.call', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, oneWay: unknown, ...args: unknown[]) => {
+      if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || typeof oneWay !== 'boolean') {
+        throw new ParameterError('cluster.call: [identity, name, kwargs, timeoutMs, oneWay, ...args]');
       }
       if (!host.holds(identity)) throw notHere(identity, this.node);
       const options: CallOptions = { timeoutMs, signal: ctx.signal };
       if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
       if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
-      return host.localInvoke(identity, name, args, options, oneWay);
+      return host.localInvoke(identity, name, args, options, oneWay).catch((error: unknown) => {
+        // This node stopping cancelled the call to its client: to the caller, the client is gone (nobody cancelled).
+        const stopping = ctx.signal.aborted && ctx.signal.reason instanceof ServiceClosedError;
+        throw stopping ? new PeerNotConnectedError(`client "${identity}" was on node "${this.node}", which stopped before "${name}" settled`) : error;
+      });
+    }, { withContext: true });
+    this.#linkServer.registerRpc('cluster.stream', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, window: unknown, deadlineLeftMs: unknown, ...args: unknown[]) => {
+      if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !isWindow(window) ||
+          (deadlineLeftMs !== null && typeof deadlineLeftMs !== 'number')) {
+        throw new ParameterError('cluster.stream: [identity, name, kwargs, timeoutMs, [items, bytes], deadlineLeftMs, ...args]');
+      }
+      if (!host.holds(identity)) throw notHere(identity, this.node);
+      // The client's stream, handed to the link as this handler's result: the link's producer pulls
+      // it only while the calling node grants credit, and this stream grants its client credit only
+      // as items are pulled. Cancelling the link's stream returns it (CANCEL to the client); so does
+      // ctx.signal (the calling node cancelled, or its link went away).
+      const options: StreamOptions = { timeoutMs, signal: ctx.signal, streamWindow: { items: window[0], bytes: window[1] } };
+      // The caller's deadline, as time left (clocks need not agree); the link's own is a margin later.
+      if (typeof deadlineLeftMs === 'number') options.deadline = Date.now() + deadlineLeftMs;
+      if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
+      if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
+      const stream = host.localStream(identity, name, args, options);
+      return {
+        [Symbol.asyncIterator]() {
+          return this;
+        },
+        next: () => stream.next(),
+        // The link's producer is returned just before ctx.signal aborts with the caller's reason:
+        // a turn later, so that the client hears that reason rather than a bare "stopped".
+        async return(): Promise<IteratorResult<unknown>> {
+          await Promise.resolve();
+          await stream.cancel(ctx.signal.aborted ? ctx.signal.reason : undefined);
+          return { done: true, value: undefined };
+        },
+      } satisfies AsyncIterableIterator<unknown>;
     }, { withContext: true });
     this.#linkServer.registerRpc('cluster.publish', (ctx: CallContext, topic: unknown, name: unknown, args: unknown, kwargs: unknown) => {
       if (typeof topic !== 'string' || typeof name !== 'string' || !Array.isArray(args)) throw new ParameterError('cluster.publish: [topic, name, args, kwargs]');
@@ -129,8 +217,11 @@ export class ClusterNode {
   async start(): Promise<void> {
     await this.#linkServer.bind(this.#options.advertise);
     await this.#linkServer.start();
+    const endpoint = this.#linkServer.endpoint;
+    const publicKey = this.#keys?.publicKey;
     const directory = new RedisDirectory({
-      redis: this.#options.redis, node: this.node, endpoint: this.#linkServer.endpoint, namespace: this.#host.id, ttlMs: this.#options.ttlMs, logger: this.#host.logger,
+      redis: this.#options.redis, node: this.node, endpoint, namespace: this.#host.id, ttlMs: this.#options.ttlMs, logger: this.#host.logger,
+      ...(publicKey ? { publicKey } : {}), proof: nodeEntryProof(this.#options.secret, this.#host.id, this.node, endpoint, publicKey),
     });
     this.#directory = directory;
     directory.on('moved', (identities) => identities.forEach((identity) => this.#host.evict(identity)));
@@ -185,8 +276,9 @@ export class ClusterNode {
     try {
       return await this.#forward(identity, first.where, name, args, options, oneWay);
     } catch (error) {
-      // A remembered location was stale (the client moved or left): ask Redis once more.
-      if (!first.cached || !(error instanceof PeerNotConnectedError) || (error as { notHere?: unknown }).notHere !== true) throw error;
+      // A remembered location was stale (the client moved or left): ask Redis once more; not with
+      // streamed arguments, whose items may have gone to the far node already.
+      if (!first.cached || streamSlots(args) || !(error instanceof PeerNotConnectedError) || (error as { notHere?: unknown }).notHere !== true) throw error;
       return this.#forward(identity, (await this.#locate(identity, true)).where, name, args, options, oneWay);
     }
   }
@@ -198,21 +290,100 @@ export class ClusterNode {
       // Not sent: a retry with a fresh location is safe.
       throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
     }
-    const timeoutMs = options.timeoutMs ?? this.#host.timeoutMs;
-    const linkOptions: CallOptions = { timeoutMs: timeoutMs + LINK_MARGIN_MS };
-    if (options.signal) linkOptions.signal = options.signal;
-    if (options.metadata) linkOptions.metadata = options.metadata;
-    if (options.errorTable) linkOptions.errorTable = options.errorTable;
+    const { signal } = options;
+    const { timeoutMs, linkOptions } = this.#linkOptions(name, options);
     try {
       // A link that drops (or is closed) fails its calls in flight at once, with ServiceClosedError: mapped below.
-      return await link.client.invoke('cluster.call', [identity, name, args, options.kwargs ?? null, timeoutMs, oneWay], linkOptions);
+      return await link.client.invoke('cluster.call', [identity, name, options.kwargs ?? null, timeoutMs, oneWay, ...args], linkOptions);
     } catch (error) {
-      // The link itself dropped (the node died or left): to the caller, its client is gone.
-      if (error instanceof ServiceClosedError && error.origin === 'local' && !this.#stopped) {
-        throw new PeerNotConnectedError(`client "${identity}" was on node "${where.node}", which went away before "${name}" settled`, { cause: error });
-      }
-      throw error;
+      throw this.#callerError(error, identity, where.node, name, signal);
     }
+  }
+
+  /**
+   * The time the far node waits for its client (the caller's, bounded by a deadline inherited
+   * from a handler's `ctx.signal`) and the options of the link call that carries it. The link
+   * waits a margin longer, so that the far node's own TimeoutError answers first; the caller's
+   * signal aborting sends CANCEL over the link, and the far node cancels its call to the client.
+   */
+  #linkOptions(name: string, options: CallOptions): { timeoutMs: number; linkOptions: CallOptions } {
+    let timeoutMs = options.timeoutMs ?? this.#host.timeoutMs;
+    const { signal } = options;
+    const inherited = signal && deadlineOf(signal);
+    if (inherited !== undefined) {
+      const left = inherited - Date.now();
+      if (left <= 0) throw new TimeoutError(`"${name}" was not sent: the deadline it inherits passed`);
+      timeoutMs = Math.min(timeoutMs, left);
+    }
+    const linkOptions: CallOptions = { timeoutMs: timeoutMs + LINK_MARGIN_MS };
+    // A signal of our own that follows the caller's: the caller's may carry a deadline, which the
+    // link call would inherit, and then time out here before the far node's answer could come.
+    if (signal) linkOptions.signal = inherited === undefined ? signal : AbortSignal.any([signal]);
+    if (options.metadata) linkOptions.metadata = options.metadata;
+    if (options.errorTable) linkOptions.errorTable = options.errorTable;
+    return { timeoutMs, linkOptions };
+  }
+
+  /** What the caller of `name` sees of a failed link call. */
+  #callerError(error: unknown, identity: string, node: string, name: string, signal: AbortSignal | undefined): unknown {
+    // The link itself dropped (the node died or left), or the far node's link server stopped with
+    // the call in flight (its own stop reason, as its session words it): to the caller, its client is gone.
+    if (error instanceof ServiceClosedError && !this.#stopped &&
+        (error.origin === 'local' || error.message === `peer "${this.#host.id}.cluster" stopped`)) {
+      return new PeerNotConnectedError(`client "${identity}" was on node "${node}", which went away before "${name}" settled`, { cause: error });
+    }
+    // The caller's own signal: say so with the caller's function name, not the link's.
+    if (signal?.aborted && (error instanceof CancelledError || error instanceof TimeoutError) && error.origin === 'local') {
+      const why = signal.reason instanceof Error ? signal.reason.message : typeof signal.reason === 'string' ? signal.reason : '';
+      return error instanceof TimeoutError
+        ? new TimeoutError(`"${name}" got no answer: ${why}`, { cause: signal.reason })
+        : new CancelledError(`"${name}" was cancelled${why ? `: ${why}` : ''}`, { cause: signal.reason });
+    }
+    return error;
+  }
+
+  /**
+   * A streamed result from `identity`, connected to another node: the node that holds it streams
+   * its client's items back over the link. Fails like {@link invoke} (the stream ends with the error).
+   */
+  stream<T>(identity: string, name: string, args: unknown[], options: StreamOptions): CallStream<T> {
+    const failed = (error: Error): CallStream<T> => {
+      const stream = new CallStream<T>(name, this.#host.streamWindow, 1, { credit() {}, cancel() {} });
+      stream.end(error);
+      return stream;
+    };
+    if (!this.#directory || this.#stopped) return failed(new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}"`));
+    const window = options.streamWindow ?? this.#host.streamWindow;
+    if (!isWindow([window?.items, window?.bytes])) return failed(new TypeError('options.streamWindow items and bytes must be positive whole numbers'));
+    const itemTimeoutMs = options.timeoutMs ?? this.#host.timeoutMs;
+    if (!(itemTimeoutMs > 0)) return failed(new TypeError('options.timeoutMs must be a positive number'));
+    const { signal } = options;
+    let deadline = options.deadline;
+    const inherited = signal && deadlineOf(signal);
+    if (inherited !== undefined) deadline = Math.min(deadline ?? inherited, inherited);
+    let at = '?';
+    const streamedArgs = streamSlots(args) !== undefined;
+    const open = async (fresh: boolean): Promise<RelaySource> => {
+      const { where, cached } = await this.#locate(identity, fresh);
+      if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
+      const link = this.#link(where);
+      if (!link.up && link.everUp) throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
+      // The link's stream waits a margin longer for each item (and the whole), so that the far
+      // node's own TimeoutError answers first; its signal follows the caller's (CANCEL goes on).
+      const linkOptions: StreamOptions = { timeoutMs: itemTimeoutMs + LINK_MARGIN_MS, streamWindow: window };
+      if (deadline !== undefined) linkOptions.deadline = deadline + LINK_MARGIN_MS;
+      if (signal) linkOptions.signal = inherited === undefined ? signal : AbortSignal.any([signal]);
+      if (options.metadata) linkOptions.metadata = options.metadata;
+      if (options.errorTable) linkOptions.errorTable = options.errorTable;
+      at = where.node;
+      const linkArgs = [identity, name, options.kwargs ?? null, itemTimeoutMs, [window.items, window.bytes], deadline === undefined ? null : deadline - Date.now(), ...args];
+      return { stream: link.client.invokeStream('cluster.stream', linkArgs, linkOptions), cached };
+    };
+    return relayStream<T>(name, window, itemTimeoutMs + 2 * LINK_MARGIN_MS, {
+      open,
+      retriable: (error) => !streamedArgs && error instanceof PeerNotConnectedError && (error as { notHere?: unknown }).notHere === true,
+      callerError: (error) => this.#callerError(error, identity, at, name, signal),
+    });
   }
 
   /**
@@ -237,14 +408,31 @@ export class ClusterNode {
     return { where, cached: false };
   }
 
+  /**
+   * The link to the node `where` names. Throws UnauthorizedError when its directory entry is not
+   * vouched for by the secret (written by someone who can reach Redis but is no node).
+   */
   #link(where: ClusterNodeInfo): Link {
     const existing = this.#links.get(where.node);
-    if (existing && existing.endpoint === where.endpoint) return existing;
-    if (existing) this.#drop(where.node, existing, 'moved to a new endpoint');
-    const client = new Client(`${this.#host.id}.cluster`, {
-      security: clusterLinkSecurity(this.#options.secret, this.node), logger: this.#host.logger, drainTimeoutMs: 200,
-    });
-    const link: Link = { endpoint: where.endpoint, client, up: false, everUp: false };
+    // The same entry as the link was made for: vouched for already (no HMAC per call).
+    if (existing && existing.endpoint === where.endpoint && existing.publicKey === where.publicKey && existing.proof === where.proof) return existing;
+    const { secret } = this.#options;
+    if (!checkNodeEntryProof(secret, this.#host.id, where.node, where.endpoint, where.publicKey, where.proof) ||
+        (where.publicKey !== undefined && !isKey(where.publicKey))) {
+      if (this.#warnedEntries.size < 1000 && !this.#warnedEntries.has(where.node)) {
+        this.#warnedEntries.add(where.node);
+        this.#host.logger.warn('cluster: a directory entry is not vouched for by the cluster secret; refusing to link to it', { node: this.node, to: where.node });
+      }
+      throw new UnauthorizedError(`the directory entry of node "${where.node}" is not vouched for by the cluster secret: not linking to it`);
+    }
+    if (existing) this.#drop(where.node, existing, 'moved to a new endpoint or key');
+    const clientOptions: ClientOptions = { security: clusterLinkSecurity(secret, this.node), logger: this.#host.logger, drainTimeoutMs: 200 };
+    if (where.publicKey !== undefined) {
+      const keys = this.#keys ?? (this.#clientKeys ??= curveKeyPair());
+      clientOptions.curve = { ...keys, serverPublicKey: where.publicKey };
+    }
+    const client = new Client(`${this.#host.id}.cluster`, clientOptions);
+    const link: Link = { endpoint: where.endpoint, publicKey: where.publicKey, proof: where.proof, client, up: false, everUp: false };
     const lost = (): void => {
       link.up = false;
       for (const [identity, known] of this.#locations) if (known.where.node === where.node) this.#locations.delete(identity);
@@ -275,7 +463,7 @@ export class ClusterNode {
       nodes = await this.#refreshNodes();
       this.#nodesReadAt = Date.now();
     }
-    const counts = await Promise.allSettled(nodes.filter((n) => n.node !== this.node).map((where) => this.#link(where).client.invoke('cluster.publish', [topic, name, args, options.kwargs ?? null], {
+    const counts = await Promise.allSettled(nodes.filter((n) => n.node !== this.node).map(async (where) => this.#link(where).client.invoke('cluster.publish', [topic, name, args, options.kwargs ?? null], {
       timeoutMs: options.timeoutMs ?? this.#host.timeoutMs, ...(options.metadata ? { metadata: options.metadata } : {}),
     })));
     let sent = 0;
