@@ -18,6 +18,8 @@
  * The parent side is `runScale` (called by run.ts); the child side is this file run as
  * `node dist/bench/scale.js <server|clients>`.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as zmq from 'zeromq';
@@ -78,6 +80,23 @@ export interface ScaleResult {
 
 // ---- child side -----------------------------------------------------------------------------
 
+/** Runs `work`; with a path, under the V8 CPU profiler, the profile written there (one window, not the whole process). */
+async function profiled<T>(path: unknown, work: () => Promise<T>): Promise<T> {
+  if (typeof path !== 'string') return work();
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    return await work();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    mkdirSync(dirname(path), { recursive: true });
+    writeFileSync(path, JSON.stringify(profile));
+    session.disconnect();
+  }
+}
+
 function serveServer(): void {
   const server = new Server(SERVICE, { security: 'trusted_peer', logger: silentLogger });
   let authenticated = 0;
@@ -98,16 +117,16 @@ function serveServer(): void {
         return { endpoint: server.endpoint, boundAt };
       },
       /** Resolves once `count` clients are authenticated (or at `timeoutMs`); `doneAt` is when the last one was (epoch ms). */
-      async waitPeers(args) {
+      waitPeers: (args) => profiled(args.profile, async () => {
         goal = Number(args.count);
         const timeoutMs = Number(args.timeoutMs) || 120_000;
         if (authenticated >= goal) reachedAt ??= Date.now();
         const begin = Date.now();
         while (reachedAt === undefined && Date.now() - begin < timeoutMs) await sleep(20);
         return { connected: authenticated, doneAt: reachedAt ?? Number.NaN, boundAt };
-      },
+      }),
       /** Does nothing for `ms` and reports what that cost this process (all threads, and by thread). */
-      async idle(args) {
+      idle: (args) => profiled(args.profile, async () => {
         const ms = Number(args.ms);
         const threadsBefore = threadTicks();
         const before = usage();
@@ -123,9 +142,9 @@ function serveServer(): void {
         );
         const cpuUs = after.cpuUserUs + after.cpuSystemUs - before.cpuUserUs - before.cpuSystemUs;
         return { cpuPct: (cpuUs / 1000 / wallMs) * 100, threads, connected: authenticated };
-      },
+      }),
       /** One call to each connected client, all at once (`sendTo(id).upper(id)`); the time until the last answer. */
-      async pushAll() {
+      pushAll: (args) => profiled(args.profile, async () => {
         const identities = server.connectedPeers();
         const begin = performance.now();
         const results = await Promise.allSettled(identities.map((identity) => server.sendTo(identity).upper(identity) as Promise<string>));
@@ -138,7 +157,7 @@ function serveServer(): void {
           firstError ??= result.status === 'rejected' ? String((result.reason as Error)?.message ?? result.reason) : 'wrong answer';
         });
         return { clients: identities.length, answered: identities.length - failed, failed, ms, firstError };
-      },
+      }),
     },
     () => server.stop(),
   );
@@ -187,9 +206,9 @@ function median(values: number[]): number {
 
 /** Runs the scenario; every process it starts is stopped (or killed) before it returns. */
 export async function runScale(plan: ScalePlan, log: (line: string) => void, profileDir?: string): Promise<ScaleResult> {
-  const profile = (name: string): string[] => (profileDir ? ['--cpu-prof', `--cpu-prof-dir=${resolve(profileDir, name)}`] : []);
-  const startServer = (name: string): Worker =>
-    Worker.node(name, SELF, ['server'], { hardTimeoutMs: plan.childHardTimeoutMs, execArgv: profile(name) });
+  // With a profile directory: the server's CPU profile of each window (connect, idle, push, reconnect), one file each.
+  const profile = (name: string): string | undefined => (profileDir ? resolve(profileDir, `scale-server-${name}.cpuprofile`) : undefined);
+  const startServer = (name: string): Worker => Worker.node(name, SELF, ['server'], { hardTimeoutMs: plan.childHardTimeoutMs });
   let server = startServer('scale-server');
   const clientWorkers: Worker[] = [];
   const n = plan.clients;
@@ -206,7 +225,7 @@ export async function runScale(plan: ScalePlan, log: (line: string) => void, pro
     }
     const waitMs = 60_000 + n * 20;
     const [waited] = await Promise.all([
-      server.request<{ connected: number; doneAt: number }>('waitPeers', { count: n, timeoutMs: waitMs }, waitMs + 10_000),
+      server.request<{ connected: number; doneAt: number }>('waitPeers', { count: n, timeoutMs: waitMs, profile: profile('connect') }, waitMs + 10_000),
       Promise.all(starts),
     ]);
     const connectMs = performance.now() - begin;
@@ -214,14 +233,14 @@ export async function runScale(plan: ScalePlan, log: (line: string) => void, pro
     await sleep(Math.min(3000, plan.idleMs / 3)); // let the connection storm settle
 
     const clientsBefore = await Promise.all(clientWorkers.map((w) => w.request<Usage>('usage')));
-    const idle = await server.request<{ cpuPct: number; threads: Record<string, number>; connected: number }>('idle', { ms: plan.idleMs }, plan.idleMs + 30_000);
+    const idle = await server.request<{ cpuPct: number; threads: Record<string, number>; connected: number }>('idle', { ms: plan.idleMs, profile: profile('idle') }, plan.idleMs + 30_000);
     const clientsAfter = await Promise.all(clientWorkers.map((w) => w.request<Usage>('usage')));
     const atIdle = await server.request<Usage>('usage', { gc: true });
     log(`   idle: server ${idle.cpuPct.toFixed(2)}% of one core, RSS ${((atIdle.rss - empty.rss) / n / 1024).toFixed(1)} KiB per client`);
 
     const pushes: PushResult[] = [];
     for (let i = 0; i < plan.pushes; i++) {
-      pushes.push(await server.request<PushResult>('pushAll', {}, 60_000));
+      pushes.push(await server.request<PushResult>('pushAll', { profile: profile(`push-${i + 1}`) }, 60_000));
       log(`   push ${i + 1}/${plan.pushes}: ${pushes.at(-1)!.answered}/${pushes.at(-1)!.clients} answered in ${Math.round(pushes.at(-1)!.ms)} ms`);
     }
 
@@ -232,7 +251,7 @@ export async function runScale(plan: ScalePlan, log: (line: string) => void, pro
     const stoppedAt = Date.now();
     server = startServer('scale-server-restarted');
     const restarted = await server.request<{ boundAt: number }>('start', { endpoint }, 30_000);
-    const back = await server.request<{ connected: number; doneAt: number }>('waitPeers', { count: n, timeoutMs: waitMs }, waitMs + 10_000);
+    const back = await server.request<{ connected: number; doneAt: number }>('waitPeers', { count: n, timeoutMs: waitMs, profile: profile('reconnect') }, waitMs + 10_000);
     const reconnectMs = back.doneAt - stoppedAt;
     log(`   ${back.connected}/${n} reconnected and authenticated ${Math.round(reconnectMs)} ms after the old server exited (${Math.round(back.doneAt - restarted.boundAt)} ms after the new one bound)`);
     const pushAfter = await server.request<PushResult>('pushAll', {}, 60_000);
