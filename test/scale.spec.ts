@@ -3,9 +3,9 @@
  * work and calls only, and the listening socket queues a reconnection storm instead of dropping it.
  */
 import { expect } from 'chai';
-import { Server, currentCall, PeerNotConnectedError } from '../lib/index.js';
+import { Client, Server, currentCall, PeerNotConnectedError, type HeartbeatBackend, type SecurityPlugin } from '../lib/index.js';
 import { LISTEN_BACKLOG, type RouterSocket } from '../lib/transport/router-socket.js';
-import { cleanup, rejection, startClient, startServer, until } from './helpers.js';
+import { cleanup, recordingLogger, rejection, startClient, startServer, track, until } from './helpers.js';
 
 const socketOf = (peer: Server): RouterSocket => (peer as unknown as { session: { socket: RouterSocket } }).session.socket;
 
@@ -61,5 +61,66 @@ describe('scale: a lost connection costs its own work only', () => {
     expect(error.message).to.include('"b"');
     release();
     expect(await Promise.all([calls[0], calls[2]])).to.deep.equal(['done', 'done']);
+  });
+});
+
+describe('scale: what each client that comes costs the server', () => {
+  afterEach(cleanup);
+
+  /** A plugin whose check is `check`; the client sends login "who". */
+  function pluginWith(check: (login: string, signal: AbortSignal | undefined) => string | Promise<string>): SecurityPlugin {
+    return {
+      name: 'signal-reader',
+      server: () => ({ authenticate: (login, _password, connection) => check(login, connection.signal), anonymousIdentity: () => undefined }),
+      client: () => ({ credentials: () => ['who', 'secret'], requiresAuthentication: true }),
+    };
+  }
+
+  async function serverAndClient(plugin: SecurityPlugin): Promise<{ server: Server; client: Client }> {
+    const server = track(new Server('service', { security: plugin, logger: recordingLogger(), drainTimeoutMs: 50 }));
+    await server.bind('tcp://127.0.0.1:0');
+    await server.start();
+    const client = track(new Client('service', { security: plugin, logger: recordingLogger(), drainTimeoutMs: 50 }));
+    client.connect(server.endpoint);
+    await client.start();
+    return { server, client };
+  }
+
+  it('a synchronous check that reads connection.signal gets one, not aborted, and the client is admitted', async () => {
+    const signals: Array<AbortSignal | undefined> = [];
+    const { server } = await serverAndClient(pluginWith((login, signal) => {
+      signals.push(signal);
+      return login;
+    }));
+    await until(() => server.connectedPeers().includes('who'), 5000, 'the client admitted');
+    expect(signals[0]).to.be.instanceOf(AbortSignal);
+    expect(signals[0]!.aborted).to.equal(false);
+  });
+
+  it('an asynchronous check still gets a signal that aborts when the connection closes', async () => {
+    const signals: AbortSignal[] = [];
+    const { client } = await serverAndClient(pluginWith((_login, signal) => {
+      signals.push(signal!);
+      return new Promise<string>(() => {}); // never decides
+    }));
+    await until(() => signals.length > 0, 5000, 'the check started');
+    expect(signals[0]!.aborted).to.equal(false);
+    await client.stop();
+    await until(() => signals[0]!.aborted, 5000, 'the check aborted');
+  });
+
+  it('a heartbeat backend whose track rejects is logged, and the client is admitted all the same', async () => {
+    const logger = recordingLogger();
+    const backend: HeartbeatBackend = {
+      track: () => Promise.reject(new Error('table unreachable')),
+      untrack: () => undefined,
+      seen: () => undefined,
+      expired: () => [],
+    };
+    const server = await startServer({ logger, heartbeat: { backend } });
+    await startClient(server, { userId: 'tracked' });
+    expect(server.connectedPeers()).to.deep.equal(['tracked']);
+    await until(() => logger.entries.some((e) => e.message === 'heartbeat backend track failed'), 3000, 'the failure logged');
+    expect(logger.entries.find((e) => e.message === 'heartbeat backend track failed')!.context).to.include({ error: 'table unreachable' });
   });
 });
