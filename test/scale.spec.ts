@@ -4,10 +4,10 @@
  */
 import { expect } from 'chai';
 import { Client, Server, currentCall, PeerNotConnectedError, type HeartbeatBackend, type SecurityPlugin } from '../lib/index.js';
-import { LISTEN_BACKLOG, type RouterSocket } from '../lib/transport/router-socket.js';
+import { LISTEN_BACKLOG, RECONNECT_MAX_MS, type RouterSocket } from '../lib/transport/router-socket.js';
 import { cleanup, recordingLogger, rejection, startClient, startServer, track, until } from './helpers.js';
 
-const socketOf = (peer: Server): RouterSocket => (peer as unknown as { session: { socket: RouterSocket } }).session.socket;
+const socketOf = (peer: Server | Client): RouterSocket => (peer as unknown as { session: { socket: RouterSocket } }).session.socket;
 
 describe('scale: a lost connection costs its own work only', () => {
   afterEach(cleanup);
@@ -16,6 +16,22 @@ describe('scale: a lost connection costs its own work only', () => {
     const server = await startServer();
     expect(LISTEN_BACKLOG).to.be.at.least(1024);
     expect(socketOf(server).settings.backlog).to.equal(LISTEN_BACKLOG);
+  });
+
+  it('a client backs off its reconnection attempts up to RECONNECT_MAX_MS, and comes back after its server restarts on the same endpoint', async () => {
+    const first = await startServer();
+    const endpoint = first.endpoint;
+    const client = await startClient(first, { userId: 'back' });
+    expect(socketOf(client).settings.reconnectMaxInterval).to.equal(RECONNECT_MAX_MS);
+    expect(RECONNECT_MAX_MS).to.be.within(100, 5000);
+    await first.stop();
+    await until(() => !client.connected, 5000, 'the client saw its server go');
+    const second = track(new Server('service', { logger: recordingLogger(), drainTimeoutMs: 50 }));
+    second.registerRpc('where', () => 'second');
+    await second.bind(endpoint);
+    await second.start();
+    await until(() => second.connectedPeers().includes('back'), 8000, 'the client back on the new server');
+    expect(await client.call.where()).to.equal('second');
   });
 
   it('a client that leaves: its running handlers are aborted, the other clients\' run on and answer', async () => {
