@@ -91,6 +91,11 @@ export class ServerHandshake {
     return proof !== undefined && now >= proof.expiresAt;
   }
 
+  /** How many identities the table holds (connected and authenticated, expired proofs included until noticed). */
+  get size(): number {
+    return this.#identities.size;
+  }
+
   /** Whether `identity` is connected here and may be called now (cheap: makes no error). */
   has(identity: string): boolean {
     const connection = this.#identities.get(identity);
