@@ -6,6 +6,8 @@
  * when the IPC channel closes, and in any case after a hard timeout (`BENCH_HARD_TIMEOUT_MS`).
  */
 
+import { readFileSync, readdirSync } from 'node:fs';
+
 export type Handler = (args: Record<string, unknown>) => unknown; // a result, or a promise of one
 
 interface Request {
@@ -21,6 +23,33 @@ export function usage(): { cpuUserUs: number; cpuSystemUs: number; rss: number; 
   return { cpuUserUs: cpu.user, cpuSystemUs: cpu.system, rss: memory.rss, heapUsed: memory.heapUsed, at: performance.now() };
 }
 
+/**
+ * CPU time per thread of this process, by thread name (Linux: /proc/self/task/<tid>/stat), in
+ * clock ticks (1/100 s): which thread spends it, the JavaScript one ('node') or libzmq's I/O
+ * thread ('ZMQbg/IO/0'). Empty elsewhere.
+ */
+export function threadTicks(): Map<string, number> {
+  const byName = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync('/proc/self/task');
+  } catch {
+    return byName;
+  }
+  for (const tid of tids) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
+      const ticks = Number(fields[11]) + Number(fields[12]); // utime (14) + stime (15)
+      const key = name.replace(/\d+$/, '#');
+      byName.set(key, (byName.get(key) ?? 0) + ticks);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return byName;
+}
 /**
  * Serves commands until `stop` (whose handler runs, then the process exits) or the parent leaves.
  * `usage` is always available.

@@ -7,41 +7,13 @@
  *
  * Driven by run.ts over IPC: start, waitPeers, idle, pushAll, usage, stop.
  */
-import { readFileSync, readdirSync } from 'node:fs';
 import * as zmq from 'zeromq';
 import { Client, Server, silentLogger } from '../lib/index.js';
-import { serveCommands, usage } from './child.js';
+import { serveCommands, threadTicks, usage } from './child.js';
 import { upper } from './systems/types.js';
 
 const SERVICE = 'bench-idle';
 
-/**
- * CPU time per thread of this process, by thread name (Linux: /proc/self/task/<tid>/stat), in
- * clock ticks (1/100 s): which thread spends it, the JavaScript one ('node') or libzmq's I/O
- * thread ('ZMQbg/IO/0'). Empty elsewhere.
- */
-function threadTicks(): Map<string, number> {
-  const byName = new Map<string, number>();
-  let tids: string[];
-  try {
-    tids = readdirSync('/proc/self/task');
-  } catch {
-    return byName;
-  }
-  for (const tid of tids) {
-    try {
-      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
-      const ticks = Number(fields[11]) + Number(fields[12]); // utime (14) + stime (15)
-      const key = name.replace(/\d+$/, '#');
-      byName.set(key, (byName.get(key) ?? 0) + ticks);
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return byName;
-}
 const role = process.argv[2];
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -118,8 +90,9 @@ if (role === 'server') {
         const count = Number(args.count);
         const endpoint = String(args.endpoint);
         // One context of our own, sized for the sockets of this process (libzmq's default is 1023):
-        // a Client has two (its ROUTER and the monitor that names failed handshakes).
-        context = new zmq.Context({ maxSockets: count * 2 + 64 });
+        // a Client has three (its ROUTER; for the monitor that names failed handshakes, the PAIR
+        // libzmq makes and the PAIR zeromq.js reads it with).
+        context = new zmq.Context({ maxSockets: count * 3 + 64 });
         const begin = performance.now();
         for (let i = 0; i < count; i += 100) {
           const batch: Promise<void>[] = [];

@@ -5,15 +5,16 @@
  * 127.0.0.1 only. The round scenarios alternate systems (A B C A B C ...) so that machine noise
  * hits all alike; the report gives the median of the rounds, and ratios against raw zeromq.js
  * measured in the same run. Then, on zeropeer alone: a long run of calls with RSS sampled (leak
- * check) and N idle clients with heartbeats (server CPU and RSS, then one push to each).
+ * check), N idle clients with heartbeats (server CPU and RSS, then one push to each), and the scale
+ * scenario (bench/scale.ts: 10,000 clients on one server, over 4 child processes; --quick: 200).
  *
  *   node dist/bench/run.js [--quick] [--json] [--only raw,zeropeer,...] [--scenarios ...] [--rounds N] [--profile DIR]
  *
- * --quick   a ~30-second smoke version (short cells, 50 idle clients for 3 s, 20k calls)
+ * --quick   a ~30-second smoke version (short cells, 50 idle clients for 3 s, 200 clients at scale, 20k calls)
  * --json    JSON on stdout; the table and progress go to stderr
  * --only    systems to run, comma-separated: raw, zeropeer, zeropeer-s2c, zeropeer-curve, grpc, aiozmq
  *           (and raw-router, a diagnostic: zeropeer's ROUTER<->ROUTER pattern without zeropeer)
- * --scenarios  scenarios to run (default all): sequential, in-flight-64, payload-64KiB, million-calls, idle-clients
+ * --scenarios  scenarios to run (default all): sequential, in-flight-64, payload-64KiB, million-calls, idle-clients, scale, cluster
  * --rounds  measured rounds (default 5, quick 3)
  * --profile write a CPU profile (node --cpu-prof) of every Node process into DIR/<system>-<role>
  *           (summarize one with `node dist/bench/profile-summary.js FILE`)
@@ -27,6 +28,7 @@ import { fileURLToPath } from 'node:url';
 import * as zmq from 'zeromq';
 import { ROUND_SCENARIOS, SCENARIO_TITLES, makePlan, type DriveResult, type Plan, type RoundScenario, type ScenarioKey } from './scenarios.js';
 import { fmt, fmtRatio, halfSpread, median, mib, ratio, round, table } from './stats.js';
+import { runScale, type ScaleResult } from './scale.js';
 import { aiozmqWorker, probeAiozmq, type PythonProbe } from './systems/aiozmq.js';
 import { BINDERS } from './systems/index.js';
 import type { Rendezvous } from './systems/types.js';
@@ -95,7 +97,7 @@ const ALL_SCENARIOS = Object.keys(SCENARIO_TITLES) as ScenarioKey[];
 
 const USAGE = `usage: node dist/bench/run.js [--quick] [--json] [--only SYSTEMS] [--scenarios SCENARIOS] [--rounds N] [--profile DIR]
 
-  --quick      a ~30-second smoke version (short cells, 50 idle clients for 3 s, 20k calls)
+  --quick      a ~30-second smoke version (short cells, 50 idle clients for 3 s, 200 clients at scale, 20k calls)
   --json       JSON on stdout; the table and progress go to stderr
   --only       systems to run, comma-separated: ${SYSTEM_KEYS.join(', ')}
                (raw-router, zeropeer's socket pattern without zeropeer, is a diagnostic run only when named)
@@ -458,7 +460,7 @@ function sequentialTarget(ratios: number[]): Target {
     : { name, value: shown, met: null, note: 'the rounds disagree by more than +-0.05: run more rounds (--rounds) on a quieter machine' };
 }
 
-function evaluateTargets(runs: SystemRun[], long: LongRun | undefined, idle: IdleResult | undefined, plan: Plan): Target[] {
+function evaluateTargets(runs: SystemRun[], long: LongRun | undefined, idle: IdleResult | undefined, scale: ScaleResult | undefined, plan: Plan): Target[] {
   const by = (key: string): SystemRun | undefined => runs.find((r) => r.spec.key === key);
   const zp = by('zeropeer');
   const raw = by('raw');
@@ -503,6 +505,7 @@ function evaluateTargets(runs: SystemRun[], long: LongRun | undefined, idle: Idl
       idleNote ?? (idle && idle.connected !== idle.clients ? `only ${idle.connected} of ${idle.clients} connected` : undefined),
     ),
   );
+  targets.push(...scaleTargets(scale, plan));
   const growth = long ? Math.max(long.callerGrowthPct, long.responderGrowthPct) : Number.NaN;
   targets.push(
     check(
@@ -516,8 +519,54 @@ function evaluateTargets(runs: SystemRun[], long: LongRun | undefined, idle: Idl
   return targets;
 }
 
+/** The scale targets (issue 14): 10,000 clients; --quick measures fewer and says so. */
+function scaleTargets(scale: ScaleResult | undefined, plan: Plan): Target[] {
+  const n = fmt(plan.scale.clients);
+  const all = scale !== undefined && scale.connected === scale.clients;
+  const note = scale && plan.mode === 'quick' ? `--quick: ${scale.clients} clients (the target is for 10,000)` : undefined;
+  const missing = scale && !all ? `only ${scale.connected} of ${scale.clients} connected` : undefined;
+  const check = (name: string, value: number, ok: (v: number) => boolean, show: (v: number) => string, extra?: string): Target =>
+    Number.isFinite(value)
+      ? { name, value: show(value), met: ok(value), ...(note || extra ? { note: [note, extra].filter(Boolean).join('; ') } : {}) }
+      : { name, value: 'n/a', met: null, note: missing ?? extra ?? 'not measured (scenario not selected, or failed)' };
+  const pushOk = scale?.pushes.length && scale.pushes.every((p) => p.failed === 0);
+  const restartOk = scale && scale.restart.reconnected >= scale.clients && scale.restart.pushAfter.failed === 0;
+  return [
+    check(`${n} clients at scale: server idle < 5% of one core`, all ? scale.serverCpuPct : Number.NaN, (v) => v < 5, (v) => `${v.toFixed(2)}%`),
+    check(`${n} clients at scale: server RSS < 20 KiB per client`, all ? scale.rssPerClient / 1024 : Number.NaN, (v) => v < 20, (v) => `${v.toFixed(1)} KiB`),
+    check(`${n} clients at scale: one push to all answered < 1 s`, all && pushOk ? scale.pushMedianMs : Number.NaN, (v) => v < 1000,
+      (v) => `${fmt(v)} ms (median of ${scale!.pushes.length})`, scale && !pushOk ? `push failures: ${scale.pushes.map((p) => p.firstError).filter(Boolean)[0]}` : undefined),
+    check(`${n} clients at scale: all re-authenticated < 10 s after a server restart`, restartOk ? scale.restart.reconnectMs : Number.NaN, (v) => v < 10_000,
+      (v) => `${fmt(v / 1000, 1)} s`, scale && !restartOk ? `${scale.restart.reconnected} of ${scale.clients} back; push after: ${scale.restart.pushAfter.answered} answered` : undefined),
+  ];
+}
+
+function renderScale(scale: ScaleResult): string[] {
+  const out: string[] = [];
+  out.push(`${SCENARIO_TITLES['scale']}: ${fmt(scale.clients)} clients over ${scale.processes} processes, trusted_peer, default heartbeats, idle ${scale.idleMs / 1000} s`);
+  out.push(table(
+    ['', 'value'],
+    [
+      ['connected and authenticated', `${fmt(scale.connected)} in ${fmt(scale.connectMs)} ms`],
+      ['server CPU at idle, % of one core (its own process)', `${scale.serverCpuPct.toFixed(2)}%`],
+      ...(Object.keys(scale.serverThreads).length
+        ? [['  by thread (from /proc, 10 ms ticks)', Object.entries(scale.serverThreads).map(([name, pct]) => `${name} ${pct.toFixed(2)}%`).join(', ')]]
+        : []),
+      ['server RSS: no clients / idle (after GC) / per client', `${mib(scale.serverRssEmpty)} / ${mib(scale.serverRssIdle)} / ${(scale.rssPerClient / 1024).toFixed(1)} KiB`],
+      ['server V8 heap after GC at idle', mib(scale.serverHeapIdle)],
+      ['clients processes CPU (all) / RSS (all)', `${scale.clientsCpuPct.toFixed(2)}% / ${mib(scale.clientsRss)}`],
+      ['one push to each, all answered in', scale.pushes.map((p) => `${fmt(p.ms)} ms (${p.answered}/${p.clients})`).join(', ')],
+      ['restart: old server stopped (GOODBYE to each) in', `${fmt(scale.restart.stopMs)} ms`],
+      ['restart: all re-authenticated, after the old exited / after the new bound', `${fmt(scale.restart.reconnectMs)} ms / ${fmt(scale.restart.fromBindMs)} ms (${fmt(scale.restart.reconnected)})`],
+      ['restart: then one push to each', `${fmt(scale.restart.pushAfter.ms)} ms (${scale.restart.pushAfter.answered}/${scale.restart.pushAfter.clients})`],
+    ],
+  ));
+  out.push('');
+  return out;
+}
+
 function render(runs: SystemRun[], medians: Record<string, Medians | undefined>, long: LongRun | undefined, idle: IdleResult | undefined,
-  targets: Target[], plan: Plan, info: ReturnType<typeof machine>, notes: string[]): string {
+  scale: ScaleResult | undefined, targets: Target[], plan: Plan, info: ReturnType<typeof machine>, notes: string[]): string {
   const out: string[] = [];
   out.push(`zeropeer benchmark (${plan.mode}): ${info.nproc} cores, ${info.cpuModel}, node ${info.node}, libzmq ${info.libzmq}`);
   out.push(`median of ${plan.rounds} rounds of ${plan.cellMs} ms per system and scenario, systems alternating; loopback 127.0.0.1`);
@@ -581,6 +630,7 @@ function render(runs: SystemRun[], medians: Record<string, Medians | undefined>,
     ));
     out.push('');
   }
+  if (scale) out.push(...renderScale(scale));
   out.push('targets');
   out.push(table(
     ['target', 'measured', 'result'],
@@ -685,6 +735,21 @@ async function main(): Promise<number> {
     }
   }
 
+  let scale: ScaleResult | undefined;
+  if (args.scenarios.includes('scale')) {
+    if (args.only.includes('zeropeer')) {
+      log(`scale: ${fmt(plan.scale.clients)} zeropeer clients over ${plan.scale.processes} processes on one server`);
+      try {
+        scale = await runScale({ ...plan.scale, childHardTimeoutMs: plan.childHardTimeoutMs }, log, args.profileDir);
+      } catch (error) {
+        notes.push(`scale failed: ${(error as Error).message}`);
+        log(`!! scale failed: ${(error as Error).message}`);
+      }
+    } else {
+      notes.push('scale runs zeropeer clients, and zeropeer was not selected');
+    }
+  }
+
   // Streams (bench/streams.ts): 1 KiB items through client.stream against raw zeromq.js, and a slow
   // consumer's RSS, in a process of its own (so that the RSS is the stream's alone).
   let streams: Record<string, unknown> | undefined;
@@ -712,10 +777,10 @@ async function main(): Promise<number> {
 
   const medians: Record<string, Medians | undefined> = {};
   for (const run of runs) if (run.status === 'ok') medians[run.spec.key] = mediansOf(run);
-  const targets = evaluateTargets(runs, long, idle, plan);
+  const targets = evaluateTargets(runs, long, idle, scale, plan);
   const elapsedS = (performance.now() - began) / 1000;
   notes.push(`the whole bench took ${elapsedS.toFixed(1)} s`);
-  report(render(runs, medians, long, idle, targets, plan, info, notes));
+  report(render(runs, medians, long, idle, scale, targets, plan, info, notes));
   if (clusterReport) report(clusterReport.trimEnd());
 
   if (args.json) {
@@ -760,6 +825,7 @@ async function main(): Promise<number> {
       ),
       'million-calls': long ?? null,
       'idle-clients': idle ?? null,
+      scale: scale ?? null,
       streams: streams ?? null,
       targets,
       notes,

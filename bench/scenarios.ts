@@ -7,7 +7,7 @@ import { summarize } from './stats.js';
 /** Scenarios run in alternating rounds on every system. */
 export type RoundScenarioKey = 'sequential' | 'in-flight-64' | 'payload-64KiB';
 /** Scenarios run once, on zeropeer only. */
-export type ZeropeerScenarioKey = 'idle-clients' | 'million-calls' | 'cluster';
+export type ZeropeerScenarioKey = 'idle-clients' | 'million-calls' | 'scale' | 'cluster';
 export type ScenarioKey = RoundScenarioKey | ZeropeerScenarioKey;
 
 export interface RoundScenario {
@@ -33,6 +33,7 @@ export const SCENARIO_TITLES: Record<ScenarioKey, string> = {
   'payload-64KiB': ROUND_SCENARIOS[2]!.title,
   'idle-clients': 'idle zeropeer clients with heartbeats, then one server push to each',
   'million-calls': 'a long run of calls, 64 in flight, RSS sampled (leak check)',
+  'scale': 'N connected clients on one server (bench/scale.ts): idle CPU, RSS per client, a push to all, a server restart',
   'cluster': 'cluster mode (needs redis-server): cross-node sendTo against local, 3 nodes x N idle clients (bench/cluster.ts)',
 };
 
@@ -48,6 +49,8 @@ export interface Plan {
   maxCallsPerCell: number;
   idleClients: number;
   idleMs: number;
+  /** The scale scenario: clients on one server, the child processes they are spread over, its idle window, pushes to all. */
+  scale: { clients: number; processes: number; idleMs: number; pushes: number };
   millionCalls: number;
   /** The long run is made of this many phases; RSS is sampled between them. */
   millionPhases: number;
@@ -69,6 +72,7 @@ export function makePlan(quick: boolean, rounds?: number): Plan {
         maxCallsPerCell: 200_000,
         idleClients: 50,
         idleMs: 3000,
+        scale: { clients: 200, processes: 2, idleMs: 3000, pushes: 2 },
         millionCalls: 20_000,
         millionPhases: 10,
         millionPhaseCapMs: 10_000,
@@ -83,11 +87,12 @@ export function makePlan(quick: boolean, rounds?: number): Plan {
         maxCallsPerCell: 500_000,
         idleClients: 1000,
         idleMs: 30_000,
+        scale: { clients: 10_000, processes: 4, idleMs: 30_000, pushes: 3 },
         millionCalls: 1_000_000,
         millionPhases: 10,
         millionPhaseCapMs: 20_000,
-        childHardTimeoutMs: 540_000,
-        benchHardTimeoutMs: 530_000,
+        childHardTimeoutMs: 800_000,
+        benchHardTimeoutMs: 790_000,
       };
 }
 

@@ -153,7 +153,7 @@ export interface CommonOptions {
    * bunyan logger is recognised and called context first (see {@link LoggerOption}).
    */
   logger?: Logger;
-  /** A zeromq context of your own (the ZAP handler of a CURVE allow-list lives in it). A Client uses two of its sockets. */
+  /** A zeromq context of your own (the ZAP handler of a CURVE allow-list lives in it). A Client uses three of its sockets. */
   context?: zmq.Context;
   /** Settings for a security plugin of your own; it reads them beside the ones below. */
   securitySettings?: Readonly<Record<string, unknown>>;

@@ -14,6 +14,7 @@ import type { ClusterPeer } from './cluster/directory.js';
 import { RpcError, ServiceNotFoundError } from './errors.js';
 import { DEFAULTS, checkServerOptions, positive, rejectUnknownKeys, wholeNumber, type CallOptions, type ServerCurveOptions, type ServerOptions, type StreamOptions } from './options.js';
 import { Peer } from './peer.js';
+import { ProxyCache } from './proxy-cache.js';
 import type { Predicate } from './predicates.js';
 import type { CallStream } from './engine/streams.js';
 import { createCallProxy, type CallProxy, type NotifyProxy, type PublishProxy, type StreamProxy } from './proxy.js';
@@ -29,7 +30,7 @@ export type { GoneReason } from './auth/server-handshake.js';
 const UNHEARD_MS = 1000;
 /** Topics one connection may subscribe to: each costs memory and a comparison in every publish. */
 export const MAX_TOPICS_PER_CONNECTION = 1024;
-/** sendTo proxies kept for reuse; past that many identities the cache starts over. */
+/** sendTo proxies kept for reuse, at least (twice the clients connected when that is more); past it the cache starts over. */
 const MAX_CACHED_PROXIES = 4096;
 
 export interface ServerEvents {
@@ -85,7 +86,7 @@ function safePredicate(predicate: Predicate, identity: string): boolean {
 export class Server<ClientApi = any> extends Peer<ServerEvents> {
   readonly #options: ServerOptions;
   readonly #endpoints: string[] = [];
-  readonly #proxies = new Map<string, unknown>();
+  readonly #proxies: ProxyCache<unknown>;
   readonly #topics = new WeakMap<Connection, Set<string>>();
   readonly #handshake: ServerHandshake;
   /** Cluster mode (options.cluster): the directory and the links to the other nodes. */
@@ -128,6 +129,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     self = this;
     this.#options = options;
     this.#handshake = made!;
+    this.#proxies = new ProxyCache(MAX_CACHED_PROXIES, () => this.#handshake.size);
     this.#cluster = options.cluster && this.#joinCluster(options);
   }
 
@@ -229,13 +231,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
   sendTo<T = ClientApi>(identity: string, options?: CallOptions): CallProxy<T> {
     if (options) return createCallProxy<T>((name, args) => this.#call(identity, name, args, options));
     // `server.sendTo(id).fn()` in a loop is the common form: reuse one proxy per identity.
-    let proxy = this.#proxies.get(identity);
-    if (!proxy) {
-      proxy = createCallProxy((name, args) => this.#call(identity, name, args, undefined));
-      if (this.#proxies.size >= MAX_CACHED_PROXIES) this.#proxies.clear();
-      this.#proxies.set(identity, proxy);
-    }
-    return proxy as CallProxy<T>;
+    return this.#proxies.get(identity, () => createCallProxy((name, args) => this.#call(identity, name, args, undefined))) as CallProxy<T>;
   }
 
   /**

@@ -401,13 +401,13 @@ export class Caller {
 
   /** Rejects the calls sent on `connection` (not the ones still waiting to be sent). */
   rejectSent(connection: Connection, makeError: (name: string) => Error): void {
-    this.#pending.rejectWhere((call) => call.connectionKey === connection.key && call.sent, (call) => lostError(call, makeError));
+    this.#pending.rejectOn(connection.key, (call) => call.sent, (call) => lostError(call, makeError));
     this.onLost?.(connection);
   }
 
   /** Rejects every call for `connection`, sent or waiting. */
   rejectAll(connection: Connection, makeError: (name: string) => Error): void {
-    this.#pending.rejectWhere((call) => call.connectionKey === connection.key, (call) => lostError(call, makeError));
+    this.#pending.rejectOn(connection.key, () => true, (call) => lostError(call, makeError));
     this.onLost?.(connection);
   }
 

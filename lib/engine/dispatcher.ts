@@ -66,7 +66,6 @@ export class Dispatcher {
   #builtins: Readonly<Record<string, Builtin>> | undefined;
   #running = 0;
   readonly #runningBy = new Map<string, number>();
-  /** Calls that may still be cancelled (compact framing, an answer wanted), by connection key and id. */
   /** Compact calls still running, per connection then id: CANCEL, stream messages and a departure find them at once. */
   readonly #cancellable = new Map<Connection, Map<number, CallResponder>>();
   #drained: (() => void) | undefined;
@@ -291,7 +290,8 @@ export class Dispatcher {
     answer.cancellable = false;
     const running = this.#cancellable.get(answer.connection);
     if (!running) return;
-    running.delete(answer.id as number);
+    // A repeated id may have replaced this answer in the table: leave the newer one there.
+    if (running.get(answer.id as number) === answer) running.delete(answer.id as number);
     if (running.size === 0) this.#cancellable.delete(answer.connection);
   }
 

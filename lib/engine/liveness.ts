@@ -112,12 +112,15 @@ export class Liveness {
     }
   }
 
-  /** Awaits what the backend returned, logging (never throwing) its failure. */
-  async #settle(result: unknown, what: string): Promise<void> {
-    try {
-      await result;
-    } catch (error) {
-      this.#settings.logger.error(`heartbeat backend ${what} failed`, { peer: this.#settings.peerId, error: (error as Error)?.message });
-    }
+  /**
+   * Logs (never throws) the failure of what the backend returned, once it settles. A plain value
+   * (the memory backend) costs no promise: track and untrack run for every client that comes and goes.
+   */
+  #settle(result: unknown, what: string): Promise<void> | undefined {
+    if (typeof (result as PromiseLike<unknown> | undefined)?.then !== 'function') return undefined;
+    return Promise.resolve(result).then(
+      () => undefined,
+      (error: unknown) => this.#settings.logger.error(`heartbeat backend ${what} failed`, { peer: this.#settings.peerId, error: (error as Error)?.message }),
+    );
   }
 }

@@ -10,6 +10,7 @@
 import type { ErrorTable } from '../errors.js';
 import type { OutgoingHooks } from '../transport/outbox.js';
 import type { MessageId } from '../wire/messages.js';
+import { ByConnection } from './by-connection.js';
 import type { CallStream, StreamProducer, StreamWindow } from './streams.js';
 
 /** What the table asks of its owner (the engine). */
@@ -128,6 +129,8 @@ interface Lane {
 export class PendingCalls {
   readonly #calls = new Map<number, PendingCall>();
   readonly #lanes = new Map<number, Lane>();
+  /** The same calls by connection: what a lost connection rejects, without a scan of every call. */
+  readonly #byConnection = new ByConnection<PendingCall>();
   #timer: NodeJS.Timeout | undefined;
   #timerAt = Infinity;
   /** True while #expire walks the lanes: settling then must not reshape them. */
@@ -146,6 +149,7 @@ export class PendingCalls {
 
   add(call: PendingCall): void {
     this.#calls.set(call.id, call);
+    this.#byConnection.add(call.connectionKey, call);
     let lane = this.#lanes.get(call.timeoutMs);
     if (!lane) {
       lane = { timeoutMs: call.timeoutMs, calls: [], head: 0 };
@@ -164,6 +168,7 @@ export class PendingCalls {
     const call = this.#calls.get(id);
     if (!call) return undefined;
     this.#calls.delete(id);
+    this.#byConnection.delete(call.connectionKey, call);
     if (this.#expiring) return call;
     if (this.#calls.size === 0) this.#clear();
     else this.#trim(this.#lanes.get(call.timeoutMs));
@@ -183,9 +188,12 @@ export class PendingCalls {
 
   /** Calls waiting, not yet sent, on a connection, oldest first. */
   unsent(connectionKey: string): PendingCall[] {
-    const calls: PendingCall[] = [];
-    for (const call of this.#calls.values()) if (!call.sent && call.connectionKey === connectionKey) calls.push(call);
-    return calls;
+    return this.#byConnection.of(connectionKey).filter((call) => !call.sent);
+  }
+
+  /** Rejects the calls on one connection that match (only those are looked at); `makeError` is asked once per call. */
+  rejectOn(connectionKey: string, match: (call: PendingCall) => boolean, makeError: (call: PendingCall) => Error): void {
+    for (const call of this.#byConnection.of(connectionKey)) if (match(call)) this.reject(call.id, makeError(call));
   }
 
   /** Rejects the calls that match; `makeError` is asked once per call so each gets its own stack. */

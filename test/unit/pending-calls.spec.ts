@@ -1,6 +1,6 @@
 /**
  * The table of calls in flight, alone: deadlines kept per timeout lane with one timer, calls
- * leaving the table as they settle, the limit, rejectWhere and unsent. Time is a fake clock (Date.now,
+ * leaving the table as they settle, the limit, rejectWhere, rejectOn and unsent. Time is a fake clock (Date.now,
  * setTimeout and clearTimeout swapped for the length of each test), so nothing depends on how
  * busy the machine is.
  */
@@ -222,6 +222,30 @@ describe('PendingCalls', () => {
     expect(x2.outcome.error!.message).to.equal('lost x2');
     expect(x1.outcome.error).to.not.equal(x2.outcome.error);
     expect(y1.outcome.settled).to.equal(false);
+  });
+
+  it('rejectOn looks only at the calls of its connection (a lost connection costs its own calls, not everyone\'s)', async () => {
+    const { table } = makeTable(10_000);
+    const others = Array.from({ length: 500 }, (_, i) => addCall(table, `other-${i}`, 100, { key: `peer-${i}` }));
+    const mine = [addCall(table, 'mine-1', 100, { key: 'lost' }), addCall(table, 'mine-2', 100, { key: 'lost' })];
+    mine[0]!.call.sent = true;
+    const looked: string[] = [];
+    table.rejectOn('lost', (call) => {
+      looked.push(call.name);
+      return call.sent;
+    }, (call) => new Error(`lost ${call.name}`));
+    expect(looked, 'the match ran on the lost connection\'s calls only').to.deep.equal(['mine-1', 'mine-2']);
+    expect(table.size).to.equal(501);
+    table.rejectOn('lost', () => true, (call) => new Error(`lost ${call.name}`));
+    expect(table.size).to.equal(500);
+    table.rejectOn('nobody', () => true, () => new Error('never'));
+    expect(table.size).to.equal(500);
+    await flush();
+    expect(mine.map((m) => m.outcome.error?.message)).to.deep.equal(['lost mine-1', 'lost mine-2']);
+    expect(others.every((o) => !o.outcome.settled)).to.equal(true);
+    for (const other of others) table.resolve(other.call.id, undefined);
+    expect(table.size).to.equal(0);
+    expect(table.unsent('peer-0')).to.deep.equal([]);
   });
 
   it('unsent lists the calls of one connection not yet handed over, oldest first', () => {
