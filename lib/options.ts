@@ -121,7 +121,8 @@ export interface CommonOptions {
   /**
    * Batching between zeropeer peers: the messages to one peer made in one run of the microtask
    * queue (the calls of one tick, the answers to one received batch) leave together as one ZeroMQ
-   * message, at most `messages` of them and `bytes` of payload; a message alone leaves as itself,
+   * message, at most `messages` of them (up to 256) and `bytes` for the whole frame (up to 65536,
+   * what any receiver accepts); a message alone leaves as itself,
    * before any I/O or timer. `false`: every message leaves alone. Default
    * `{ messages: 128, bytes: 65536 }`. pseud (v1) peers never receive batches.
    */

@@ -10,7 +10,7 @@ import { DEFAULTS, positive, type CommonOptions } from './options.js';
 import { createLocalRegistry } from './registry.js';
 import type { BatchLimits } from './transport/outbox.js';
 import { MsgpackCodec } from './wire/codec.js';
-import { MAX_BATCH_PACKETS } from './wire/framing.js';
+import { MAX_BATCH_BYTES, MAX_BATCH_PACKETS } from './wire/framing.js';
 
 /** Checks a peer id: what clients name to reach a server. */
 export function checkPeerId(id: unknown): string {
@@ -32,11 +32,15 @@ function rateLimitOf(limit: RateLimit | undefined): RateLimit | undefined {
 function batchOf(batch: CommonOptions['batch']): BatchLimits {
   if (batch === undefined) return DEFAULTS.batch;
   if (batch === false) return false;
-  if (typeof batch !== 'object' || batch === null) throw new TypeError('options.batch must be { messages?, bytes? } or false');
+  if (typeof batch !== 'object' || batch === null || Array.isArray(batch)) throw new TypeError('options.batch must be { messages?, bytes? } or false');
   rejectUnknownKeys(batch, ['messages', 'bytes'], 'options.batch');
   const messages = positive(batch.messages, 'batch.messages', DEFAULTS.batch.messages);
   if (!Number.isInteger(messages) || messages > MAX_BATCH_PACKETS) throw new TypeError(`options.batch.messages must be a whole number from 1 to ${MAX_BATCH_PACKETS}`);
-  return { messages, bytes: positive(batch.bytes, 'batch.bytes', DEFAULTS.batch.bytes) };
+  // The receiver's libzmq drops a connection past its frame limit, which the sender cannot know: a
+  // batch stays under a size every receiver accepts.
+  const bytes = positive(batch.bytes, 'batch.bytes', DEFAULTS.batch.bytes);
+  if (bytes > MAX_BATCH_BYTES) throw new TypeError(`options.batch.bytes must be at most ${MAX_BATCH_BYTES} (every receiver accepts a batch that size)`);
+  return { messages, bytes };
 }
 
 function streamWindow(window: StreamWindow | undefined): StreamWindow {

@@ -7,10 +7,10 @@
  */
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
-import { MessageType as T, MsgpackCodec, type Server } from '../lib/index.js';
+import { MessageType as T, MsgpackCodec, Server } from '../lib/index.js';
 import { decodeFrames, encodeBatch } from '../lib/wire/framing.js';
 import { MessageIds } from '../lib/wire/message-ids.js';
-import { cleanup, RawPeer, recordingLogger, rejection, sleep, startClient, startServer, until, uuidBytes } from './helpers.js';
+import { cleanup, RawPeer, recordingLogger, rejection, sleep, startClient, startServer, track, until, uuidBytes } from './helpers.js';
 
 const context = { codec: new MsgpackCodec(), ids: new MessageIds(), maxMessageBytes: 1 << 24 };
 
@@ -131,6 +131,26 @@ describe('batching', () => {
     const down = await Promise.all(Array.from({ length: 300 }, (_, i) => server.sendTo(identity).note(i)));
     expect(down).to.deep.equal(Array.from({ length: 300 }, (_, i) => i * 2));
     expect(seenByClient).to.deep.equal(Array.from({ length: 300 }, (_, i) => i));
+  });
+
+  it('a batch never exceeds what the receiver\'s libzmq accepts, whatever its maxMessageBytes: 32 calls of 20 KiB in one tick all answer', async () => {
+    const server = await startServer({ maxMessageBytes: 64 * 1024 });
+    server.registerRpc('size', (text: string) => text.length);
+    const client = await startClient(server);
+    const sizes = await Promise.all(Array.from({ length: 32 }, (_, i) => client.call.size('x'.repeat(20 * 1024 + i))));
+    expect(sizes).to.deep.equal(Array.from({ length: 32 }, (_, i) => 20 * 1024 + i));
+  });
+
+  it('the batch option is checked: bounds every receiver accepts, nothing else', () => {
+    expect(() => new Server('s', { batch: { bytes: 65537 } })).to.throw(TypeError, /batch.bytes must be at most 65536/);
+    expect(() => new Server('s', { batch: { messages: 257 } })).to.throw(TypeError, /batch.messages must be a whole number from 1 to 256/);
+    expect(() => new Server('s', { batch: { messages: 0 } })).to.throw(TypeError, /batch.messages/);
+    expect(() => new Server('s', { batch: [] as never })).to.throw(TypeError, /options.batch must be/);
+    expect(() => new Server('s', { batch: { size: 3 } as never })).to.throw(TypeError, /size/);
+    for (const ok of [false, {}, { messages: 256, bytes: 65536 }] as const) {
+      const server = track(new Server('s', { batch: ok }));
+      expect(server.id).to.equal('s');
+    }
   });
 
   it('batch: false on one side: it sends every message alone and still reads the other side\'s batches', async () => {

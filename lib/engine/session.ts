@@ -93,8 +93,11 @@ export class Session {
     this.#framing = { codec: config.codec, ids: new MessageIds(), maxMessageBytes: config.maxMessageBytes };
     const counted = {
       send: (frames: Buffer[], messages: number): Promise<void> => {
-        this.counters.sent(frames, messages);
-        return this.socket.send(frames);
+        // The socket's own promise goes back (a wrapper would delay a full pipe's EAGAIN by a
+        // microtask, and the next message could overtake the one being queued); counted once sent.
+        const sent = this.socket.send(frames);
+        sent.then(() => this.counters.sent(frames, messages), () => {});
+        return sent;
       },
     };
     this.#outbox = new Outbox(counted, { messages: config.maxSendQueue, bytes: config.maxSendQueueBytes, totalBytes: config.maxSendQueueTotalBytes }, config.batch);
@@ -187,6 +190,7 @@ export class Session {
     }
     await this.#outbox.drained();
     await this.#role.stop();
+    this.#outbox.flushHeld(); // GOODBYE goes straight to the socket: what is held goes before it
     await this.#sayGoodbye();
     await this.liveness?.stop();
     this.#state = 'stopped';
@@ -355,7 +359,12 @@ export class Session {
     const { routingId, packets } = inbound;
     this.counters.received(frames, packets.length);
     for (const packet of packets) {
-      this.#onInbound(decodeBatched(routingId, packet, this.#framing), [routingId, packet]);
+      // What one message throws must not cost the messages after it in the batch.
+      try {
+        this.#onInbound(decodeBatched(routingId, packet, this.#framing), [routingId, packet]);
+      } catch (error) {
+        this.config.logger.error('failed to process a message', { peer: this.config.id, routingId: describeRoutingId(routingId), error: (error as Error)?.stack ?? String(error) });
+      }
     }
     return packets.length;
   }

@@ -14,7 +14,7 @@
  * throughput. Nothing waits for I/O or a timer, so a lone call is not delayed; order per connection
  * is kept: a message that cannot join a batch (v1) first sends what is held.
  */
-import { encodeBatch } from '../wire/framing.js';
+import { batchBytes, encodeBatch } from '../wire/framing.js';
 
 /** What the outbox sends through (the socket). */
 export interface Sender {
@@ -181,10 +181,29 @@ export class Outbox {
     );
   }
 
+  /**
+   * Sends a batch; a full pipe puts its messages in the queue one by one, each with its own hooks,
+   * so that each is held to the queue limit as it would be alone (a call is exempt, an answer is not).
+   */
+  #directBatch(key: string, routingId: Buffer, packets: Buffer[], hooks: OutgoingHooks[], bytes: number): void {
+    this.#socket.send([routingId, encodeBatch(packets, bytes)], packets.length).then(
+      () => {
+        for (const one of hooks) one.onSent?.();
+      },
+      (error: { code?: string }) => {
+        if (error?.code === 'EAGAIN' && !this.#closed) {
+          for (let i = 0; i < packets.length; i++) this.send(key, [routingId, packets[i]!], hooks[i]!);
+        } else {
+          for (const one of hooks) one.onError?.(error as Error);
+        }
+      },
+    );
+  }
+
   /** Holds a compact packet to leave with the others; a full batch leaves now. */
   #hold(key: string, held: Held, packet: Buffer, hooks: OutgoingHooks): void {
     const limits = this.#batch as Exclude<BatchLimits, false>;
-    if (held.packets.length > 0 && held.bytes + packet.length > limits.bytes) this.#flush(key, held);
+    if (held.packets.length > 0 && batchBytes(held.packets.length + 1, held.bytes + packet.length) > limits.bytes) this.#flush(key, held);
     held.packets.push(packet);
     held.hooks.push(hooks);
     held.bytes += packet.length;
@@ -198,10 +217,6 @@ export class Outbox {
     held.packets = [];
     held.hooks = [];
     held.bytes = 0;
-    if (packets.length === 1) {
-      this.#sendHeld(key, [held.routingId, packets[0]!], hooks[0]!, 1);
-      return;
-    }
     // Messages already stale (their call settled while held) are left out.
     const live: Buffer[] = [];
     const liveHooks: OutgoingHooks[] = [];
@@ -213,13 +228,21 @@ export class Outbox {
       bytes += packets[i]!.length;
     }
     if (live.length === 0) return;
-    if (live.length === 1) this.#sendHeld(key, [held.routingId, live[0]!], liveHooks[0]!, 1);
-    else this.#sendHeld(key, [held.routingId, encodeBatch(live, bytes)], batchHooks(liveHooks), live.length);
+    if (this.#queues.has(key)) {
+      // Something waits already (a full pipe): in the queue, each message alone, in order.
+      for (let i = 0; i < live.length; i++) this.send(key, [held.routingId, live[i]!], liveHooks[i]!);
+    } else if (live.length === 1) {
+      this.#direct(key, [held.routingId, live[0]!], liveHooks[0]!, 1);
+    } else {
+      this.#directBatch(key, held.routingId, live, liveHooks, bytes);
+    }
   }
 
-  #sendHeld(key: string, frames: Buffer[], hooks: OutgoingHooks, messages: number): void {
-    if (this.#queues.has(key)) this.send(key, frames, hooks, messages);
-    else this.#direct(key, frames, hooks, messages);
+  /** Sends what is held for every connection now (before a message that bypasses the outbox, as GOODBYE does). */
+  flushHeld(): void {
+    const all = [...this.#held];
+    this.#held.clear();
+    for (const [key, held] of all) this.#flush(key, held);
   }
 
   /**
@@ -238,9 +261,7 @@ export class Outbox {
       return;
     }
     this.#flushQueued = false;
-    if (this.#closed) return;
-    for (const [key, held] of this.#held) this.#flush(key, held);
-    this.#held.clear();
+    if (!this.#closed) this.flushHeld();
   };
 
   /** Takes the head item off a queue, and its bytes off the counts. */
@@ -309,18 +330,4 @@ export class Outbox {
     queue.busy = false;
     if (queue.items.length === 0 && this.#queues.get(key) === queue) this.#queues.delete(key);
   }
-}
-
-/** The hooks of a batch: each message hears what happened to the batch; it is stale when all are. */
-function batchHooks(all: OutgoingHooks[]): OutgoingHooks {
-  return {
-    onError: (error) => {
-      for (const hooks of all) hooks.onError?.(error);
-    },
-    onSent: () => {
-      for (const hooks of all) hooks.onSent?.();
-    },
-    stale: () => all.every((hooks) => hooks.stale?.() === true),
-    exempt: all.every((hooks) => hooks.exempt === true),
-  };
 }

@@ -177,6 +177,7 @@ export class RouterSocket {
         frames = await this.#socket.receive();
       } catch (error) {
         if (this.#socket.closed) return;
+        burst++; // a failure that repeats must not keep the loop on microtasks either
         onError(error, undefined);
         continue;
       }

@@ -62,18 +62,29 @@ const TYPE_FRAMES = new Map<number, Buffer>([...MESSAGES.keys()].map((t) => [t, 
  */
 export const BATCH_MARKER = 0xc1;
 
-/** Most packets one batch may carry; a larger one is refused whole (a sender keeps far below). */
-export const MAX_BATCH_PACKETS = 1024;
+/** Most packets one batch may carry; a larger one is refused whole. */
+export const MAX_BATCH_PACKETS = 256;
+
+/**
+ * Most bytes one batch frame may have, marker and lengths included: below what any receiver's libzmq
+ * accepts (it allows `maxMessageBytes * 2 + 65536` per frame), whatever its `maxMessageBytes`.
+ */
+export const MAX_BATCH_BYTES = 65536;
 
 /** Bytes before each packet in a batch: its length, uint32 big-endian. */
 const LENGTH_BYTES = 4;
+
+/** The size of a batch frame of `count` packets of `bytes` bytes in all. */
+export function batchBytes(count: number, bytes: number): number {
+  return 1 + count * LENGTH_BYTES + bytes;
+}
 
 /**
  * Several compact packets as one: `0xc1`, then each packet after its length (uint32 BE). One frame,
  * because ZeroMQ's cost is per frame: a 64-frame message costs ~8x a 64-packet frame to send.
  */
 export function encodeBatch(packets: readonly Buffer[], bytes: number): Buffer {
-  const batch = Buffer.allocUnsafe(1 + packets.length * LENGTH_BYTES + bytes);
+  const batch = Buffer.allocUnsafe(batchBytes(packets.length, bytes));
   batch[0] = BATCH_MARKER;
   let at = 1;
   for (const packet of packets) {

@@ -48,7 +48,7 @@ const compact = (label: string): Buffer[] => [PEER, Buffer.from(label)];
 const v1 = (label: string): Buffer[] => [PEER, Buffer.alloc(0), Buffer.from('v1'), Buffer.alloc(0), Buffer.from([3]), Buffer.from(label)];
 
 function recorder(log: string[], label: string, extra: Partial<OutgoingHooks> = {}): OutgoingHooks {
-  return { onSent: () => log.push(`sent ${label}`), onError: (error) => log.push(`error ${label}: ${(error as { code?: string }).code}`), ...extra };
+  return { onSent: () => log.push(`sent ${label}`), onError: (error) => log.push(`error ${label}: ${(error as { code?: string }).code ?? error.name}`), ...extra };
 }
 
 function outbox(batch: BatchLimits = { messages: 128, bytes: 65536 }): { box: Outbox; sender: RecordingSender } {
@@ -111,11 +111,13 @@ describe('Outbox batching', () => {
   });
 
   it('a batch is split at the byte bound; a message larger than the bound leaves alone', async () => {
-    const { box, sender } = outbox({ messages: 128, bytes: 25 });
+    const { box, sender } = outbox({ messages: 128, bytes: 40 });
     for (const label of ['first', 'aaaaaaaaaa', 'bbbbbbbbbb', 'cccccccccc', 'x'.repeat(40), 'dddddddddd']) box.sendNow('a', compact(label));
     await nextTurn();
     expect(sender.sends).to.deep.equal([['first', 'aaaaaaaaaa', 'bbbbbbbbbb'], ['cccccccccc'], ['x'.repeat(40)], ['dddddddddd']]);
     expect(sender.batched).to.deep.equal([true, false, false, false]);
+    // The bound is the whole frame: marker and lengths count (1 + 3 x 4 + 25 bytes here).
+    expect(1 + 3 * 4 + 25).to.be.at.most(40);
     box.close();
   });
 
@@ -147,19 +149,54 @@ describe('Outbox batching', () => {
     box.close();
   });
 
-  it('a batch that meets a full pipe (EAGAIN) is queued whole and sent in order after it drains', async () => {
+  it('a batch that meets a full pipe (EAGAIN) is queued message by message and sent in order after it drains', async () => {
     const { box, sender } = outbox();
     const log: string[] = [];
     for (const label of ['m0', 'm1', 'm2']) box.sendNow('a', compact(label), recorder(log, label));
     sender.fail = { code: 'EAGAIN' };
     await nextTurn();
-    expect(box.queuedMessages, 'the batch waits as one item').to.equal(1);
+    expect(box.queuedMessages, 'the batch waits as its messages, each counted').to.equal(3);
     sender.fail = undefined;
     box.sendNow('a', compact('m3'), recorder(log, 'm3')); // goes behind the queued batch
     const deadline = Date.now() + 2000;
     while (log.length < 4 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
     expect(log).to.deep.equal(['sent m0', 'sent m1', 'sent m2', 'sent m3']);
-    expect(sender.delivered).to.deep.equal([['m0', 'm1', 'm2'], ['m3']]);
+    expect(sender.delivered).to.deep.equal([['m0'], ['m1'], ['m2'], ['m3']]);
+    box.close();
+  });
+
+  it('under a full pipe each message of a batch meets the queue limit as it would alone: a call is exempt, an answer is not', async () => {
+    const sender = new RecordingSender();
+    const box = new Outbox(sender, { messages: 1, bytes: Infinity, totalBytes: Infinity }, { messages: 128, bytes: 65536 });
+    const log: string[] = [];
+    box.sendNow('a', compact('w0'), recorder(log, 'w0'));
+    sender.fail = { code: 'EAGAIN' };
+    await nextTurn(); // w0 waits in the queue: it is full now
+    box.sendNow('a', compact('answer'), recorder(log, 'answer'));
+    box.sendNow('a', compact('call'), recorder(log, 'call', { exempt: true }));
+    await nextTurn();
+    expect(log).to.deep.equal(['error answer: QueueFullError']);
+    sender.fail = undefined;
+    const deadline = Date.now() + 2000;
+    while (log.length < 3 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 2));
+    expect(log).to.deep.equal(['error answer: QueueFullError', 'sent w0', 'sent call']);
+    box.close();
+  });
+
+  it('a lone message already stale when it would leave is not sent', async () => {
+    const { box, sender } = outbox();
+    box.sendNow('a', compact('settled'), { stale: () => true });
+    await nextTurn();
+    expect(sender.sends).to.deep.equal([]);
+    box.close();
+  });
+
+  it('flushHeld() sends what is held at once (before a message that bypasses the outbox)', () => {
+    const { box, sender } = outbox();
+    box.sendNow('a', compact('m0'));
+    box.sendNow('a', compact('m1'));
+    box.flushHeld();
+    expect(sender.sends).to.deep.equal([['m0', 'm1']]);
     box.close();
   });
 
@@ -228,7 +265,7 @@ describe('batch framing', () => {
     ['a length cut short', Buffer.from([0xc1, 0, 0]), /cut short in a length/],
     ['a length past the end', Buffer.from([0xc1, 0, 0, 0, 9, 1, 2]), /cut short in a message/],
     ['a second packet cut short', Buffer.concat([encodeBatch([Buffer.from('ok')], 2), Buffer.from([0, 0, 1, 0])]), /cut short in a message/],
-    [`more than ${MAX_BATCH_PACKETS} packets`, encodeBatch(Array.from({ length: MAX_BATCH_PACKETS + 1 }, () => Buffer.from('x')), MAX_BATCH_PACKETS + 1), /more than 1024/],
+    [`more than ${MAX_BATCH_PACKETS} packets`, encodeBatch(Array.from({ length: MAX_BATCH_PACKETS + 1 }, () => Buffer.from('x')), MAX_BATCH_PACKETS + 1), /more than 256/],
   ];
   for (const [label, batch, message] of malformed) {
     it(`a batch with ${label} is malformed as a whole (ProtocolError), with nowhere to answer`, () => {
