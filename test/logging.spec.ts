@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import bunyan from 'bunyan';
 import { pino } from 'pino';
 import { Client, MessageType, Server, contextFirst, hashPassword, type LogContext } from '../lib/index.js';
-import { RawPeer, cleanup, recordingLogger, startServer, track, until, uuidBytes } from './helpers.js';
+import { RawPeer, cleanup, quickHash, recordingLogger, startServer, track, until, uuidBytes } from './helpers.js';
 
 interface PinoRecord { level: number; msg: string; [field: string]: unknown }
 
@@ -51,7 +51,7 @@ describe('logging', function () {
     const ring = new bunyan.RingBuffer({ limit: 1000 });
     const logger = bunyan.createLogger({ name: 'zeropeer-test', level: 'debug', streams: [{ type: 'raw', stream: ring, level: 'debug' }] });
     const records = ring.records as Array<{ level: number; msg: string; [field: string]: unknown }>;
-    const server = track(new Server('service', { security: 'plain', users: { alice: await hashPassword('pw') }, logger, drainTimeoutMs: 50 }));
+    const server = track(new Server('service', { security: 'plain', users: { alice: await quickHash('pw') }, logger, drainTimeoutMs: 50 }));
     await server.bind('tcp://127.0.0.1:0');
     server.registerRpc('ping', () => 'pong');
     await server.start();
