@@ -10,7 +10,7 @@ export type LogContext = Record<string, unknown>;
  * pino and bunyan (context first) are recognised and called their way; see {@link LoggerOption}.
  */
 export interface Logger {
-  /** Connections up and down, handshake steps, dropped messages: for finding out why. */
+  /** Connections up and down, handshake steps, dropped messages, a silent peer heard from again: for finding out why. */
   debug(message: string, context?: LogContext): void;
   /** Peers judged silent by the heartbeat. */
   info(message: string, context?: LogContext): void;

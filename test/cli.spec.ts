@@ -6,8 +6,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import argon2 from 'argon2';
-import { Client, hashPassword } from '../lib/index.js';
-import { cleanup, recordingLogger, startServer, track } from './helpers.js';
+import { Client } from '../lib/index.js';
+import { cleanup, quickHash, recordingLogger, startServer, track } from './helpers.js';
 
 const BIN = fileURLToPath(new URL('../lib/cli/main.js', import.meta.url));
 const FUNCTIONS_MODULE = fileURLToPath(new URL('./fixtures/cli-functions.js', import.meta.url));
@@ -98,7 +98,7 @@ describe('the zeropeer command', function () {
       const keys = JSON.parse((await zeropeer(['keygen'])).stdout) as { publicKey: string; secretKey: string };
       expect(keys.publicKey).to.have.length(40);
       expect(keys.secretKey).to.have.length(40);
-      const server = await startServer({ security: 'plain', users: { alice: await hashPassword('pw') }, curve: keys });
+      const server = await startServer({ security: 'plain', users: { alice: await quickHash('pw') }, curve: keys });
       server.registerRpc('whoami', (identity: string) => identity, { withIdentity: true });
       const ok = await zeropeer(['call', server.endpoint, 'service', 'whoami', '--user', 'alice', '--password', 'pw', '--server-key', keys.publicKey]);
       expect(ok.stderr).to.equal('');
@@ -110,7 +110,7 @@ describe('the zeropeer command', function () {
     });
 
     it('reads --password - from stdin', async () => {
-      const server = await startServer({ security: 'plain', users: { alice: await hashPassword('from stdin') } });
+      const server = await startServer({ security: 'plain', users: { alice: await quickHash('from stdin') } });
       server.registerRpc('ping', () => 'pong');
       const { status, stdout } = await zeropeer(['call', server.endpoint, 'service', 'ping', '--user', 'alice', '--password', '-'], 'from stdin\n');
       expect(status).to.equal(0);
@@ -158,7 +158,7 @@ describe('the zeropeer command', function () {
 
   it('serve --users serves with plain security: the right password gets through, a wrong one exits 11', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'zeropeer-cli-'));
-    writeFileSync(join(dir, 'users.json'), JSON.stringify({ alice: await hashPassword('pw') }));
+    writeFileSync(join(dir, 'users.json'), JSON.stringify({ alice: await quickHash('pw') }));
     const child = spawn(process.execPath, [BIN, 'serve', FUNCTIONS_MODULE, '--bind', 'tcp://127.0.0.1:0', '--users', join(dir, 'users.json')], { stdio: ['ignore', 'pipe', 'pipe'] });
     const killer = setTimeout(() => child.kill('SIGKILL'), 20_000);
     try {

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
-import { Client, PeerNotConnectedError, RpcError, Server, ServiceClosedError, TimeoutError, UnauthorizedError, curveKeyPair, hashPassword } from '../lib/index.js';
-import { cleanup, recordingLogger, rejection, startServer, track } from './helpers.js';
+import { Client, PeerNotConnectedError, RpcError, Server, ServiceClosedError, TimeoutError, UnauthorizedError, curveKeyPair } from '../lib/index.js';
+import { cleanup, quickHash, recordingLogger, rejection, startServer, track } from './helpers.js';
 
 function client(serverId: string, options: ConstructorParameters<typeof Client>[1] = {}): Client {
   return track(new Client(serverId, { logger: recordingLogger(), ...options }));
@@ -21,7 +21,7 @@ describe('first-run mistakes say what is wrong', function () {
 
   describe('client.ready()', () => {
     it('resolves once connected and authenticated, and at once after that', async () => {
-      const server = await startServer({ security: 'plain', users: { alice: await hashPassword('pw') } });
+      const server = await startServer({ security: 'plain', users: { alice: await quickHash('pw') } });
       const alice = client('service', { security: 'plain', userId: 'alice', password: 'pw' });
       alice.connect(server.endpoint);
       await alice.start();
@@ -32,7 +32,7 @@ describe('first-run mistakes say what is wrong', function () {
     });
 
     it('rejects with UnauthorizedError when the credentials are refused (long before its deadline)', async () => {
-      const server = await startServer({ security: 'plain', users: { alice: await hashPassword('pw') } });
+      const server = await startServer({ security: 'plain', users: { alice: await quickHash('pw') } });
       const alice = client('service', { security: 'plain', userId: 'alice', password: 'wrong', timeoutMs: 60_000 });
       alice.connect(server.endpoint);
       await alice.start();

@@ -2,6 +2,7 @@
  * Shared test fixtures: real peers on loopback (port 0), ipc paths in a temp dir, inproc names,
  * a logger that records, and raw ZeroMQ sockets that speak pseud v1 by hand.
  */
+import argon2 from 'argon2';
 import { expect } from 'chai';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -118,6 +119,17 @@ export async function rejection(promise: Promise<unknown>): Promise<Error> {
     if ((error as Error).name === 'AssertionError') throw error;
     return error as Error;
   }
+}
+
+/**
+ * An argon2id hash of `password` for a `users` map, at argon2's lowest cost (1 MiB, one pass, one
+ * lane): a login checks it exactly as it checks {@link hashPassword}'s (argon2.verify reads the cost
+ * from the hash), in a few ms instead of a few hundred with 64 MiB on 4 lanes. The suite logs in
+ * hundreds of times; hashPassword's own hashes are tested where they are the subject
+ * (security-plugins.spec.ts, logging.spec.ts, the CLI's hash-password).
+ */
+export function quickHash(password: string): Promise<string> {
+  return argon2.hash(password, { type: argon2.argon2id, memoryCost: 1024, timeCost: 1, parallelism: 1 });
 }
 
 /** Resolves after `ms`. */

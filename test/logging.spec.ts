@@ -1,7 +1,8 @@
 import { expect } from 'chai';
+import bunyan from 'bunyan';
 import { pino } from 'pino';
-import { Client, Server, contextFirst, hashPassword, type LogContext } from '../lib/index.js';
-import { cleanup, recordingLogger, startServer, track, until } from './helpers.js';
+import { Client, MessageType, Server, contextFirst, hashPassword, type LogContext } from '../lib/index.js';
+import { RawPeer, cleanup, quickHash, recordingLogger, startServer, track, until, uuidBytes } from './helpers.js';
 
 interface PinoRecord { level: number; msg: string; [field: string]: unknown }
 
@@ -46,6 +47,30 @@ describe('logging', function () {
     expect(leaving).to.include({ level: 20, peer: 'service', routingId });
   });
 
+  it('a bunyan logger gets the context as fields of the record (bunyan takes the object first)', async () => {
+    const ring = new bunyan.RingBuffer({ limit: 1000 });
+    const logger = bunyan.createLogger({ name: 'zeropeer-test', level: 'debug', streams: [{ type: 'raw', stream: ring, level: 'debug' }] });
+    const records = ring.records as Array<{ level: number; msg: string; [field: string]: unknown }>;
+    const server = track(new Server('service', { security: 'plain', users: { alice: await quickHash('pw') }, logger, drainTimeoutMs: 50 }));
+    await server.bind('tcp://127.0.0.1:0');
+    server.registerRpc('ping', () => 'pong');
+    await server.start();
+    const client = track(new Client('service', { security: 'plain', userId: 'alice', password: 'pw', logger: bunyan.createLogger({ name: 'client', streams: [] }) }));
+    client.connect(server.endpoint);
+    await client.start();
+    expect(await client.call.ping()).to.equal('pong');
+
+    const find = (msg: string) => records.find((record) => record.msg === msg);
+    expect(find('security "plain" over tcp without CURVE: credentials travel in clear; set options.curve'))
+      .to.include({ level: bunyan.WARN, peer: 'service', endpoint: 'tcp://127.0.0.1:0' });
+    const routingId = find('connection up')?.['routingId'];
+    expect(routingId).to.be.a('string').that.matches(/^zp-/);
+    expect(find('HELLO received')).to.include({ level: bunyan.DEBUG, peer: 'service', routingId, login: 'alice', framing: 'compact' });
+    expect(find('peer authenticated')).to.include({ level: bunyan.DEBUG, identity: 'alice', routingId });
+    expect(records.every((record) => record['name'] === 'zeropeer-test'), 'bunyan\'s own fields kept').to.equal(true);
+    expect(JSON.stringify(records), 'no password in any record').to.not.contain('"pw"');
+  });
+
   it('a message-first logger (console-like) gets (message, context)', async () => {
     const logger = recordingLogger();
     const server = await startServer({ logger });
@@ -56,6 +81,29 @@ describe('logging', function () {
     const up = logger.entries.find((entry) => entry.message === 'connection up');
     expect(up?.level).to.equal('debug');
     expect(up?.context).to.include({ peer: 'service' });
+  });
+
+  it('heartbeat verdicts: a peer judged silent (info), then heard from again (debug), with its identity and routing id', async () => {
+    const logger = recordingLogger();
+    const server = await startServer({ logger, heartbeat: { intervalMs: 100, timeoutMs: 400 } });
+    // A raw peer that logs in, speaks heartbeats (RawPeer.connect sends one), then says nothing.
+    const raw = new RawPeer(server.id, { routingId: 'mute-peer' });
+    await raw.connect(server.endpoint);
+    await raw.sendV1(uuidBytes(), MessageType.HELLO, ['mute', '']);
+    while ((await raw.next(5000))[3]?.[0] !== MessageType.AUTHENTICATED);
+    const verdict = (message: string) => logger.entries.find((entry) => entry.message === message);
+    await until(() => verdict('peer silent for too long') !== undefined, 5000, 'the silence verdict');
+    expect(verdict('peer silent for too long')).to.deep.include({ level: 'info' });
+    expect(verdict('peer silent for too long')?.context).to.include({ peer: 'service', identity: 'mute', routingId: 'mute-peer', timeoutMs: 400 });
+    expect(verdict('peer heard from again after it was judged silent'), 'not back before it speaks').to.equal(undefined);
+
+    await raw.sendFrames('', 'v1', '', Buffer.from([MessageType.HEARTBEAT]), '');
+    await until(() => verdict('peer heard from again after it was judged silent') !== undefined, 5000, 'the back verdict');
+    const back = verdict('peer heard from again after it was judged silent')!;
+    expect(back.level).to.equal('debug');
+    expect(back.context).to.include({ peer: 'service', identity: 'mute', routingId: 'mute-peer' });
+    expect(back.context?.['sinceVerdictMs']).to.be.a('number').that.is.at.least(0);
+    expect(logger.entries.filter((entry) => entry.message === 'peer heard from again after it was judged silent'), 'once').to.have.length(1);
   });
 
   it('contextFirst() adapts another context-first logger; a logger without a level is refused at construction', () => {

@@ -1,7 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -10,67 +8,23 @@ import { expect } from 'chai';
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
-/** What a consumer does: import the package, serve a function, call it through a real socket. */
-const CONSUMER_ESM = `
-import { Server, Client } from 'zeropeer';
-const server = new Server('svc');
-await server.bind('tcp://127.0.0.1:0');
-server.registerRpc('up', (s) => s.toUpperCase());
-await server.start();
-const client = new Client('svc');
-client.connect(server.endpoint);
-await client.start();
-console.log(await client.call.up('esm'));
-await client.stop(); await server.stop();
-`;
-const CONSUMER_CJS = `
-const { Server, Client } = require('zeropeer');
-(async () => {
-  const server = new Server('svc');
-  await server.bind('tcp://127.0.0.1:0');
-  server.registerRpc('up', (s) => s.toUpperCase());
-  await server.start();
-  const client = new Client('svc');
-  client.connect(server.endpoint);
-  await client.start();
-  console.log(await client.call.up('cjs'));
-  await client.stop(); await server.stop();
-})();
-`;
-
 /**
- * The package as npm would publish it: `npm pack` of this checkout (dist/ was built by pretest;
- * a clean clone builds it in `prepare`, which .ci/run checks with a real `npm install`). Installed
- * here without the network: the tarball unpacked into a project's node_modules, its declared
- * runtime dependencies linked from ours, so a missing file or an undeclared dependency fails.
+ * What npm would publish: the file list of `npm pack --dry-run` of this checkout (dist/ was built
+ * by pretest) and the manifest it ships. The package at work, as a user gets it, is CI's
+ * scripts/check-package.sh (not run by `npm test`: it packs a clean clone, whose `prepare` builds
+ * dist/, and installs the tarball with npm): there a fresh project imports it (ESM) and requires
+ * it (CommonJS, through require(esm)), making a real call each way, and runs its `zeropeer` command.
  */
 describe('the npm package', function () {
   this.timeout(60_000);
-  let dir: string;
   let files: string[];
-  let manifest: { dependencies: Record<string, string>; engines: { node: string }; bin?: Record<string, string> };
+  let manifest: { main: string; types: string; dependencies: Record<string, string>; engines: { node: string }; bin?: Record<string, string> };
 
   before(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'zeropeer-pack-'));
-    const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: ROOT });
-    const [packed] = JSON.parse(stdout) as [{ filename: string; files: { path: string }[] }];
+    const { stdout } = await run('npm', ['pack', '--dry-run', '--ignore-scripts', '--json'], { cwd: ROOT });
+    const [packed] = JSON.parse(stdout) as [{ files: { path: string }[] }];
     files = packed.files.map((file) => file.path);
-    const project = join(dir, 'project');
-    const target = join(project, 'node_modules', 'zeropeer');
-    await mkdir(target, { recursive: true });
-    await run('tar', ['-xzf', join(dir, packed.filename), '-C', target, '--strip-components=1']);
-    manifest = JSON.parse(await readFile(join(target, 'package.json'), 'utf8')) as typeof manifest;
-    for (const dependency of Object.keys(manifest.dependencies)) {
-      await mkdir(dirname(join(project, 'node_modules', dependency)), { recursive: true });
-      await symlink(join(ROOT, 'node_modules', dependency), join(project, 'node_modules', dependency), 'dir');
-    }
-    await writeFile(join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
-    await writeFile(join(project, 'esm.mjs'), CONSUMER_ESM);
-    await writeFile(join(project, 'cjs.cjs'), CONSUMER_CJS);
-  });
-
-  after(async () => {
-    if (dir) await rm(dir, { recursive: true, force: true });
+    manifest = JSON.parse(await readFile(join(ROOT, 'package.json'), 'utf8')) as typeof manifest;
   });
 
   it('holds the built entry point, its types, and no tests, benchmarks or examples', () => {
@@ -88,27 +42,13 @@ describe('the npm package', function () {
     }
   });
 
-  it('is imported (ESM) from another project, and a call goes through', async () => {
-    const { stdout } = await run(process.execPath, ['esm.mjs'], { cwd: join(dir, 'project') });
-    expect(stdout.trim()).to.equal('ESM');
-  });
-
-  it('is required (CommonJS, through require(esm)) from another project, and a call goes through', async () => {
-    const { stdout } = await run(process.execPath, ['cjs.cjs'], { cwd: join(dir, 'project') });
-    expect(stdout.trim()).to.equal('CJS');
-  });
-
-  it('runs its zeropeer command from the installed package', async () => {
-    const { stdout } = await run(process.execPath, [join('node_modules', 'zeropeer', manifest.bin!['zeropeer']!), 'keygen'], { cwd: join(dir, 'project') });
-    expect(JSON.parse(stdout)).to.have.keys(['publicKey', 'secretKey']);
-  });
-
   it('claims the Node.js versions where require(esm) works without a flag', () => {
     expect(manifest.engines.node).to.equal('>=20.19');
   });
 
-  it('every file the package names exists in it', () => {
-    const named = [(manifest as unknown as { main: string }).main, (manifest as unknown as { types: string }).types, ...Object.values(manifest.bin ?? {})];
-    for (const file of named) expect(existsSync(join(dir, 'project', 'node_modules', 'zeropeer', file)), file).to.equal(true);
+  it('every file the package names (main, types, bin) is in it', () => {
+    const named = [manifest.main, manifest.types, ...Object.values(manifest.bin ?? {})].map((file) => file.replace(/^\.\//, ''));
+    expect(named).to.include('dist/lib/cli/main.js');
+    for (const file of named) expect(files, file).to.include(file);
   });
 });

@@ -20,7 +20,6 @@ import {
   ServiceNotFoundError,
   TimeoutError,
   UnauthorizedError,
-  hashPassword,
   rpcMethod,
   type CallContext,
   type FunctionInfo,
@@ -31,6 +30,7 @@ import {
   cleanup,
   endpointFor,
   once,
+  quickHash,
   recordingLogger,
   sleep,
   startClient,
@@ -68,7 +68,7 @@ describe('more ways to talk (patterns)', function () {
 
   let users: Record<string, string>;
   before(async () => {
-    const hash = await hashPassword(PASSWORD);
+    const hash = await quickHash(PASSWORD);
     users = { alice: hash, bob: hash, carol: hash };
   });
 

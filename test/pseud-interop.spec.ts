@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
 import * as zmq from 'zeromq';
 import { Client, RemoteError, type Server } from '../lib/index.js';
-import { cleanup, isHeartbeat, once, RawPeer, RawServer, recordingLogger, sleep, startServer, track, uuidBytes } from './helpers.js';
+import { cleanup, isHeartbeat, once, quickHash, RawPeer, RawServer, recordingLogger, sleep, startServer, track, uuidBytes } from './helpers.js';
 
 /** Message types, from the exported table (never copied constants). */
 const T = MessageType;
@@ -310,8 +310,7 @@ describe('pseud v1 interop: a raw pseud client says HELLO with bytes', () => {
   afterEach(cleanup);
 
   it('login and password as MessagePack bin (UTF-8) are accepted', async () => {
-    const { hashPassword } = await import('../lib/index.js');
-    const server = await startServer({ security: 'plain', users: { 'zoë': await hashPassword('pässword') } });
+    const server = await startServer({ security: 'plain', users: { 'zoë': await quickHash('pässword') } });
     server.registerRpc('string.lower', (s: string) => s.toLowerCase());
     const raw = new RawPeer(server.id, { routingId: PSEUD });
     await raw.connect(server.endpoint, { heartbeat: false });

@@ -15,7 +15,6 @@ import {
   TimeoutError,
   UnauthorizedError,
   curveKeyPair,
-  hashPassword,
   registerPredicate,
   unregisterPredicate,
   type ClientOptions,
@@ -27,6 +26,7 @@ import {
   connectionRecords,
   endpointFor,
   once,
+  quickHash,
   recordingLogger,
   startClient,
   startServer,
@@ -295,7 +295,7 @@ describe('security and transport', () => {
     });
 
     it('plain over CURVE logs no clear-text warning; plain without CURVE over tcp does', async () => {
-      const users = { alice: await hashPassword('pw') };
+      const users = { alice: await quickHash('pw') };
 
       const curveServerLog = recordingLogger();
       const curveClientLog = recordingLogger();
@@ -326,7 +326,7 @@ describe('security and transport', () => {
     let users: Record<string, string>;
 
     before(async () => {
-      users = { alice: await hashPassword('alice-pw') };
+      users = { alice: await quickHash('alice-pw') };
     });
 
     /** A plain server whose `whoami` records every identity it ran for. */
@@ -581,7 +581,7 @@ describe('security and transport', () => {
     });
 
     it('withIdentity handlers and predicates receive the verified identity', async () => {
-      const users = { root: await hashPassword('root-pw'), alice: await hashPassword('alice-pw') };
+      const users = { root: await quickHash('root-pw'), alice: await quickHash('alice-pw') };
       const asked: string[] = [];
       const server = await startServer({
         security: 'plain',

@@ -8,6 +8,9 @@ import type { HeartbeatBackend } from '../heartbeat.js';
 import type { Logger } from '../logger.js';
 import type { Connection } from './connection.js';
 
+/** How many silence verdicts are remembered (to log a peer heard from again); older ones are forgotten. */
+const MAX_SILENCED = 1024;
+
 export interface LivenessSettings {
   readonly peerId: string;
   readonly intervalMs: number;
@@ -33,6 +36,8 @@ export class Liveness {
   /** When the last tick ran: a much later tick means this process was paused (SIGSTOP, a blocked loop). */
   #lastTick = 0;
   readonly #tracked = new WeakSet<Connection>();
+  /** Connections judged silent, by key, until heard from again (bounded: the oldest verdicts go first). */
+  readonly #silenced = new Map<string, { routingId: string; identity: string | undefined; at: number }>();
 
   constructor(settings: LivenessSettings, host: LivenessHost) {
     this.#settings = settings;
@@ -47,7 +52,9 @@ export class Liveness {
 
   /** A message came from `key`. Runs for every message: the backend's `seen` must be cheap. */
   seen(key: string): void {
-    this.#settings.backend.seen(key, Date.now());
+    const now = Date.now();
+    this.#settings.backend.seen(key, now);
+    if (this.#silenced.size > 0) this.#heardAgain(key, now);
   }
 
   /** Tracks an authenticated connection, if it speaks heartbeats (else only the transport tells). */
@@ -72,6 +79,7 @@ export class Liveness {
 
   async stop(): Promise<void> {
     clearInterval(this.#timer);
+    this.#silenced.clear();
     await this.#settle(this.#settings.backend.close?.(), 'close');
   }
 
@@ -105,11 +113,24 @@ export class Liveness {
       const connection = this.#host.byKey(key);
       if (connection) {
         logger.info('peer silent for too long', { peer: peerId, routingId: connection.address, identity: connection.identity, timeoutMs });
+        this.#silenced.delete(key);
+        this.#silenced.set(key, { routingId: connection.address, identity: connection.identity, at: now });
+        if (this.#silenced.size > MAX_SILENCED) this.#silenced.delete(this.#silenced.keys().next().value!);
         this.#host.silent(connection);
       } else {
         void this.#settle(backend.untrack(this.#peer(key, ''), 'timeout'), 'untrack');
       }
     }
+  }
+
+  /** The heartbeat's verdict on `key` was silence, and a message came from it since: log that it is back. */
+  #heardAgain(key: string, now: number): void {
+    const verdict = this.#silenced.get(key);
+    if (verdict === undefined) return;
+    this.#silenced.delete(key);
+    this.#settings.logger.debug('peer heard from again after it was judged silent', {
+      peer: this.#settings.peerId, routingId: verdict.routingId, identity: verdict.identity, sinceVerdictMs: now - verdict.at,
+    });
   }
 
   /**
