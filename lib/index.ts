@@ -18,6 +18,7 @@ export {
   type CurveOptions,
   type ServerCurveOptions,
   type ClientCurveOptions,
+  type BatchOptions,
 } from './options.js';
 export type { InterceptedCall, CallStep, Interceptor, InterceptorOptions, InterceptorUse } from './engine/interceptors.js';
 export {
@@ -98,4 +99,4 @@ export {
 export { curveKeyPair } from './transport/curve.js';
 export { RedisDirectory, type RedisDirectoryOptions, type ClusterNodeInfo, type ClusterPeer, type DirectoryEvents } from './cluster/directory.js';
 export type { RateLimit } from './engine/rate-limit.js';
-export type { ClusterOptions } from './cluster/node.js';
+export type { ClusterOptions, LinkKeys } from './cluster/node.js';

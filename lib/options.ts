@@ -43,8 +43,13 @@ export const DEFAULTS = {
   maxRunningPerConnection: 1000,
   /** Handlers running at once in all. */
   maxRunning: 10_000,
-  /** Most messages, and payload bytes, that leave together as one batch. */
-  batch: { messages: 128, bytes: 64 * 1024 },
+  /** Most messages, and bytes of the whole frame, that leave together as one batch. */
+  batch: {
+    /** Messages in one batch. */
+    messages: 128,
+    /** Bytes of one batch frame, its marker and lengths included. */
+    bytes: 64 * 1024,
+  },
   /** How long a noop client waits for an answer to HELLO before it takes the server for pseud, in ms. */
   helloTimeoutMs: 1000,
   /** How long before a token's `exp` a client with a token function authenticates again, in ms. */
@@ -82,6 +87,14 @@ export interface ClientCurveOptions {
 
 /** CURVE keys as either role takes them. */
 export type CurveOptions = ServerCurveOptions & Partial<ClientCurveOptions>;
+
+/** Bounds of batching (`batch` option): a batch leaves once it holds either many. */
+export interface BatchOptions {
+  /** Most messages in one batch, 1 to 256. Default 128. */
+  messages?: number;
+  /** Most bytes of one batch frame, its marker and lengths included, up to 65536. Default 65536. */
+  bytes?: number;
+}
 
 /** Options common to Server and Client. */
 export interface CommonOptions {
@@ -126,7 +139,7 @@ export interface CommonOptions {
    * before any I/O or timer. `false`: every message leaves alone. Default
    * `{ messages: 128, bytes: 65536 }`. pseud (v1) peers never receive batches.
    */
-  batch?: { messages?: number; bytes?: number } | false;
+  batch?: BatchOptions | false;
   /** Remote error class name -> local class, for errors the other side's handlers throw. */
   errorTable?: ErrorTable;
   /** Log errors thrown by this peer's handlers (aiozmq's `log_exceptions`). Default false. */

@@ -41,7 +41,7 @@ export interface ClusterOptions {
    * its public key published in the directory, vouched for by the secret. `false`: the link is
    * clear text (authenticated all the same). The other nodes learn the key from the directory.
    */
-  curve?: false | { publicKey: string; secretKey: string };
+  curve?: false | LinkKeys;
 }
 
 /** What a node needs of the server it belongs to. */
@@ -82,6 +82,14 @@ function isKey(value: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** A node link's CURVE key pair, Z85 (as `curveKeyPair()` makes). */
+export interface LinkKeys {
+  /** The public key, 40 Z85 characters: other nodes learn it from the directory. */
+  publicKey: string;
+  /** The secret key, 40 Z85 characters: never leaves this process. */
+  secretKey: string;
 }
 
 /** The link's key pair from `cluster.curve`: made here by default, none with `false`; a bad one throws. */
