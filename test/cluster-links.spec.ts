@@ -9,7 +9,7 @@ import { Client, PeerNotConnectedError, Server, UnauthorizedError, curveKeyPair,
 import { clusterLinkSecurity } from '../lib/cluster/link-security.js';
 import { cleanup, once, recordingLogger, rejection, track } from './helpers.js';
 import { eventually } from './cluster-nodes.js';
-import { TestRedis, freePort, skipWithoutRedis } from './redis-server.js';
+import { TestRedis, freePort, portReleased, skipWithoutRedis } from './redis-server.js';
 
 const SECRET = 'a shared secret of at least thirty-two characters';
 
@@ -147,13 +147,15 @@ describe('cluster mode: links between nodes', function () {
 
   it('a node restarted on the same endpoint comes back with a new key: the others link to it again', async () => {
     const a = await node('a');
-    const advertise = `tcp://127.0.0.1:${await freePort()}`;
+    const port = await freePort();
+    const advertise = `tcp://127.0.0.1:${port}`;
     const b = await node('b', { advertise });
     await client(b, 'bob');
     await listed(a, 'bob', 'b');
     expect(await a.sendTo('bob').whoami()).to.equal('bob');
     const before = (await entry('b')).publicKey;
     await b.stop();
+    await portReleased(port);
     const again = await node('b', { advertise });
     await client(again, 'bob');
     expect((await entry('b')).publicKey).to.not.equal(before);

@@ -45,6 +45,24 @@ export function freePort(): Promise<number> {
   });
 }
 
+/**
+ * Waits (at most `timeoutMs`) until `port` on 127.0.0.1 can be listened on again: a ZeroMQ socket
+ * closes its listener on its I/O thread, a little after `stop()` resolved.
+ */
+export async function portReleased(port: number, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const free = await new Promise<boolean>((resolve) => {
+      const probe = createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+    });
+    if (free) return;
+    if (Date.now() > deadline) throw new Error(`port ${port} still in use after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
 /** One redis-server process; `stop()` then `start()` again restarts it, empty, on the same port. */
 export class TestRedis {
   #child: ChildProcess | undefined;
