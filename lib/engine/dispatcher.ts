@@ -292,7 +292,8 @@ export class Dispatcher {
     if (!running) return;
     // A repeated id may have replaced this answer in the table: leave the newer one there.
     if (running.get(answer.id as number) === answer) running.delete(answer.id as number);
-    if (running.size === 0) this.#cancellable.delete(answer.connection);
+    // An empty table stays until the connection is lost: a busy connection empties it after each
+    // batch of answers, and making it again each time cost ~7 % of a responder's time at 64 in flight.
   }
 
   /** `connection` is gone: its work is abandoned (signals abort) and its streams end. */
