@@ -46,6 +46,8 @@ interface Queue {
   busy: boolean;
   /** Bytes of the items waiting. */
   bytes: number;
+  /** Messages waiting (a batch counts as the messages it carries). */
+  messages: number;
 }
 
 /** How much may wait: messages and bytes per connection, bytes in all. */
@@ -74,6 +76,8 @@ function sizeOf(frames: Buffer[]): number {
 
 const MAX_BACKOFF_MS = 50;
 
+const noop = (): void => {};
+
 /** Microtask hops with no new message after which what is held leaves (see #flushAll). */
 const IDLE_HOPS = 8;
 
@@ -90,6 +94,8 @@ export class Outbox {
   /** What is held per connection until the microtask queue runs dry. */
   readonly #held = new Map<string, Held>();
   #flushQueued = false;
+  /** Per connection, the last direct send until it settles (see #waits). */
+  readonly #unsettled = new Map<string, Promise<void>>();
   /** Messages held since the flush was queued, as last counted, and microtask hops without a new one. */
   #heldCount = 0;
   #countSeen = 0;
@@ -106,7 +112,7 @@ export class Outbox {
   /** Messages waiting in all queues. */
   get queuedMessages(): number {
     let messages = 0;
-    for (const queue of this.#queues.values()) messages += queue.items.length;
+    for (const queue of this.#queues.values()) messages += queue.messages;
     return messages;
   }
 
@@ -115,18 +121,21 @@ export class Outbox {
     return this.#totalBytes;
   }
 
-  /** Queues `frames` for the connection `key` and starts sending if idle. */
-  send(key: string, frames: Buffer[], hooks: OutgoingHooks = {}, messages = 1): void {
+  /**
+   * Queues `frames` for the connection `key` and starts sending if idle. `front`: the message was
+   * handed to ZeroMQ before everything that waits (a direct send that met a full pipe): it goes first.
+   */
+  send(key: string, frames: Buffer[], hooks: OutgoingHooks = {}, messages = 1, front = false): void {
     if (this.#closed) return;
     let queue = this.#queues.get(key);
     if (!queue) {
-      queue = { items: [], busy: false, bytes: 0 };
+      queue = { items: [], busy: false, bytes: 0, messages: 0 };
       this.#queues.set(key, queue);
     }
     const size = sizeOf(frames);
     if (!hooks.exempt) {
       const { messages, bytes, totalBytes } = this.limits;
-      const full = queue.items.length >= messages ? `${messages} messages`
+      const full = queue.messages >= messages ? `${messages} messages`
         : queue.bytes + size > bytes ? `${bytes} bytes for this connection`
           : this.#totalBytes + size > totalBytes ? `${totalBytes} bytes in all` : undefined;
       if (full) {
@@ -136,7 +145,10 @@ export class Outbox {
     }
     queue.bytes += size;
     this.#totalBytes += size;
-    queue.items.push({ frames, size, messages, ...hooks });
+    const item = { frames, size, messages, ...hooks };
+    if (front) queue.items.unshift(item);
+    else queue.items.push(item);
+    queue.messages += messages;
     if (!queue.busy) void this.#pump(key, queue);
   }
 
@@ -164,21 +176,40 @@ export class Outbox {
     }
     const held = this.#held.get(key);
     if (held && held.packets.length > 0) this.#flush(key, held); // what is held goes first
-    if (this.#queues.has(key)) {
+    if (this.#waits(key)) {
       this.send(key, frames, hooks);
       return;
     }
     this.#direct(key, frames, hooks, 1);
   }
 
+  /**
+   * Whether a message to `key` must wait its turn: something is queued, or a direct send has not
+   * told yet whether the pipe took it (its EAGAIN comes a microtask later, and what follows it must
+   * not overtake it).
+   */
+  #waits(key: string): boolean {
+    return this.#queues.has(key) || this.#unsettled.has(key);
+  }
+
+  /** Remembers the direct send to `key` until it settles: the queue waits for it. */
+  #track(key: string, sent: Promise<void>): void {
+    const settled = sent.then(noop, noop).then(() => {
+      if (this.#unsettled.get(key) === settled) this.#unsettled.delete(key);
+    });
+    this.#unsettled.set(key, settled);
+  }
+
   #direct(key: string, frames: Buffer[], hooks: OutgoingHooks, messages: number): void {
-    this.#socket.send(frames, messages).then(
+    const sent = this.#socket.send(frames, messages);
+    sent.then(
       hooks.onSent && (() => hooks.onSent!()),
       (error: { code?: string }) => {
-        if (error?.code === 'EAGAIN' && !this.#closed) this.send(key, frames, hooks, messages);
+        if (error?.code === 'EAGAIN' && !this.#closed) this.send(key, frames, hooks, messages, true);
         else hooks.onError?.(error as Error);
       },
     );
+    this.#track(key, sent);
   }
 
   /**
@@ -186,18 +217,21 @@ export class Outbox {
    * so that each is held to the queue limit as it would be alone (a call is exempt, an answer is not).
    */
   #directBatch(key: string, routingId: Buffer, packets: Buffer[], hooks: OutgoingHooks[], bytes: number): void {
-    this.#socket.send([routingId, encodeBatch(packets, bytes)], packets.length).then(
+    const sent = this.#socket.send([routingId, encodeBatch(packets, bytes)], packets.length);
+    sent.then(
       () => {
         for (const one of hooks) one.onSent?.();
       },
       (error: { code?: string }) => {
         if (error?.code === 'EAGAIN' && !this.#closed) {
-          for (let i = 0; i < packets.length; i++) this.send(key, [routingId, packets[i]!], hooks[i]!);
+          // At the front, in order: they were handed over before anything that waits.
+          for (let i = packets.length - 1; i >= 0; i--) this.send(key, [routingId, packets[i]!], hooks[i]!, 1, true);
         } else {
           for (const one of hooks) one.onError?.(error as Error);
         }
       },
     );
+    this.#track(key, sent);
   }
 
   /** Holds a compact packet to leave with the others; a full batch leaves now. */
@@ -228,14 +262,26 @@ export class Outbox {
       bytes += packets[i]!.length;
     }
     if (live.length === 0) return;
-    if (this.#queues.has(key)) {
-      // Something waits already (a full pipe): in the queue, each message alone, in order.
-      for (let i = 0; i < live.length; i++) this.send(key, [held.routingId, live[i]!], liveHooks[i]!);
+    if (this.#waits(key)) {
+      if (live.length > 1 && this.#fits(key, live.length, batchBytes(live.length, bytes))) {
+        // Room for all of it: the batch waits its turn whole.
+        this.send(key, [held.routingId, encodeBatch(live, bytes)], batchHooks(liveHooks), live.length);
+      } else {
+        // Near a limit: each message alone, so that each is held to it as it would be alone.
+        for (let i = 0; i < live.length; i++) this.send(key, [held.routingId, live[i]!], liveHooks[i]!);
+      }
     } else if (live.length === 1) {
       this.#direct(key, [held.routingId, live[0]!], liveHooks[0]!, 1);
     } else {
       this.#directBatch(key, held.routingId, live, liveHooks, bytes);
     }
+  }
+
+  /** Whether `messages` more (of `size` bytes) fit the queue of `key` within every limit. */
+  #fits(key: string, messages: number, size: number): boolean {
+    const queue = this.#queues.get(key);
+    const { limits } = this;
+    return (queue?.messages ?? 0) + messages <= limits.messages && (queue?.bytes ?? 0) + size <= limits.bytes && this.#totalBytes + size <= limits.totalBytes;
   }
 
   /** Sends what is held for every connection now (before a message that bypasses the outbox, as GOODBYE does). */
@@ -268,6 +314,7 @@ export class Outbox {
   #shift(queue: Queue): void {
     const item = queue.items.shift();
     if (!item) return;
+    queue.messages -= item.messages;
     queue.bytes -= item.size;
     this.#totalBytes -= item.size;
   }
@@ -275,6 +322,7 @@ export class Outbox {
   #empty(queue: Queue): void {
     this.#totalBytes -= queue.bytes;
     queue.bytes = 0;
+    queue.messages = 0;
     queue.items.length = 0;
   }
 
@@ -305,6 +353,9 @@ export class Outbox {
   async #pump(key: string, queue: Queue): Promise<void> {
     queue.busy = true;
     let backoff = 1;
+    // A direct send whose outcome is not known yet goes first (a full pipe puts it at the front).
+    const unsettled = this.#unsettled.get(key);
+    if (unsettled) await unsettled;
     while (queue.items.length > 0 && !this.#closed) {
       const item = queue.items[0]!;
       if (item.stale?.()) {
@@ -330,4 +381,18 @@ export class Outbox {
     queue.busy = false;
     if (queue.items.length === 0 && this.#queues.get(key) === queue) this.#queues.delete(key);
   }
+}
+
+/** The hooks of a batch that waits whole (it fit every limit): each message hears what became of it; stale when all are. */
+function batchHooks(all: OutgoingHooks[]): OutgoingHooks {
+  return {
+    onError: (error) => {
+      for (const hooks of all) hooks.onError?.(error);
+    },
+    onSent: () => {
+      for (const hooks of all) hooks.onSent?.();
+    },
+    stale: () => all.every((hooks) => hooks.stale?.() === true),
+    exempt: true,
+  };
 }

@@ -94,6 +94,18 @@ describe('Outbox', () => {
     expect(sender.attempts.filter((label) => label === 'm1')).to.have.length(4);
   });
 
+  it('a message sent right after one that meets a full pipe does not overtake it (the EAGAIN comes a microtask later)', async () => {
+    const sender = new ScriptedSender(['EAGAIN']);
+    const outbox = new Outbox(sender, limits(10));
+    const log: string[] = [];
+    outbox.sendNow('a', frames('m1'), hooks(log, 'm1'));
+    outbox.sendNow('a', frames('m2'), hooks(log, 'm2'));
+    outbox.sendNow('a', frames('m3'), hooks(log, 'm3'));
+    await until(() => log.length === 3, 'all three sent');
+    expect(sender.delivered).to.deep.equal(['m1', 'm2', 'm3']);
+    expect(log).to.deep.equal(['sent m1', 'sent m2', 'sent m3']);
+  });
+
   it('a connection whose pipe is full does not hold up another connection', async () => {
     const sender = new ScriptedSender(['hold']);
     const outbox = new Outbox(sender, limits(10));
