@@ -7,10 +7,8 @@
 import { expect } from 'chai';
 import { CancelledError, Client, EncodingError, PeerNotConnectedError, Server, TimeoutError, type CallContext } from '../lib/index.js';
 import { cleanup, once, recordingLogger, rejection, sleep, track, until } from './helpers.js';
-import { eventually } from './cluster-nodes.js';
+import { listedOn, startNode } from './cluster-in-process.js';
 import { TestRedis, skipWithoutRedis } from './redis-server.js';
-
-const SECRET = 'a shared secret of at least thirty-two characters';
 
 describe('cluster mode: cancel, deadlines and streams across nodes', function () {
   let redis: TestRedis | undefined;
@@ -26,15 +24,7 @@ describe('cluster mode: cancel, deadlines and streams across nodes', function ()
 
   afterEach(cleanup);
 
-  async function node(name: string): Promise<Server> {
-    const server = track(new Server('svc', {
-      logger: recordingLogger(), drainTimeoutMs: 50, timeoutMs: 3000,
-      cluster: { redis: redis!.url, node: name, advertise: 'tcp://127.0.0.1:0', secret: SECRET, ttlMs: 1500 },
-    }));
-    await server.bind('tcp://127.0.0.1:0');
-    await server.start();
-    return server;
-  }
+  const node = (name: string): Promise<Server> => startNode(redis!.url, name);
 
   /** A client on `server` whose `wait` handler records its context and holds until its signal aborts. */
   async function waiter(server: Server, identity: string): Promise<{ client: Client; seen: CallContext[] }> {
@@ -51,9 +41,7 @@ describe('cluster mode: cancel, deadlines and streams across nodes', function ()
     return { client, seen };
   }
 
-  async function listed(server: Server, identity: string, where: string): Promise<void> {
-    await eventually(async () => expect((await server.clusterPeers()).find((p) => p.identity === identity)?.node).to.equal(where));
-  }
+  const listed = listedOn;
 
   it('the caller aborts its signal: the CANCEL reaches the client on the other node, whose ctx.signal aborts', async () => {
     const a = await node('a');

@@ -7,11 +7,12 @@ import { expect } from 'chai';
 import { Redis } from 'ioredis';
 import { Client, PeerNotConnectedError, Server, UnauthorizedError, curveKeyPair, type ClusterOptions } from '../lib/index.js';
 import { clusterLinkSecurity } from '../lib/cluster/link-security.js';
-import { cleanup, once, recordingLogger, rejection, track } from './helpers.js';
+import { cleanup, recordingLogger, rejection, track } from './helpers.js';
 import { eventually } from './cluster-nodes.js';
+import { CLUSTER_SECRET, listedOn, startNode, startNodeClient } from './cluster-in-process.js';
 import { TestRedis, freePort, portReleased, skipWithoutRedis } from './redis-server.js';
 
-const SECRET = 'a shared secret of at least thirty-two characters';
+const SECRET = CLUSTER_SECRET;
 
 describe('cluster mode: links between nodes', function () {
   let redis: TestRedis | undefined;
@@ -34,29 +35,11 @@ describe('cluster mode: links between nodes', function () {
     await raw?.flushall();
   });
 
-  async function node(name: string, extra: Partial<ClusterOptions> = {}, logger = recordingLogger()): Promise<Server> {
-    const server = track(new Server('svc', {
-      logger, drainTimeoutMs: 50, timeoutMs: 3000,
-      cluster: { redis: redis!.url, node: name, advertise: 'tcp://127.0.0.1:0', secret: SECRET, ttlMs: 1500, ...extra },
-    }));
-    await server.bind('tcp://127.0.0.1:0');
-    await server.start();
-    return server;
-  }
+  const node = (name: string, extra: Partial<ClusterOptions> = {}, logger = recordingLogger()): Promise<Server> => startNode(redis!.url, name, extra, logger);
 
-  async function client(server: Server, identity: string): Promise<Client> {
-    const made = track(new Client('svc', { userId: identity, logger: recordingLogger(), drainTimeoutMs: 50 }));
-    made.registerRpc('whoami', () => identity);
-    made.connect(server.endpoint);
-    const ready = once(made, 'connected');
-    await made.start();
-    await ready;
-    return made;
-  }
+  const client = (server: Server, identity: string): Promise<Client> => startNodeClient(server, identity, (made) => made.registerRpc('whoami', () => identity));
 
-  async function listed(server: Server, identity: string, where: string): Promise<void> {
-    await eventually(async () => expect((await server.clusterPeers()).find((p) => p.identity === identity)?.node).to.equal(where));
-  }
+  const listed = listedOn;
 
   /** What node `name` published in the directory. */
   async function entry(name: string): Promise<{ endpoint: string; publicKey?: string; proof?: string }> {

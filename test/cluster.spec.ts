@@ -7,11 +7,12 @@ import { expect } from 'chai';
 import {
   Client, ClusterUnavailableError, PeerNotConnectedError, RedisDirectory, RemoteError, Server, TimeoutError, UnauthorizedError, type ClusterOptions,
 } from '../lib/index.js';
-import { cleanup, once, recordingLogger, rejection, sleep, track } from './helpers.js';
+import { cleanup, once, recordingLogger, rejection, sleep } from './helpers.js';
 import { eventually } from './cluster-nodes.js';
+import { CLUSTER_SECRET, listedOn, startNode, startNodeClient } from './cluster-in-process.js';
 import { TestRedis, skipWithoutRedis } from './redis-server.js';
 
-const SECRET = 'a shared secret of at least thirty-two characters';
+const SECRET = CLUSTER_SECRET;
 
 describe('cluster mode (in one process)', function () {
   let redis: TestRedis | undefined;
@@ -27,30 +28,11 @@ describe('cluster mode (in one process)', function () {
 
   afterEach(cleanup);
 
-  async function node(name: string, extra: Partial<ClusterOptions> = {}, logger = recordingLogger()): Promise<Server> {
-    const server = track(new Server('svc', {
-      logger, drainTimeoutMs: 50, timeoutMs: 3000,
-      cluster: { redis: redis!.url, node: name, advertise: 'tcp://127.0.0.1:0', secret: SECRET, ttlMs: 1500, ...extra },
-    }));
-    await server.bind('tcp://127.0.0.1:0');
-    await server.start();
-    return server;
-  }
+  const node = (name: string, extra: Partial<ClusterOptions> = {}, logger = recordingLogger()): Promise<Server> => startNode(redis!.url, name, extra, logger);
 
-  async function client(server: Server, identity: string): Promise<Client> {
-    const made = track(new Client('svc', { userId: identity, logger: recordingLogger(), drainTimeoutMs: 50 }));
-    made.registerRpc('whoami', () => identity);
-    made.connect(server.endpoint);
-    const ready = once(made, 'connected');
-    await made.start();
-    await ready;
-    return made;
-  }
+  const client = (server: Server, identity: string): Promise<Client> => startNodeClient(server, identity, (made) => made.registerRpc('whoami', () => identity));
 
-  /** Waits until every node's directory has `identity` where it is. */
-  async function listed(server: Server, identity: string, node: string): Promise<void> {
-    await eventually(async () => expect((await server.clusterPeers()).find((p) => p.identity === identity)?.node).to.equal(node));
-  }
+  const listed = listedOn;
 
   it('refuses bad cluster options at construction', () => {
     const base = { redis: 'redis://127.0.0.1:1', node: 'a', advertise: 'tcp://127.0.0.1:0', secret: SECRET };
