@@ -24,6 +24,28 @@ export function usage(): { cpuUserUs: number; cpuSystemUs: number; rss: number; 
 }
 
 /**
+ * Does nothing for `ms` and says what that cost this process: CPU as % of one core (all threads),
+ * the same by thread name (from threadTicks), and its usage before and after.
+ */
+export async function measureIdle(ms: number): Promise<{ cpuPct: number; threads: Record<string, number>; before: ReturnType<typeof usage>; after: ReturnType<typeof usage> }> {
+  const threadsBefore = threadTicks();
+  const before = usage();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const after = usage();
+  const threadsAfter = threadTicks();
+  const wallMs = after.at - before.at;
+  // % of one core per thread name (1 tick = 10 ms)
+  const threads = Object.fromEntries(
+    [...threadsAfter]
+      .map(([name, ticks]) => [name, ((ticks - (threadsBefore.get(name) ?? 0)) * 10 / wallMs) * 100] as const)
+      .filter(([, pct]) => pct > 0)
+      .sort((a, b) => b[1] - a[1]),
+  );
+  const cpuUs = after.cpuUserUs + after.cpuSystemUs - before.cpuUserUs - before.cpuSystemUs;
+  return { cpuPct: (cpuUs / 1000 / wallMs) * 100, threads, before, after };
+}
+
+/**
  * CPU time per thread of this process, by thread name (Linux: /proc/self/task/<tid>/stat), in
  * clock ticks (1/100 s): which thread spends it, the JavaScript one ('node') or libzmq's I/O
  * thread ('ZMQbg/IO/0'). Empty elsewhere.

@@ -9,7 +9,7 @@
  */
 import * as zmq from 'zeromq';
 import { Client, Server, silentLogger } from '../lib/index.js';
-import { serveCommands, threadTicks, usage } from './child.js';
+import { measureIdle, serveCommands } from './child.js';
 import { upper } from './systems/types.js';
 
 const SERVICE = 'bench-idle';
@@ -36,23 +36,9 @@ if (role === 'server') {
       },
       /** Does nothing for `ms` and reports what that cost this process (all threads). */
       async idle(args) {
-        const ms = Number(args.ms);
-        const threadsBefore = threadTicks();
-        const before = usage();
-        await sleep(ms);
-        const after = usage();
-        const threadsAfter = threadTicks();
-        const cpuUs = after.cpuUserUs + after.cpuSystemUs - before.cpuUserUs - before.cpuSystemUs;
-        const wallMs = after.at - before.at;
-        // % of one core per thread name (1 tick = 10 ms)
-        const threads = Object.fromEntries(
-          [...threadsAfter]
-            .map(([name, ticks]) => [name, ((ticks - (threadsBefore.get(name) ?? 0)) * 10 / wallMs) * 100] as const)
-            .filter(([, pct]) => pct > 0)
-            .sort((a, b) => b[1] - a[1]),
-        );
+        const { cpuPct, threads, before, after } = await measureIdle(Number(args.ms));
         return {
-          cpuPct: (cpuUs / 1000 / wallMs) * 100,
+          cpuPct,
           threads,
           rssBefore: before.rss,
           rssAfter: after.rss,

@@ -24,7 +24,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as zmq from 'zeromq';
 import { Client, Server, silentLogger } from '../lib/index.js';
-import { serveCommands, threadTicks, usage } from './child.js';
+import { measureIdle, serveCommands } from './child.js';
 import { upper } from './systems/types.js';
 import { Worker } from './workers.js';
 
@@ -127,21 +127,8 @@ function serveServer(): void {
       }),
       /** Does nothing for `ms` and reports what that cost this process (all threads, and by thread). */
       idle: (args) => profiled(args.profile, async () => {
-        const ms = Number(args.ms);
-        const threadsBefore = threadTicks();
-        const before = usage();
-        await sleep(ms);
-        const after = usage();
-        const threadsAfter = threadTicks();
-        const wallMs = after.at - before.at;
-        const threads = Object.fromEntries(
-          [...threadsAfter]
-            .map(([name, ticks]) => [name, ((ticks - (threadsBefore.get(name) ?? 0)) * 10 / wallMs) * 100] as const)
-            .filter(([, pct]) => pct > 0)
-            .sort((a, b) => b[1] - a[1]),
-        );
-        const cpuUs = after.cpuUserUs + after.cpuSystemUs - before.cpuUserUs - before.cpuSystemUs;
-        return { cpuPct: (cpuUs / 1000 / wallMs) * 100, threads, connected: authenticated };
+        const { cpuPct, threads } = await measureIdle(Number(args.ms));
+        return { cpuPct, threads, connected: authenticated };
       }),
       /** One call to each connected client, all at once (`sendTo(id).upper(id)`); the time until the last answer. */
       pushAll: (args) => profiled(args.profile, async () => {
