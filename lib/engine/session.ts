@@ -159,9 +159,7 @@ export class Session {
     this.#state = 'started';
     this.#receiving = this.socket.receiveLoop(
       (frames) => this.#onFrames(frames),
-      (error, frames) => this.config.logger.error(frames ? 'failed to process a message' : 'receive failed', {
-        peer: this.config.id, routingId: describeRoutingId(frames?.[0]), error: (error as Error)?.stack ?? String(error),
-      }),
+      (error, frames) => this.#failed(error, frames),
     );
     this.liveness?.start();
     return true;
@@ -345,6 +343,13 @@ export class Session {
 
   // ---- receiving ----------------------------------------------------------------------------
 
+  /** A receive that failed, or a message whose handling threw: logged, and the loop goes on. */
+  #failed(error: unknown, frames: Buffer[] | undefined): void {
+    this.config.logger.error(frames ? 'failed to process a message' : 'receive failed', {
+      peer: this.config.id, routingId: describeRoutingId(frames?.[0]), error: (error as Error)?.stack ?? String(error),
+    });
+  }
+
   /** One receive; returns how many messages it carried (a batch carries several). */
   #onFrames(frames: Buffer[]): number {
     // Any message is a sign of life.
@@ -363,7 +368,7 @@ export class Session {
       try {
         this.#onInbound(decodeBatched(routingId, packet, this.#framing), [routingId, packet]);
       } catch (error) {
-        this.config.logger.error('failed to process a message', { peer: this.config.id, routingId: describeRoutingId(routingId), error: (error as Error)?.stack ?? String(error) });
+        this.#failed(error, [routingId, packet]);
       }
     }
     return packets.length;
