@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { decode } from 'msgpackr';
-import { CancelledError, Client, MessageType, type CallContext, type Interceptor } from '../lib/index.js';
+import { CancelledError, MessageType, type CallContext, type Interceptor } from '../lib/index.js';
 import { DIRECTIONS, connectedPair } from './directions.js';
-import { RawServer, cleanup, once, recordingLogger, rejection, sleep, startClient, startServer, track, until } from './helpers.js';
+import { cleanup, clientOnRawServer, rejection, sleep, startClient, startServer, until } from './helpers.js';
 
 /** Resolves when `signal` aborts, with its reason. */
 function aborted(signal: AbortSignal): Promise<unknown> {
@@ -136,14 +136,7 @@ describe('cancellation', () => {
   });
 
   it('nothing is sent to a pseud v1 server on cancel (CANCEL is compact framing only)', async () => {
-    const rawServer = new RawServer();
-    const endpoint = await rawServer.bind();
-    const client = track(new Client('service', { logger: recordingLogger(), helloTimeoutMs: 100, drainTimeoutMs: 50 }));
-    const connected = once(client, 'connected', 5000);
-    client.connect(endpoint);
-    await client.start();
-    await rawServer.next(); // HELLO, which a pseud noop server ignores
-    await connected;
+    const { rawServer, client } = await clientOnRawServer();
     const controller = new AbortController();
     const call = client.invoke('compute', [1], { signal: controller.signal });
     const work = await rawServer.next();

@@ -313,6 +313,19 @@ export class RawServer {
   }
 }
 
+/** A RawServer (a pseud v1 noop server) and a zeropeer Client connected to it, past its HELLO (read, never answered). */
+export async function clientOnRawServer(): Promise<{ rawServer: RawServer; client: Client }> {
+  const rawServer = new RawServer();
+  const endpoint = await rawServer.bind();
+  const client = track(new Client('service', { logger: recordingLogger(), helloTimeoutMs: 100, drainTimeoutMs: 50 }));
+  const connected = once(client, 'connected', 5000);
+  client.connect(endpoint);
+  await client.start();
+  await rawServer.next(); // HELLO, which a pseud noop server ignores
+  await connected;
+  return { rawServer, client };
+}
+
 /** Whether frames (after the routing id) are a HEARTBEAT, in v1 or compact framing. */
 export function isHeartbeat(frames: Buffer[]): boolean {
   if (frames.length === 5) return frames[3]?.length === 1 && frames[3][0] === 0x06;

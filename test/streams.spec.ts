@@ -6,7 +6,7 @@ import {
   CallStream, CancelledError, Client, EncodingError, MessageTooLargeError, MessageType, PeerNotConnectedError, Server, TimeoutError,
   type CallContext, type StreamOptions,
 } from '../lib/index.js';
-import { RawPeer, RawServer, cleanup, once, recordingLogger, rejection, sleep, startClient, startServer, track, until, uuidBytes } from './helpers.js';
+import { RawPeer, cleanup, clientOnRawServer, rejection, sleep, startClient, startServer, track, until, uuidBytes } from './helpers.js';
 
 type Direction = 'client -> server' | 'server -> client';
 const DIRECTIONS: readonly Direction[] = ['client -> server', 'server -> client'];
@@ -347,14 +347,7 @@ describe('streams', () => {
   });
 
   it('an AsyncIterable argument to a pseud v1 peer is refused with EncodingError (nothing pseud cannot read is sent)', async () => {
-    const rawServer = new RawServer();
-    const endpoint = await rawServer.bind();
-    const client = track(new Client('service', { logger: recordingLogger(), helloTimeoutMs: 100, drainTimeoutMs: 50 }));
-    const connected = once(client, 'connected', 5000);
-    client.connect(endpoint);
-    await client.start();
-    await rawServer.next(); // HELLO, which a pseud noop server ignores
-    await connected;
+    const { client } = await clientOnRawServer();
     const error = await rejection(client.invoke('sum', [(async function* () { yield 1; })()]));
     expect(error).to.be.instanceOf(EncodingError);
     expect(error.message).to.include('zeropeer peers only');
