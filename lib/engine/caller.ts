@@ -58,6 +58,9 @@ export interface CallerSettings {
   readonly counters: PeerCounters;
 }
 
+/** The options of a call made without any (not a new object per call). */
+const NO_OPTIONS: CallOptions = Object.freeze({});
+
 /** Why a call was cancelled, as the CANCEL message says it (short text: the body is capped). */
 function describeReason(reason: unknown): string {
   const text = reason instanceof Error ? reason.message : typeof reason === 'string' ? reason : '';
@@ -131,7 +134,7 @@ export class Caller {
    * Calls `name` on the peer `target` designates. `target` is an Error when the role already knows
    * the call cannot go (not connected): the call rejects with it.
    */
-  invoke(target: Connection | Error, name: string, args: unknown[], options: CallOptions = {}, oneWay = false): Promise<unknown> {
+  invoke(target: Connection | Error, name: string, args: unknown[], options: CallOptions = NO_OPTIONS, oneWay = false): Promise<unknown> {
     if (this.#settings.outgoing.length === 0 || target instanceof Error) return this.#send(target, name, args, options, oneWay);
     const call: InterceptedCall = {
       method: name,
@@ -218,7 +221,7 @@ export class Caller {
       // Encode now, so that a value that cannot be sent fails here and nothing is queued (stream
       // arguments need the framing, known once the connection is ready: encoded when sent).
       ready = this.#role!.ready(target);
-      if (ready || !slots) frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata, wireTimeoutMs, stream?.window);
+      if (ready || !slots) frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata, wireTimeoutMs, stream?.window, slots ?? null);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -255,10 +258,11 @@ export class Caller {
   }
 
   #encode(target: Connection, id: number, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined,
-    metadata: Readonly<Record<string, string>> | undefined, timeoutMs: number | undefined, window?: StreamWindow): Buffer[] {
+    metadata: Readonly<Record<string, string>> | undefined, timeoutMs: number | undefined, window?: StreamWindow, knownSlots?: number[] | null): Buffer[] {
     // Id 0: one-way (an empty id in v1); a one-way call has nobody waiting, hence no deadline to send.
     const wireId = id === 0 ? (target.framing === 'v1' ? Buffer.alloc(0) : 0) : id;
-    const slots = streamSlots(args);
+    // The caller looked for streamed arguments already (null: none); a call sent later looks again.
+    const slots = knownSlots === undefined ? streamSlots(args) : knownSlots ?? undefined;
     if (slots && target.framing !== 'compact') {
       throw new EncodingError(`"${name}": an AsyncIterable argument is streamed to zeropeer peers only (this peer speaks pseud v1)`);
     }

@@ -333,5 +333,5 @@ export function workBody(framing: Framing, name: string, args: unknown[], kwargs
  * peers never send such ids; if one answers a one-way WORK anyway, the answer matches no call.
  */
 export function isOneWayId(id: MessageId): boolean {
-  return id === 0 || (Buffer.isBuffer(id) && id.length === 0);
+  return typeof id === 'number' ? id === 0 : Buffer.isBuffer(id) && id.length === 0;
 }
