@@ -117,9 +117,15 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
         engine.socket.plainClient((reason) => handshake.curveFailed(reason));
       }
       made = { handshake, server };
+      let lastServerRoute: Buffer | undefined;
       return {
         connectionFor: (routingId) => {
-          if (routingId.equals(server.routingId)) return server;
+          // The packets of a batch share one routing id Buffer: compare its bytes once, not per packet.
+          if (routingId === lastServerRoute) return server;
+          if (routingId.equals(server.routingId)) {
+            lastServerRoute = routingId;
+            return server;
+          }
           if (self) self.#otherPeer(routingId);
           return undefined;
         },

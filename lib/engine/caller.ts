@@ -3,19 +3,20 @@
  * rejects, never hangs: TimeoutError after its deadline, at once when it cannot be sent.
  */
 import { PeerCounters } from './counters.js';
-import { CancelledError, EncodingError, PeerNotConnectedError, RpcError, ServiceClosedError, TimeoutError, UnauthorizedError, errorFromWire, errorToWire, type ErrorTable } from '../errors.js';
+import { CancelledError, EncodingError, PeerNotConnectedError, RpcError, ServiceClosedError, TimeoutError, UnauthorizedError, errorFromWire, type ErrorTable } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { MAX_OPTION_VALUE, positive } from '../option-checks.js';
+import { positive } from '../option-checks.js';
 import { isUnreachable } from '../transport/router-socket.js';
 import type { Outbox } from '../transport/outbox.js';
-import { encodeMessage, encodeWithin, payloadBytes, type FramingContext } from '../wire/framing.js';
+import { encodeMessage, encodeWithin, type FramingContext } from '../wire/framing.js';
 import { MessageType, typeName, workBody, type Message, type MessageId, type StreamEndBody } from '../wire/messages.js';
 import { deadlineOf } from './call-scope.js';
 import type { Connection, Connections } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
 import { PendingCall, PendingCalls } from './pending-calls.js';
 import type { Role } from './role.js';
-import { CLOSED_WINDOW, CallStream, RESULT_SLOT, StreamProducer, streamSlots, type StreamWindow } from './streams.js';
+import { CONTROL_HOOKS, OutgoingStreams, attachStream, streamTimeout, type StreamRequest } from './outgoing-streams.js';
+import { streamSlots, type CallStream, type StreamWindow } from './streams.js';
 
 /** Options of one call. */
 export interface CallOptions {
@@ -43,13 +44,6 @@ export interface StreamOptions extends CallOptions {
   streamWindow?: StreamWindow;
 }
 
-/** What a streaming call needs besides a call's options. */
-interface StreamRequest {
-  readonly stream: CallStream<unknown>;
-  readonly window: StreamWindow;
-  readonly deadline: number | undefined;
-}
-
 export interface CallerSettings {
   readonly peerId: string;
   readonly timeoutMs: number;
@@ -64,35 +58,8 @@ export interface CallerSettings {
   readonly counters: PeerCounters;
 }
 
-/** CANCEL and STREAM_CREDIT are small and bounded by the calls in flight: never refused by the queue limit. */
-const CONTROL_HOOKS = { exempt: true } as const;
-
-/** What settles a stream's pending call when its producer ended it (not a value: a list answer is one). */
-const STREAM_DONE = Symbol('stream done');
-
-/** A stream without a deadline still sits in the pending table: with the longest timer there is. */
-function streamTimeout(deadline: number | undefined): number {
-  if (deadline === undefined) return MAX_OPTION_VALUE;
-  if (typeof deadline !== 'number' || !Number.isFinite(deadline)) throw new TypeError('options.deadline must be epoch ms (a number)');
-  const left = deadline - Date.now();
-  if (left <= 0) throw new TimeoutError('the stream\'s deadline passed before it started');
-  return Math.min(left, MAX_OPTION_VALUE);
-}
-
-function checkWindow(window: StreamWindow): StreamWindow {
-  const items = positive(window.items, 'streamWindow.items', 1);
-  const bytes = positive(window.bytes, 'streamWindow.bytes', 1);
-  if (!Number.isInteger(items) || !Number.isInteger(bytes)) throw new TypeError('options.streamWindow items and bytes must be whole numbers');
-  return { items, bytes };
-}
-
-/** A stream's call settled with a value: its producer's end, or (pseud, a plain handler) one answer whose items are the stream. */
-function finishStream(stream: CallStream<unknown>, value: unknown): void {
-  if (value !== STREAM_DONE) {
-    for (const item of Array.isArray(value) ? value : [value]) stream.push(item, 0);
-  }
-  stream.end();
-}
+/** The options of a call made without any (not a new object per call). */
+const NO_OPTIONS: CallOptions = Object.freeze({});
 
 /** Why a call was cancelled, as the CANCEL message says it (short text: the body is capped). */
 function describeReason(reason: unknown): string {
@@ -120,6 +87,7 @@ export class Caller {
   readonly #outbox: Outbox;
   readonly #connections: Connections;
   readonly #pending: PendingCalls;
+  readonly #streams: OutgoingStreams;
   #role: Role | undefined;
   #closed = false;
   /** Answers that came for no call in flight (after its deadline or cancel, duplicated, or not ours). */
@@ -146,6 +114,11 @@ export class Caller {
       },
       cancelled: (call, reason) => this.cancel(call, reason),
     });
+    this.#streams = new OutgoingStreams(settings, {
+      framing, outbox, connections, pending: this.#pending,
+      credit: (connection, id, body) => this.#control(connection, MessageType.STREAM_CREDIT, id, body),
+      cancel: (call, reason) => this.cancel(call, reason),
+    });
   }
 
   set role(role: Role) {
@@ -161,7 +134,7 @@ export class Caller {
    * Calls `name` on the peer `target` designates. `target` is an Error when the role already knows
    * the call cannot go (not connected): the call rejects with it.
    */
-  invoke(target: Connection | Error, name: string, args: unknown[], options: CallOptions = {}, oneWay = false): Promise<unknown> {
+  invoke(target: Connection | Error, name: string, args: unknown[], options: CallOptions = NO_OPTIONS, oneWay = false): Promise<unknown> {
     if (this.#settings.outgoing.length === 0 || target instanceof Error) return this.#send(target, name, args, options, oneWay);
     const call: InterceptedCall = {
       method: name,
@@ -186,49 +159,17 @@ export class Caller {
    * than the window ahead. A caller that is not a zeropeer peer answers with one list: its items.
    */
   stream<T>(target: Connection | Error, name: string, args: unknown[], options: StreamOptions = {}): CallStream<T> {
-    let window: StreamWindow;
-    let itemTimeoutMs: number;
-    try {
-      window = options.streamWindow ? checkWindow(options.streamWindow) : this.#settings.streamWindow;
-      itemTimeoutMs = positive(options.timeoutMs, 'timeoutMs', this.#settings.timeoutMs);
-    } catch (error) {
-      const failed = new CallStream<T>(name, this.#settings.streamWindow, 1, { credit() {}, cancel() {} });
-      failed.end(error as Error);
-      return failed;
-    }
-    let call: PendingCall | undefined;
-    const stream = new CallStream<T>(name, window, itemTimeoutMs, {
-      credit: (items, bytes) => {
-        const connection = call && this.#connections.byKey(call.connectionKey);
-        if (connection && !call!.settled) this.#control(connection, MessageType.STREAM_CREDIT, call!.id, [RESULT_SLOT, items, bytes]);
-      },
-      cancel: (reason) => {
-        if (call && !call.settled) this.cancel(call, reason);
-      },
-    });
-    const request: StreamRequest = { stream: stream as CallStream<unknown>, window, deadline: options.deadline };
-    const started = this.#send(target, name, args, options, false, request);
-    if (started instanceof PendingCall) call = started;
-    else started.then(undefined, (error: Error) => stream.end(error));
-    return stream;
+    return this.#streams.open<T>(name, options, (request) => this.#send(target, name, args, options, false, request));
   }
 
   /** One item of a stream this peer consumes. */
   streamItem(connection: Connection, id: MessageId, value: unknown, bytes: number): void {
-    const call = this.#pending.get(id);
-    if (!call?.stream || call.connectionKey !== connection.key) {
-      this.droppedAnswers++;
-      return;
-    }
-    call.stream.push(value, Math.max(1, bytes));
+    if (!this.#streams.item(connection, id, value, bytes)) this.droppedAnswers++;
   }
 
   /** The end of a stream this peer consumes. */
   streamEnd(connection: Connection, id: MessageId, body: StreamEndBody): void {
-    const call = this.#pending.get(id);
-    if (!call?.stream || call.connectionKey !== connection.key) return;
-    if (body.error) this.#pending.reject(call.id, errorFromWire(body.error, call.errorTable));
-    else this.#pending.resolve(call.id, STREAM_DONE);
+    this.#streams.end(connection, id, body);
   }
 
   /** A small message about call `id` (CANCEL, STREAM_CREDIT), zeropeer peers only. */
@@ -280,18 +221,15 @@ export class Caller {
       // Encode now, so that a value that cannot be sent fails here and nothing is queued (stream
       // arguments need the framing, known once the connection is ready: encoded when sent).
       ready = this.#role!.ready(target);
-      if (ready || !slots) frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata, wireTimeoutMs, stream?.window);
+      if (ready || !slots) frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata, wireTimeoutMs, stream?.window, slots ?? null);
     } catch (error) {
       return Promise.reject(error);
     }
     const errorTable = options.errorTable ? { ...this.#settings.errorTable, ...options.errorTable } : this.#settings.errorTable;
     const call = new PendingCall(this.#pending, id, target.key, name, args, kwargs, metadata, errorTable, timeoutMs, oneWay);
-    if (slots) call.argStreams = this.#argProducers(call, slots);
+    if (slots) call.argStreams = this.#streams.argProducers(call, slots);
     if (stream) {
-      call.stream = stream.stream;
-      call.streamWindow = stream.window;
-      call.wireTimeoutMs = wireTimeoutMs;
-      call.bind((value) => finishStream(stream.stream, value), (error) => stream.stream.end(error), signal);
+      attachStream(call, stream, wireTimeoutMs, signal);
       this.#pending.add(call);
       this.#settings.counters.callsOut++;
       if (ready) this.#hand(target, call, frames!);
@@ -308,45 +246,9 @@ export class Caller {
     return promise;
   }
 
-  /** One producer per streamed argument, closed until the callee grants its window. */
-  #argProducers(call: PendingCall, slots: readonly number[]): Map<number, StreamProducer> {
-    const producers = new Map<number, StreamProducer>();
-    for (const slot of slots) {
-      const what = `an item of argument ${slot} of "${call.name}"`;
-      producers.set(slot, new StreamProducer(call.args[slot] as AsyncIterable<unknown>, CLOSED_WINDOW, {
-        item: (value) => {
-          const connection = this.#connections.byKey(call.connectionKey);
-          if (!connection || call.settled) return new PeerNotConnectedError(`"${call.name}" is over`);
-          let frames: Buffer[];
-          try {
-            frames = encodeWithin(this.#framing, 'compact', connection.routingId, MessageType.STREAM_ITEM, call.id, [slot, value], what);
-          } catch (error) {
-            return error as Error;
-          }
-          this.#outbox.sendNow(connection.key, frames, CONTROL_HOOKS);
-          return payloadBytes(frames);
-        },
-        end: (error) => {
-          const connection = this.#connections.byKey(call.connectionKey);
-          if (!connection || call.settled) return;
-          const body = error === undefined ? null : errorToWire(error, false, 'compact');
-          this.#outbox.sendNow(connection.key, encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.STREAM_END, call.id, [slot, body]), CONTROL_HOOKS);
-        },
-        finished: () => {},
-        returnFailed: (error) => this.#settings.logger.debug('an argument stream\'s return() failed', { peer: this.#settings.peerId, name: call.name, error: (error as Error)?.message }),
-      }));
-    }
-    return producers;
-  }
-
   /** The callee granted (or acknowledged, or refused with [0, 0]) credit for argument `slot` of call `id`. */
   argCredit(connection: Connection, id: MessageId, slot: number, items: number, bytes: number): void {
-    const call = this.#pending.get(id);
-    const producer = call && call.connectionKey === connection.key ? call.argStreams?.get(slot) : undefined;
-    if (!producer) return;
-    if (items === 0) producer.stop();
-    else if (!producer.open) producer.grant({ items, bytes });
-    else producer.credit(items, bytes);
+    this.#streams.argCredit(connection, id, slot, items, bytes);
   }
 
   #timeoutFor(options: CallOptions): number {
@@ -356,10 +258,11 @@ export class Caller {
   }
 
   #encode(target: Connection, id: number, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined,
-    metadata: Readonly<Record<string, string>> | undefined, timeoutMs: number | undefined, window?: StreamWindow): Buffer[] {
+    metadata: Readonly<Record<string, string>> | undefined, timeoutMs: number | undefined, window?: StreamWindow, knownSlots?: number[] | null): Buffer[] {
     // Id 0: one-way (an empty id in v1); a one-way call has nobody waiting, hence no deadline to send.
     const wireId = id === 0 ? (target.framing === 'v1' ? Buffer.alloc(0) : 0) : id;
-    const slots = streamSlots(args);
+    // The caller looked for streamed arguments already (null: none); a call sent later looks again.
+    const slots = knownSlots === undefined ? streamSlots(args) : knownSlots ?? undefined;
     if (slots && target.framing !== 'compact') {
       throw new EncodingError(`"${name}": an AsyncIterable argument is streamed to zeropeer peers only (this peer speaks pseud v1)`);
     }

@@ -3,17 +3,19 @@
  * in the framing the call came in, only to the connection that asked.
  */
 import { PeerCounters } from './counters.js';
-import { BusyError, CancelledError, MessageTooLargeError, PeerNotConnectedError, ProtocolError, ServiceClosedError, ServiceNotFoundError, errorFromWire, errorToWire, type ErrorClass } from '../errors.js';
+import { BusyError, CancelledError, PeerNotConnectedError, ProtocolError, ServiceClosedError, ServiceNotFoundError, errorToWire, type ErrorClass } from '../errors.js';
 import type { LogContext, Logger } from '../logger.js';
 import { domainAllows, type Predicate } from '../predicates.js';
 import { RESERVED_PREFIX, type FunctionInfo, type Registration, type Registry } from '../registry.js';
 import { COMPACT_CAPABILITY, MessageType, PROBE, isOneWayId, type ErrorBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import { CallScope } from './call-scope.js';
+import { CallResponder, type ResponderOwner } from './call-responder.js';
+import { IncomingStreams } from './incoming-streams.js';
 import { RateLimiter, type RateLimit } from './rate-limit.js';
 import type { Connection } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
 import type { Builtin, Role } from './role.js';
-import { CallStream, RESULT_SLOT, StreamProducer, collect, isAsyncIterable, type StreamWindow } from './streams.js';
+import type { StreamWindow } from './streams.js';
 import { runWork, type Responder, type Work, type WorkHooks } from './work.js';
 
 export interface DispatcherSettings {
@@ -58,7 +60,7 @@ export interface DispatcherHost {
   warn(connection: Connection, message: string): void;
 }
 
-export class Dispatcher {
+export class Dispatcher implements ResponderOwner {
   readonly #settings: DispatcherSettings;
   readonly #host: DispatcherHost;
   readonly #hooks: WorkHooks;
@@ -70,6 +72,7 @@ export class Dispatcher {
   readonly #cancellable = new Map<Connection, Map<number, CallResponder>>();
   #drained: (() => void) | undefined;
   readonly #rateLimiter: RateLimiter | undefined;
+  readonly #streams: IncomingStreams;
 
   constructor(settings: DispatcherSettings, host: DispatcherHost) {
     this.#settings = settings;
@@ -81,6 +84,13 @@ export class Dispatcher {
       logFailure: (name, error) =>
         settings.logger.error(`one-way "${name}" failed`, { peer: settings.peerId, name, error: error instanceof Error ? error.stack : String(error) }),
     };
+    this.#streams = new IncomingStreams(settings, {
+      host,
+      runningCall: (connection, id) => this.#runningCall(connection, id),
+      runningFor: (key) => this.#runningFor(key),
+      settled: (answer) => this.settled(answer),
+      logFailure: (connection, name, error) => this.#logFailure(connection, name, error),
+    });
   }
 
   set role(role: Role) {
@@ -175,7 +185,7 @@ export class Dispatcher {
         responder.fail(new ProtocolError('argument streams need a call in compact framing that wants an answer'));
         return;
       }
-      args = this.#argStreams(responder, body.argStreams, args);
+      args = this.#streams.argStreams(responder, body.argStreams, args);
     }
     const work: Work = {
       name: body.name, args, kwargs: body.kwargs, metadata: body.metadata, identity, address: connection.address,
@@ -245,40 +255,19 @@ export class Dispatcher {
     answer.scope.abort(error);
   }
 
-  /** Consumers for the caller's streamed arguments, in their places; each is granted the window now. */
-  #argStreams(answer: CallResponder, slots: readonly number[], wireArgs: unknown[]): unknown[] {
-    const { connection, framing, id, name } = answer;
-    const window = this.#settings.streamWindow;
-    const args = [...wireArgs];
-    answer.inputs = new Map();
-    for (const slot of slots) {
-      const credit = (items: number, bytes: number): void => {
-        if (this.#host.stillThere(connection, answer.epoch)) this.#host.send(connection, framing, MessageType.STREAM_CREDIT, id, [slot, items, bytes], 'a STREAM_CREDIT');
-      };
-      const input = new CallStream<unknown>(`argument ${slot} of "${name}"`, window, this.#settings.rawReplyTimeoutMs, { credit, cancel: () => credit(0, 0) });
-      answer.inputs.set(slot, input);
-      args[slot] = input;
-      credit(window.items, window.bytes);
-    }
-    return args;
-  }
-
   /** An item of argument stream `slot` of the call `id` from `connection`. */
   argItem(connection: Connection, id: MessageId, slot: number, value: unknown, bytes: number): void {
-    if (typeof id !== 'number') return;
-    this.#runningCall(connection, id)?.inputs?.get(slot)?.push(value, Math.max(1, bytes));
+    this.#streams.argItem(connection, id, slot, value, bytes);
   }
 
   /** The end of argument stream `slot` of the call `id` (with the error the caller's iterable threw). */
   argEnd(connection: Connection, id: MessageId, slot: number, error: ErrorBody | undefined): void {
-    if (typeof id !== 'number') return;
-    this.#runningCall(connection, id)?.inputs?.get(slot)?.end(error && errorFromWire(error, undefined));
+    this.#streams.argEnd(connection, id, slot, error);
   }
 
   /** The caller of `id` consumed items of its stream: its producer may send more. */
   credit(connection: Connection, id: MessageId, items: number, bytes: number): void {
-    if (typeof id !== 'number') return;
-    this.#runningCall(connection, id)?.producer?.credit(items, bytes);
+    this.#streams.credit(connection, id, items, bytes);
   }
 
   /** The compact call `id` of `connection` still running, if any. */
@@ -311,56 +300,9 @@ export class Dispatcher {
     }
   }
 
-  /**
-   * A handler returned an AsyncIterable: stream it to a caller that asked for a stream, or gather
-   * it into one list (bounded by maxMessageBytes) for one that did not (pseud, `peer.call`).
-   */
+  /** A handler returned an AsyncIterable: streamed, or gathered into one list (IncomingStreams). */
   streamResult(answer: CallResponder, iterable: AsyncIterable<unknown>): void {
-    const { window } = answer;
-    if (!window || typeof answer.id !== 'number') {
-      const limit = this.#host.maxMessageBytes;
-      collect(iterable, limit, (value) => this.#host.sizeOf(value, answer.framing),
-        (bytes) => new MessageTooLargeError(`the stream "${answer.name}" gathered into one list is over ${bytes} bytes, over maxMessageBytes (${limit}): call it as a stream (peer.stream)`),
-        answer.scope.signal)
-        .then((items) => answer.ok(items), (error: unknown) => answer.fail(error));
-      return;
-    }
-    this.#startProducer(answer, iterable, window);
-  }
-
-  #startProducer(answer: CallResponder, iterable: AsyncIterable<unknown>, window: StreamWindow): void {
-    const { connection, framing, id, name, scope } = answer;
-    const done = this.#runningFor(connection.key);
-    let producer: StreamProducer;
-    try {
-      producer = new StreamProducer(iterable, window, {
-        item: (value) => {
-          if (!this.#host.stillThere(connection, answer.epoch)) return new PeerNotConnectedError(`the caller of "${name}" went away`);
-          return this.#host.sendSized(connection, framing, MessageType.STREAM_ITEM, id, [RESULT_SLOT, value], `an item of "${name}"`);
-        },
-        end: (error) => {
-          if (error !== undefined) this.#logFailure(connection, name, error);
-          if (!answer.sent && this.#host.stillThere(connection, answer.epoch)) {
-            const body = error === undefined ? null : errorToWire(error, this.#settings.sendStacks, framing);
-            this.#host.send(connection, framing, MessageType.STREAM_END, id, [RESULT_SLOT, body], `the end of "${name}"`);
-          }
-        },
-        finished: () => {
-          answer.sent = true;
-          this.settled(answer);
-          done();
-        },
-        returnFailed: (error) => this.#host.warn(connection, `stopping the stream "${name}" failed: ${(error as Error)?.message ?? String(error)}`),
-      });
-    } catch (error) {
-      done();
-      answer.fail(error); // [Symbol.asyncIterator]() threw
-      return;
-    }
-    answer.producer = producer;
-    // A deadline passing or this peer stopping ends the stream for both sides; a cancel (above) stops it quietly.
-    scope.signal.addEventListener('abort', () => producer.stop(scope.signal.reason), { once: true });
-    producer.start();
+    this.#streams.result(answer, iterable);
   }
 
   /** An answer goes out (or was dropped): the call can no longer be cancelled. */
@@ -454,51 +396,3 @@ export class Dispatcher {
   }
 }
 
-
-/** The answer of a normal call: OK or ERROR, once, in the framing the call came in. */
-class CallResponder implements Responder {
-  sent = false;
-  /** Among the dispatcher's cancellable calls (compact, numbered). */
-  cancellable = false;
-  /** The caller takes a streamed result, with this window (compact framing). */
-  window: StreamWindow | undefined;
-  /** The producer of a streamed result, once the handler returned one. */
-  producer: StreamProducer | undefined;
-  /** The consumers of the caller's streamed arguments, by position. */
-  inputs: Map<number, CallStream<unknown>> | undefined;
-
-  constructor(
-    readonly dispatcher: Dispatcher,
-    readonly connection: Connection,
-    readonly epoch: number,
-    readonly framing: Framing,
-    readonly id: MessageId,
-    readonly name: string,
-    readonly scope: CallScope,
-  ) {}
-
-  /** The call is over: its argument streams end (`error`, or quietly). */
-  endInputs(error: Error | undefined): void {
-    if (!this.inputs) return;
-    for (const input of this.inputs.values()) input.end(error);
-    this.inputs = undefined;
-  }
-
-  ok(value: unknown): void {
-    if (this.sent || this.producer) return;
-    if (isAsyncIterable(value)) {
-      this.dispatcher.streamResult(this, value);
-      return;
-    }
-    this.sent = true;
-    this.dispatcher.settled(this);
-    this.dispatcher.answerOk(this, value);
-  }
-
-  fail(error: unknown): void {
-    if (this.sent || this.producer) return;
-    this.sent = true;
-    this.dispatcher.settled(this);
-    this.dispatcher.answerError(this, error);
-  }
-}

@@ -147,14 +147,27 @@ export function payloadBytes(frames: readonly Buffer[]): number {
  * message that cannot be decoded). Undefined unless the head is `[fixint type, uint id, ...`.
  */
 function peekCompactHead(packet: Buffer): { type: number; id: number } | undefined {
-  if (packet.length < 3 || packet[0] !== 0x93 || packet[1]! > 0x7f) return undefined;
-  const type = packet[1]!;
+  const type = peekCompactType(packet);
+  if (type === undefined) return undefined;
   const marker = packet[2]!;
   if (marker <= 0x7f) return { type, id: marker };
-  if (marker === 0xcc && packet.length >= 4) return { type, id: packet.readUInt8(3) };
-  if (marker === 0xcd && packet.length >= 5) return { type, id: packet.readUInt16BE(3) };
-  if (marker === 0xce && packet.length >= 7) return { type, id: packet.readUInt32BE(3) };
+  if (marker === 0xcc) return { type, id: packet.readUInt8(3) };
+  if (marker === 0xcd) return { type, id: packet.readUInt16BE(3) };
+  return { type, id: packet.readUInt32BE(3) };
+}
+
+/** The type {@link peekCompactHead} would read, without making its record. */
+function peekCompactType(packet: Buffer): number | undefined {
+  if (packet.length < 3 || packet[0] !== 0x93 || packet[1]! > 0x7f) return undefined;
+  const marker = packet[2]!;
+  if (marker <= 0x7f || (marker === 0xcc && packet.length >= 4) || (marker === 0xcd && packet.length >= 5) || (marker === 0xce && packet.length >= 7)) return packet[1]!;
   return undefined;
+}
+
+/** Where to answer a compact packet that failed, when its head is readable. */
+function compactReplyTo(packet: Buffer): ReplyTo | undefined {
+  const head = peekCompactHead(packet);
+  return head && { framing: 'compact', type: head.type, id: head.id };
 }
 
 type Malformed = Extract<Inbound, { kind: 'malformed' }>;
@@ -197,26 +210,31 @@ export function decodeBatched(routingId: Buffer, packet: Buffer, context: Framin
 }
 
 function decodeCompact(routingId: Buffer, packet: Buffer, size: number, context: FramingContext): Exclude<Inbound, { kind: 'batch' }> {
-  const head = peekCompactHead(packet);
-  const replyTo = head && { framing: 'compact' as const, ...head };
-  if (size > context.maxMessageBytes) return malformed(routingId, tooLarge(size, context.maxMessageBytes), replyTo);
-  const spec = head && MESSAGES.get(head.type);
-  if (head && !spec) return malformed(routingId, new ProtocolError(`unknown message type ${typeName(head.type)}`), replyTo);
+  // The head's type is read in place; the reply-to record is made only for a message that fails
+  // (every message paid for two objects it almost never needed).
+  const headType = peekCompactType(packet);
+  if (size > context.maxMessageBytes) return malformed(routingId, tooLarge(size, context.maxMessageBytes), compactReplyTo(packet));
+  const spec = headType === undefined ? undefined : MESSAGES.get(headType);
+  if (headType !== undefined && !spec) return malformed(routingId, new ProtocolError(`unknown message type ${typeName(headType)}`), compactReplyTo(packet));
   if (spec?.maxBodyBytes !== undefined && size > spec.maxBodyBytes + 8) {
-    return malformed(routingId, tooLarge(size, spec.maxBodyBytes, `a ${spec.name} body`), replyTo);
+    return malformed(routingId, tooLarge(size, spec.maxBodyBytes, `a ${spec.name} body`), compactReplyTo(packet));
   }
   let value: unknown;
   try {
     value = context.codec.decode(packet, 'rich');
   } catch (error) {
-    return malformed(routingId, error instanceof ProtocolError ? error : new ProtocolError((error as Error).message), replyTo);
+    return malformed(routingId, error instanceof ProtocolError ? error : new ProtocolError((error as Error).message), compactReplyTo(packet));
   }
   if (!Array.isArray(value) || value.length !== 3 || typeof value[0] !== 'number' || (typeof value[1] !== 'number' && !Buffer.isBuffer(value[1]))) {
     return malformed(routingId, new ProtocolError('a compact packet must be [type, id, body]'));
   }
-  const [type, id, body] = value as [number, MessageId, unknown];
-  if (!MESSAGES.has(type)) return malformed(routingId, new ProtocolError(`unknown message type ${typeName(type)}`), { framing: 'compact', id, type });
-  return checked(routingId, 'compact', type, id, body, { framing: 'compact', id, type });
+  const type = value[0] as number;
+  const id = value[1] as MessageId;
+  const row = MESSAGES.get(type);
+  if (!row) return malformed(routingId, new ProtocolError(`unknown message type ${typeName(type)}`), { framing: 'compact', id, type });
+  const read = row.read(value[2], 'compact');
+  if (read instanceof Invalid) return malformed(routingId, new ProtocolError(read.reason), { framing: 'compact', id, type });
+  return { kind: 'message', message: { routingId, framing: 'compact', type, id, body: read } as Message };
 }
 
 function decodeV1(routingId: Buffer, frames: Buffer[], size: number, context: FramingContext): Inbound {

@@ -9,7 +9,7 @@ export const MessageType = {
   OK: 0x01,
   /** Credentials: body `[login, password]`. */
   HELLO: 0x02,
-  /** A call: body `[name, args, kwargs]` (compact: `[name, args, kwargs?, extras?]`). */
+  /** A call: body `[name, args, kwargs]` (compact: `[name, args, kwargs?, extras?]`, extras a map or the deadline alone, a number). */
   WORK: 0x03,
   /** Credentials accepted: body a UTF-8 string (zeropeer puts its capabilities there). */
   AUTHENTICATED: 0x04,
@@ -181,8 +181,12 @@ function readWork(body: unknown, framing: Framing): WorkBody | Invalid {
   let timeoutMs: number | undefined;
   let stream: WorkBody['stream'];
   let argStreams: number[] | undefined;
-  if (extras != null) {
-    if (!isPlainRecord(extras)) return new Invalid('WORK extras must be a map');
+  if (typeof extras === 'number') {
+    // The common call carries nothing else: its deadline alone, as a number (see workBody).
+    if (!Number.isFinite(extras) || extras < 0) return new Invalid('a WORK deadline must be a number of ms >= 0');
+    timeoutMs = extras;
+  } else if (extras != null) {
+    if (!isPlainRecord(extras)) return new Invalid('WORK extras must be a map (or the deadline alone, a number)');
     const read = readMetadata(extras['m']);
     if (read instanceof Invalid) return read;
     metadata = read;
@@ -303,6 +307,7 @@ export const PROBE = '_zeropeer.hello';
 /**
  * The wire form of a WORK body: pseud v1 always has kwargs; compact drops what is empty, and
  * carries metadata (`m`) and the time the caller still waits (`d`, ms: relative, so clocks need not agree).
+ * Extras that would be `{ d }` alone are that number alone: `[name, args, kwargs|null, ms]`.
  */
 export function workBody(framing: Framing, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined,
   metadata: Readonly<Record<string, string>> | undefined, timeoutMs?: number, stream?: { readonly items: number; readonly bytes: number },
@@ -316,7 +321,9 @@ export function workBody(framing: Framing, name: string, args: unknown[], kwargs
     if (timeoutMs !== undefined) extras['d'] = timeoutMs;
     return [name, args, kwargs ?? null, extras];
   }
-  if (timeoutMs !== undefined) return [name, args, kwargs ?? null, metadata ? { m: metadata, d: timeoutMs } : { d: timeoutMs }];
+  // A deadline alone is a number, not `{ d }`: an object is a msgpackr record whose definition
+  // travels with every message, and writing and reading it cost ~3 % of a call at 64 in flight.
+  if (timeoutMs !== undefined) return [name, args, kwargs ?? null, metadata ? { m: metadata, d: timeoutMs } : timeoutMs];
   if (metadata) return [name, args, kwargs ?? null, { m: metadata }];
   return kwargs ? [name, args, kwargs] : [name, args];
 }
@@ -326,5 +333,5 @@ export function workBody(framing: Framing, name: string, args: unknown[], kwargs
  * peers never send such ids; if one answers a one-way WORK anyway, the answer matches no call.
  */
 export function isOneWayId(id: MessageId): boolean {
-  return id === 0 || (Buffer.isBuffer(id) && id.length === 0);
+  return typeof id === 'number' ? id === 0 : Buffer.isBuffer(id) && id.length === 0;
 }

@@ -129,12 +129,27 @@ describe('message table (MESSAGES)', () => {
       expect(read).to.deep.include({ argStreams: [0], stream: undefined });
     });
 
-    it('compact carries the time the caller still waits as d (ms); v1 never does', () => {
-      expect(workBody('compact', 'f', [1], undefined, undefined, 250)).to.deep.equal(['f', [1], null, { d: 250 }]);
+    it('compact carries the time the caller still waits as d (ms), or as the number alone when nothing else goes with it; v1 never does', () => {
+      expect(workBody('compact', 'f', [1], undefined, undefined, 250)).to.deep.equal(['f', [1], null, 250]);
+      expect(workBody('compact', 'f', [1], { k: 1 }, undefined, 0)).to.deep.equal(['f', [1], { k: 1 }, 0]);
       expect(workBody('compact', 'f', [1], undefined, { trace: 'x' }, 250)).to.deep.equal(['f', [1], null, { m: { trace: 'x' }, d: 250 }]);
       expect(workBody('v1', 'f', [1], undefined, undefined, 250)).to.deep.equal(['f', [1], {}]);
       const read = MESSAGES.get(MessageType.WORK)!.read(workBody('compact', 'f', [], undefined, undefined, 250), 'compact');
       expect((read as { timeoutMs: number }).timeoutMs).to.equal(250);
+    });
+
+    it('a compact deadline reads the same alone (a number) or in a map (as earlier versions send it); a bad one is refused', () => {
+      const read = (body: unknown, framing: 'v1' | 'compact' = 'compact'): unknown => MESSAGES.get(MessageType.WORK)!.read(body, framing);
+      const expected = { name: 'f', args: [], kwargs: undefined, metadata: undefined, timeoutMs: 250, stream: undefined, argStreams: undefined };
+      expect(read(['f', [], null, 250], 'compact')).to.deep.equal(expected);
+      expect(read(['f', [], null, { d: 250 }], 'compact')).to.deep.equal(expected);
+      for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
+        const refused = read(['f', [], null, bad], 'compact');
+        expect(refused, String(bad)).to.be.instanceOf(Invalid);
+        expect((refused as Invalid).reason).to.match(/deadline/);
+      }
+      expect(read(['f', [], null, 'soon'], 'compact')).to.be.instanceOf(Invalid);
+      expect(read(['f', [], {}, 250], 'v1')).to.be.instanceOf(Invalid);
     });
 
     it('what workBody writes, the WORK row reads back, in both framings', () => {
