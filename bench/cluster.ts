@@ -1,9 +1,12 @@
 /**
  * Cluster bench (needs redis-server; run by run.ts as the `cluster` scenario, or alone):
  *
- *   node dist/bench/cluster.js [--quick] [--clear-links]
+ *   node dist/bench/cluster.js [--quick] [--clear-links] [--cross-only] [--rounds N]
  *
  * Links between nodes are CURVE-encrypted (the default); `--clear-links` runs them with `curve: false`.
+ * `--cross-only` skips the idle-clients part (`--remote-only`: and all but the cross-node throughput, for a profile); `--rounds N` sets the rounds of the cross-node part.
+ * To profile, run it with `node --cpu-prof` and CLUSTER_NODE_ARGV='--cpu-prof --cpu-prof-dir=DIR' (the
+ * node processes it starts take those options).
  *
  * 1. Cross-node `sendTo` against local `sendTo`, in the same run, rounds alternating: node A (this
  *    process) calls a client connected to A (local) and a client connected to node B (a child
@@ -28,7 +31,11 @@ const quick = process.argv.includes('--quick');
 const clearLinks = process.argv.includes('--clear-links');
 if (clearLinks) process.env.CLUSTER_CLEAR_LINKS = '1'; // the node processes read it
 const CELL_MS = quick ? 500 : 2000;
-const ROUNDS = quick ? 2 : 5;
+const crossOnly = process.argv.includes('--cross-only');
+/** For profiling: only the cross-node throughput cells (no ratios). */
+const remoteOnly = process.argv.includes('--remote-only');
+const roundsAt = process.argv.indexOf('--rounds');
+const ROUNDS = roundsAt >= 0 ? Math.max(1, Math.min(50, Number(process.argv[roundsAt + 1]) || 1)) : quick ? 2 : 5;
 const IDLE_CLIENTS = quick ? 50 : 1000;
 const IDLE_MS = quick ? 3000 : 15_000;
 const SELF = fileURLToPath(import.meta.url);
@@ -107,6 +114,10 @@ async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
     await sequential(remote, 300);
     const cells = { localP50: [] as number[], remoteP50: [] as number[], localRate: [] as number[], remoteRate: [] as number[] };
     for (let round = 1; round <= ROUNDS; round++) {
+      if (remoteOnly) {
+        say(`  round ${round}/${ROUNDS}: 64 in flight cross-node ${(await inFlight(remote, CELL_MS)).toFixed(0)}/s`);
+        continue;
+      }
       cells.localP50.push((await sequential(local, CELL_MS)).p50);
       cells.remoteP50.push((await sequential(remote, CELL_MS)).p50);
       cells.localRate.push(await inFlight(local, CELL_MS));
@@ -114,6 +125,7 @@ async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
       say(`  round ${round}/${ROUNDS}: p50 local ${cells.localP50.at(-1)!.toFixed(0)} µs, cross-node ${cells.remoteP50.at(-1)!.toFixed(0)} µs; ` +
         `64 in flight local ${cells.localRate.at(-1)!.toFixed(0)}/s, cross-node ${cells.remoteRate.at(-1)!.toFixed(0)}/s`);
     }
+    if (remoteOnly) return {};
     // publish through the links: from A's publish until the subscriber on B has run the call.
     const far = clients[1]!;
     let delivered: (() => void) | undefined;
@@ -139,6 +151,8 @@ async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
     subscriber.disconnect();
     return {
       localP50: median(cells.localP50), remoteP50: median(cells.remoteP50), localRate: median(cells.localRate), remoteRate: median(cells.remoteRate),
+      // Paired: each round's cross-node figure over the same round's local one (the machine's noise moves both).
+      p50Ratio: median(cells.remoteP50.map((p50, i) => p50 / cells.localP50[i]!)), rateRatio: median(cells.remoteRate.map((rate, i) => rate / cells.localRate[i]!)),
       publishLinkP50: viaLink.p50, redisHopP50: viaRedis.p50,
     };
   } finally {
@@ -230,19 +244,20 @@ async function main(): Promise<void> {
   try {
     say(`cluster: cross-node sendTo against local sendTo (links ${clearLinks ? 'in clear text' : 'CURVE-encrypted'}), ${ROUNDS} rounds of ${CELL_MS} ms per cell`);
     const cross = await crossNode(redis);
-    say(`cluster: 3 nodes x ${IDLE_CLIENTS} idle clients, idle ${IDLE_MS / 1000} s`);
-    const idle = await idleNodes(redis);
-    const p50Ratio = cross.remoteP50! / cross.localP50!;
-    const rateRatio = cross.remoteRate! / cross.localRate!;
+    if (!crossOnly) say(`cluster: 3 nodes x ${IDLE_CLIENTS} idle clients, idle ${IDLE_MS / 1000} s`);
+    const idle = crossOnly ? undefined : await idleNodes(redis);
+    if (remoteOnly) return;
+    const p50Ratio = cross.p50Ratio!;
+    const rateRatio = cross.rateRatio!;
     const lines = [
       '',
-      `Cluster (${quick ? 'quick' : 'full'}; medians of ${ROUNDS} rounds)`,
+      `Cluster (${quick ? 'quick' : 'full'}; medians of ${ROUNDS} rounds; ratios: median of the rounds' paired ratios)`,
       `  sendTo p50, sequential:     local ${cross.localP50!.toFixed(0)} µs, cross-node ${cross.remoteP50!.toFixed(0)} µs (${p50Ratio.toFixed(2)}x; target <= 2x: ${p50Ratio <= 2 ? 'met' : 'NOT met'})`,
       `  sendTo, 64 in flight:       local ${cross.localRate!.toFixed(0)}/s, cross-node ${cross.remoteRate!.toFixed(0)}/s (${rateRatio.toFixed(2)}x; target >= 0.5x: ${rateRatio >= 0.5 ? 'met' : 'NOT met'})`,
       `  publish to a subscriber on another node, p50 until its handler ran: ${cross.publishLinkP50!.toFixed(0)} µs over the links; ` +
         `the Redis pub/sub hop alone (PUBLISH until a subscriber has it): ${cross.redisHopP50!.toFixed(0)} µs`,
-      `  3 nodes x ${IDLE_CLIENTS} idle clients (${idle.connected} listed), CPU % of one core over ${IDLE_MS / 1000} s: ` +
-        `${Object.entries(idle.nodes).map(([name, pct]) => `node ${name} ${pct.toFixed(2)}%`).join(', ')}, redis-server ${idle.redis.toFixed(2)}%`,
+      ...(idle ? [`  3 nodes x ${IDLE_CLIENTS} idle clients (${idle.connected} listed), CPU % of one core over ${IDLE_MS / 1000} s: ` +
+        `${Object.entries(idle.nodes).map(([name, pct]) => `node ${name} ${pct.toFixed(2)}%`).join(', ')}, redis-server ${idle.redis.toFixed(2)}%`] : []),
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {
