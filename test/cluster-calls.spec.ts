@@ -63,6 +63,29 @@ describe('cluster mode: cancel, deadlines and streams across nodes', function ()
     expect(seen).to.have.length(1);
   });
 
+  it('a far node with outgoing interceptors hands them a real AbortSignal for the forwarded call, and the CANCEL still reaches the client', async () => {
+    const a = await node('a');
+    const b = await node('b');
+    const signals: unknown[] = [];
+    b.use({ outgoing: (next) => (call) => {
+      signals.push(call.signal);
+      // User code may combine it: only a real AbortSignal may be given to AbortSignal.any().
+      AbortSignal.any([call.signal!]);
+      return next(call);
+    } });
+    const { seen } = await waiter(b, 'bob');
+    await listed(a, 'bob', 'b');
+    const controller = new AbortController();
+    const call = a.invoke('wait', [], { to: 'bob', signal: controller.signal, timeoutMs: 5000 });
+    await until(() => seen.length === 1);
+    expect(signals).to.have.length(1);
+    expect(signals[0]).to.be.instanceOf(AbortSignal);
+    controller.abort(new Error('user gave up'));
+    expect(await rejection(call)).to.be.instanceOf(CancelledError);
+    await until(() => seen[0]!.signal.aborted);
+    expect(seen[0]!.signal.reason).to.be.instanceOf(CancelledError);
+  });
+
   it('a deadline inherited from a handler\'s ctx.signal travels: the far client\'s ctx.deadline is the caller\'s caller\'s, and its signal aborts by then', async () => {
     const a = await node('a');
     const b = await node('b');

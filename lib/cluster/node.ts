@@ -12,7 +12,7 @@
  */
 import { Client } from '../client.js';
 import { CancelledError, ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError, TimeoutError, UnauthorizedError } from '../errors.js';
-import { deadlineOf } from '../engine/call-scope.js';
+import { deadlineOf, relaySignal } from '../engine/call-scope.js';
 import type { Logger } from '../logger.js';
 import { rejectUnknownKeys } from '../option-checks.js';
 import type { CallOptions, ClientOptions, ServerOptions, StreamOptions } from '../options.js';
@@ -61,6 +61,8 @@ export interface ClusterHost {
   holds(identity: string): boolean;
   /** Drops this node's connection of `identity`: a newer one proved it elsewhere. */
   evict(identity: string): void;
+  /** Whether this server's calls go through outgoing interceptors (user code, which may want a real AbortSignal). */
+  interceptsOutgoing(): boolean;
   /** Makes the link server (a Server, made by the caller: no import cycle). */
   makeLinkServer(id: string, options: ServerOptions): Server;
 }
@@ -167,12 +169,13 @@ export class ClusterNode {
         throw new ParameterError('cluster.call: [identity, name, kwargs, timeoutMs, oneWay, ...args]');
       }
       if (!host.holds(identity)) throw notHere(identity, this.node);
-      const options: CallOptions = { timeoutMs, signal: ctx.signal };
+      const signal = this.#relaySignal(ctx);
+      const options: CallOptions = { timeoutMs, signal };
       if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
       if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
       return host.localInvoke(identity, name, args, options, oneWay).catch((error: unknown) => {
         // This node stopping cancelled the call to its client: to the caller, the client is gone (nobody cancelled).
-        const stopping = ctx.signal.aborted && ctx.signal.reason instanceof ServiceClosedError;
+        const stopping = signal.aborted && signal.reason instanceof ServiceClosedError;
         throw stopping ? new PeerNotConnectedError(`client "${identity}" was on node "${this.node}", which stopped before "${name}" settled`) : error;
       });
     }, { withContext: true });
@@ -186,7 +189,8 @@ export class ClusterNode {
       // it only while the calling node grants credit, and this stream grants its client credit only
       // as items are pulled. Cancelling the link's stream returns it (CANCEL to the client); so does
       // ctx.signal (the calling node cancelled, or its link went away).
-      const options: StreamOptions = { timeoutMs, signal: ctx.signal, streamWindow: { items: window[0], bytes: window[1] } };
+      const signal = this.#relaySignal(ctx);
+      const options: StreamOptions = { timeoutMs, signal, streamWindow: { items: window[0], bytes: window[1] } };
       // The caller's deadline, as time left (clocks need not agree); the link's own is a margin later.
       if (typeof deadlineLeftMs === 'number') options.deadline = Date.now() + deadlineLeftMs;
       if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
@@ -201,7 +205,7 @@ export class ClusterNode {
         // a turn later, so that the client hears that reason rather than a bare "stopped".
         async return(): Promise<IteratorResult<unknown>> {
           await Promise.resolve();
-          await stream.cancel(ctx.signal.aborted ? ctx.signal.reason : undefined);
+          await stream.cancel(signal.aborted ? signal.reason : undefined);
           return { done: true, value: undefined };
         },
       } satisfies AsyncIterableIterator<unknown>;
@@ -219,6 +223,16 @@ export class ClusterNode {
       const where = await this.#directory?.locate(identity);
       if (where && where.node !== this.node) host.evict(identity);
     });
+  }
+
+  /**
+   * The signal a forwarded call gets: it aborts when the calling node cancels (or its link goes)
+   * and when this node stops. The call carries its own timeout (within the caller's deadline), so
+   * it needs no deadline timer: the light relay signal, unless outgoing interceptors (user code)
+   * will see it, who get the handler's own signal.
+   */
+  #relaySignal(ctx: CallContext): AbortSignal {
+    return this.#host.interceptsOutgoing() ? ctx.signal : relaySignal(ctx);
   }
 
   /** Binds the link, joins the directory. Resolves even while Redis is unreachable. */
