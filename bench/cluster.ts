@@ -80,9 +80,19 @@ async function sequential(call: () => Promise<unknown>, ms: number): Promise<{ p
   return { p50: percentile(samples, 0.5), p99: percentile(samples, 0.99), calls: samples.length };
 }
 
+/** CPU time (µs, user + system, all threads) this process and the processes `pids` have used. */
+function cpuNow(pids: readonly number[]): number {
+  const own = process.cpuUsage();
+  return own.user + own.system + pids.reduce((sum, pid) => sum + ticksOf(pid) * 10_000, 0);
+}
+
+/** What the last {@link inFlight} cost: CPU µs per call, this process and the node process together (less noisy than the rate on a shared machine). */
+let lastCpuPerCall = Number.NaN;
+
 /** 64 calls in flight for `ms`: calls per second. */
-async function inFlight(call: () => Promise<unknown>, ms: number): Promise<number> {
+async function inFlight(call: () => Promise<unknown>, ms: number, pids: readonly number[] = []): Promise<number> {
   let calls = 0;
+  const cpuBefore = cpuNow(pids);
   const begin = performance.now();
   const end = begin + ms;
   await Promise.all(Array.from({ length: 64 }, async () => {
@@ -91,7 +101,9 @@ async function inFlight(call: () => Promise<unknown>, ms: number): Promise<numbe
       calls++;
     }
   }));
-  return calls / ((performance.now() - begin) / 1000);
+  const rate = calls / ((performance.now() - begin) / 1000);
+  lastCpuPerCall = (cpuNow(pids) - cpuBefore) / calls;
+  return rate;
 }
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
@@ -112,18 +124,22 @@ async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
     const remote = (): Promise<unknown> => a.sendTo('far').upper('abc');
     await sequential(local, 300);
     await sequential(remote, 300);
-    const cells = { localP50: [] as number[], remoteP50: [] as number[], localRate: [] as number[], remoteRate: [] as number[] };
+    const cells = { localP50: [] as number[], remoteP50: [] as number[], localRate: [] as number[], remoteRate: [] as number[], localCpu: [] as number[], remoteCpu: [] as number[] };
+    const pids = [b.child.pid!];
     for (let round = 1; round <= ROUNDS; round++) {
       if (remoteOnly) {
-        say(`  round ${round}/${ROUNDS}: 64 in flight cross-node ${(await inFlight(remote, CELL_MS)).toFixed(0)}/s`);
+        say(`  round ${round}/${ROUNDS}: 64 in flight cross-node ${(await inFlight(remote, CELL_MS, pids)).toFixed(0)}/s, ${lastCpuPerCall.toFixed(1)} µs CPU a call`);
         continue;
       }
       cells.localP50.push((await sequential(local, CELL_MS)).p50);
       cells.remoteP50.push((await sequential(remote, CELL_MS)).p50);
-      cells.localRate.push(await inFlight(local, CELL_MS));
-      cells.remoteRate.push(await inFlight(remote, CELL_MS));
+      cells.localRate.push(await inFlight(local, CELL_MS, pids));
+      cells.localCpu.push(lastCpuPerCall);
+      cells.remoteRate.push(await inFlight(remote, CELL_MS, pids));
+      cells.remoteCpu.push(lastCpuPerCall);
       say(`  round ${round}/${ROUNDS}: p50 local ${cells.localP50.at(-1)!.toFixed(0)} µs, cross-node ${cells.remoteP50.at(-1)!.toFixed(0)} µs; ` +
-        `64 in flight local ${cells.localRate.at(-1)!.toFixed(0)}/s, cross-node ${cells.remoteRate.at(-1)!.toFixed(0)}/s`);
+        `64 in flight local ${cells.localRate.at(-1)!.toFixed(0)}/s, cross-node ${cells.remoteRate.at(-1)!.toFixed(0)}/s; ` +
+        `CPU a call local ${cells.localCpu.at(-1)!.toFixed(1)} µs, cross-node ${cells.remoteCpu.at(-1)!.toFixed(1)} µs`);
     }
     if (remoteOnly) return {};
     // publish through the links: from A's publish until the subscriber on B has run the call.
@@ -152,6 +168,7 @@ async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
     return {
       localP50: median(cells.localP50), remoteP50: median(cells.remoteP50), localRate: median(cells.localRate), remoteRate: median(cells.remoteRate),
       // Paired: each round's cross-node figure over the same round's local one (the machine's noise moves both).
+      localCpu: median(cells.localCpu), remoteCpu: median(cells.remoteCpu),
       p50Ratio: median(cells.remoteP50.map((p50, i) => p50 / cells.localP50[i]!)), rateRatio: median(cells.remoteRate.map((rate, i) => rate / cells.localRate[i]!)),
       publishLinkP50: viaLink.p50, redisHopP50: viaRedis.p50,
     };
@@ -254,6 +271,7 @@ async function main(): Promise<void> {
       `Cluster (${quick ? 'quick' : 'full'}; medians of ${ROUNDS} rounds; ratios: median of the rounds' paired ratios)`,
       `  sendTo p50, sequential:     local ${cross.localP50!.toFixed(0)} µs, cross-node ${cross.remoteP50!.toFixed(0)} µs (${p50Ratio.toFixed(2)}x; target <= 2x: ${p50Ratio <= 2 ? 'met' : 'NOT met'})`,
       `  sendTo, 64 in flight:       local ${cross.localRate!.toFixed(0)}/s, cross-node ${cross.remoteRate!.toFixed(0)}/s (${rateRatio.toFixed(2)}x; target >= 0.5x: ${rateRatio >= 0.5 ? 'met' : 'NOT met'})`,
+      `  CPU a call at 64 in flight (both node processes, all threads): local ${cross.localCpu!.toFixed(1)} µs, cross-node ${cross.remoteCpu!.toFixed(1)} µs (${(cross.remoteCpu! / cross.localCpu!).toFixed(2)}x)`,
       `  publish to a subscriber on another node, p50 until its handler ran: ${cross.publishLinkP50!.toFixed(0)} µs over the links; ` +
         `the Redis pub/sub hop alone (PUBLISH until a subscriber has it): ${cross.redisHopP50!.toFixed(0)} µs`,
       ...(idle ? [`  3 nodes x ${IDLE_CLIENTS} idle clients (${idle.connected} listed), CPU % of one core over ${IDLE_MS / 1000} s: ` +
