@@ -1,7 +1,7 @@
 /**
  * Cluster bench (needs redis-server; run by run.ts as the `cluster` scenario, or alone):
  *
- *   node dist/bench/cluster.js [--quick] [--clear-links] [--cross-only] [--rounds N]
+ *   node dist/bench/cluster.js [--quick] [--clear-links] [--cross-only] [--rounds N] [--count-sends]
  *
  * Links between nodes are CURVE-encrypted (the default); `--clear-links` runs them with `curve: false`.
  * `--cross-only` skips the idle-clients part (`--remote-only`: and all but the cross-node throughput, for a profile); `--rounds N` sets the rounds of the cross-node part.
@@ -80,19 +80,39 @@ async function sequential(call: () => Promise<unknown>, ms: number): Promise<{ p
   return { p50: percentile(samples, 0.5), p99: percentile(samples, 0.99), calls: samples.length };
 }
 
-/** CPU time (µs, user + system, all threads) this process and the processes `pids` have used. */
-function cpuNow(pids: readonly number[]): number {
+/** CPU time (µs, user + system, all threads) this process and the processes `pids` have used: [this one, the others]. */
+function cpuNow(pids: readonly number[]): [number, number] {
   const own = process.cpuUsage();
-  return own.user + own.system + pids.reduce((sum, pid) => sum + ticksOf(pid) * 10_000, 0);
+  return [own.user + own.system, pids.reduce((sum, pid) => sum + ticksOf(pid) * 10_000, 0)];
 }
+
+/**
+ * `--count-sends`: counts the ZeroMQ sends of this process (a batch is one): how well calls share
+ * a send (local: both ends are here; cross-node: the link client and the far client are here).
+ */
+let socketSends = 0;
+if (process.argv.includes('--count-sends')) {
+  // Shadowed on Router's prototype: the base's `send` is read-only.
+  const send = (zmq.Router.prototype as unknown as { send: (...args: unknown[]) => Promise<void> }).send;
+  Object.defineProperty(zmq.Router.prototype, 'send', {
+    value: function (this: unknown, ...args: unknown[]): Promise<void> {
+      socketSends++;
+      return send.apply(this, args);
+    },
+  });
+}
+let lastSendsPerCall = Number.NaN;
 
 /** What the last {@link inFlight} cost: CPU µs per call, this process and the node process together (less noisy than the rate on a shared machine). */
 let lastCpuPerCall = Number.NaN;
+/** The share of {@link lastCpuPerCall} that was this process's (node A, and both clients). */
+let lastOwnCpuPerCall = Number.NaN;
 
 /** 64 calls in flight for `ms`: calls per second. */
 async function inFlight(call: () => Promise<unknown>, ms: number, pids: readonly number[] = []): Promise<number> {
   let calls = 0;
   const cpuBefore = cpuNow(pids);
+  const sendsBefore = socketSends;
   const begin = performance.now();
   const end = begin + ms;
   await Promise.all(Array.from({ length: 64 }, async () => {
@@ -102,7 +122,10 @@ async function inFlight(call: () => Promise<unknown>, ms: number, pids: readonly
     }
   }));
   const rate = calls / ((performance.now() - begin) / 1000);
-  lastCpuPerCall = (cpuNow(pids) - cpuBefore) / calls;
+  const [own, others] = cpuNow(pids);
+  lastOwnCpuPerCall = (own - cpuBefore[0]) / calls;
+  lastCpuPerCall = lastOwnCpuPerCall + (others - cpuBefore[1]) / calls;
+  lastSendsPerCall = (socketSends - sendsBefore) / calls;
   return rate;
 }
 
@@ -128,18 +151,20 @@ async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
     const pids = [b.child.pid!];
     for (let round = 1; round <= ROUNDS; round++) {
       if (remoteOnly) {
-        say(`  round ${round}/${ROUNDS}: 64 in flight cross-node ${(await inFlight(remote, CELL_MS, pids)).toFixed(0)}/s, ${lastCpuPerCall.toFixed(1)} µs CPU a call`);
+        say(`  round ${round}/${ROUNDS}: 64 in flight cross-node ${(await inFlight(remote, CELL_MS, pids)).toFixed(0)}/s, ${lastCpuPerCall.toFixed(1)} µs CPU a call (A ${lastOwnCpuPerCall.toFixed(1)})`);
         continue;
       }
       cells.localP50.push((await sequential(local, CELL_MS)).p50);
       cells.remoteP50.push((await sequential(remote, CELL_MS)).p50);
       cells.localRate.push(await inFlight(local, CELL_MS, pids));
       cells.localCpu.push(lastCpuPerCall);
+      const localSends = lastSendsPerCall;
       cells.remoteRate.push(await inFlight(remote, CELL_MS, pids));
       cells.remoteCpu.push(lastCpuPerCall);
       say(`  round ${round}/${ROUNDS}: p50 local ${cells.localP50.at(-1)!.toFixed(0)} µs, cross-node ${cells.remoteP50.at(-1)!.toFixed(0)} µs; ` +
         `64 in flight local ${cells.localRate.at(-1)!.toFixed(0)}/s, cross-node ${cells.remoteRate.at(-1)!.toFixed(0)}/s; ` +
-        `CPU a call local ${cells.localCpu.at(-1)!.toFixed(1)} µs, cross-node ${cells.remoteCpu.at(-1)!.toFixed(1)} µs`);
+        `CPU a call local ${cells.localCpu.at(-1)!.toFixed(1)} µs, cross-node ${cells.remoteCpu.at(-1)!.toFixed(1)} µs (A ${lastOwnCpuPerCall.toFixed(1)})` +
+        (socketSends > 0 ? `; sends a call here: local ${localSends.toFixed(3)}, cross-node ${lastSendsPerCall.toFixed(3)}` : ''));
     }
     if (remoteOnly) return {};
     // publish through the links: from A's publish until the subscriber on B has run the call.
