@@ -288,8 +288,10 @@ describe('cluster mode: cancel, deadlines and streams across nodes', function ()
     const b = await node('b');
     const { client: bob, state } = await producer(b, 'bob');
     let holding = 0;
+    let held: CallContext | undefined;
     bob.registerRpc('hold', (ctx: CallContext) => {
       holding++;
+      held = ctx;
       return new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
     }, { withContext: true });
     await listed(a, 'bob', 'b');
@@ -304,13 +306,18 @@ describe('cluster mode: cancel, deadlines and streams across nodes', function ()
     const second = c.streamTo('bob', { streamWindow: { items: 4, bytes: 1024 * 1024 } }).endless();
     const reader = second[Symbol.asyncIterator]();
     await reader.next();
-    const held = c.invoke('hold', [], { to: 'bob', timeoutMs: 5000 });
+    const holdCall = c.invoke('hold', [], { to: 'bob', timeoutMs: 5000 });
     await until(() => holding === 1);
     await b.stop();
     const error = await rejection((async () => {
       for (let i = 0; i < 100; i++) await reader.next();
     })());
     expect(error).to.be.instanceOf(PeerNotConnectedError);
-    expect(await rejection(held)).to.be.instanceOf(PeerNotConnectedError);
+    expect(await rejection(holdCall)).to.be.instanceOf(PeerNotConnectedError);
+    // The holder's stop cancelled its own call to bob (the relay signal aborts on the stop): a
+    // CANCEL reached bob, with the stop as its reason.
+    await until(() => held!.signal.aborted);
+    expect(held!.signal.reason).to.be.instanceOf(CancelledError);
+    expect((held!.signal.reason as Error).message).to.match(/stopped/);
   });
 });
