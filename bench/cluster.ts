@@ -1,9 +1,12 @@
 /**
  * Cluster bench (needs redis-server; run by run.ts as the `cluster` scenario, or alone):
  *
- *   node dist/bench/cluster.js [--quick] [--clear-links]
+ *   node dist/bench/cluster.js [--quick] [--clear-links] [--cross-only] [--rounds N] [--count-sends]
  *
  * Links between nodes are CURVE-encrypted (the default); `--clear-links` runs them with `curve: false`.
+ * `--cross-only` skips the idle-clients part (`--remote-only`: and all but the cross-node throughput, for a profile); `--rounds N` sets the rounds of the cross-node part.
+ * To profile, run it with `node --cpu-prof` and CLUSTER_NODE_ARGV='--cpu-prof --cpu-prof-dir=DIR' (the
+ * node processes it starts take those options).
  *
  * 1. Cross-node `sendTo` against local `sendTo`, in the same run, rounds alternating: node A (this
  *    process) calls a client connected to A (local) and a client connected to node B (a child
@@ -28,7 +31,11 @@ const quick = process.argv.includes('--quick');
 const clearLinks = process.argv.includes('--clear-links');
 if (clearLinks) process.env.CLUSTER_CLEAR_LINKS = '1'; // the node processes read it
 const CELL_MS = quick ? 500 : 2000;
-const ROUNDS = quick ? 2 : 5;
+const crossOnly = process.argv.includes('--cross-only');
+/** For profiling: only the cross-node throughput cells (no ratios). */
+const remoteOnly = process.argv.includes('--remote-only');
+const roundsAt = process.argv.indexOf('--rounds');
+const ROUNDS = roundsAt >= 0 ? Math.max(1, Math.min(50, Number(process.argv[roundsAt + 1]) || 1)) : quick ? 2 : 5;
 const IDLE_CLIENTS = quick ? 50 : 1000;
 const IDLE_MS = quick ? 3000 : 15_000;
 const SELF = fileURLToPath(import.meta.url);
@@ -73,9 +80,39 @@ async function sequential(call: () => Promise<unknown>, ms: number): Promise<{ p
   return { p50: percentile(samples, 0.5), p99: percentile(samples, 0.99), calls: samples.length };
 }
 
+/** CPU time (µs, user + system, all threads) this process and the processes `pids` have used: [this one, the others]. */
+function cpuNow(pids: readonly number[]): [number, number] {
+  const own = process.cpuUsage();
+  return [own.user + own.system, pids.reduce((sum, pid) => sum + ticksOf(pid) * 10_000, 0)];
+}
+
+/**
+ * `--count-sends`: counts the ZeroMQ sends of this process (a batch is one): how well calls share
+ * a send (local: both ends are here; cross-node: the link client and the far client are here).
+ */
+let socketSends = 0;
+if (process.argv.includes('--count-sends')) {
+  // Shadowed on Router's prototype: the base's `send` is read-only.
+  const send = (zmq.Router.prototype as unknown as { send: (...args: unknown[]) => Promise<void> }).send;
+  Object.defineProperty(zmq.Router.prototype, 'send', {
+    value: function (this: unknown, ...args: unknown[]): Promise<void> {
+      socketSends++;
+      return send.apply(this, args);
+    },
+  });
+}
+let lastSendsPerCall = Number.NaN;
+
+/** What the last {@link inFlight} cost: CPU µs per call, this process and the node process together (less noisy than the rate on a shared machine). */
+let lastCpuPerCall = Number.NaN;
+/** The share of {@link lastCpuPerCall} that was this process's (node A, and both clients). */
+let lastOwnCpuPerCall = Number.NaN;
+
 /** 64 calls in flight for `ms`: calls per second. */
-async function inFlight(call: () => Promise<unknown>, ms: number): Promise<number> {
+async function inFlight(call: () => Promise<unknown>, ms: number, pids: readonly number[] = []): Promise<number> {
   let calls = 0;
+  const cpuBefore = cpuNow(pids);
+  const sendsBefore = socketSends;
   const begin = performance.now();
   const end = begin + ms;
   await Promise.all(Array.from({ length: 64 }, async () => {
@@ -84,7 +121,12 @@ async function inFlight(call: () => Promise<unknown>, ms: number): Promise<numbe
       calls++;
     }
   }));
-  return calls / ((performance.now() - begin) / 1000);
+  const rate = calls / ((performance.now() - begin) / 1000);
+  const [own, others] = cpuNow(pids);
+  lastOwnCpuPerCall = (own - cpuBefore[0]) / calls;
+  lastCpuPerCall = lastOwnCpuPerCall + (others - cpuBefore[1]) / calls;
+  lastSendsPerCall = (socketSends - sendsBefore) / calls;
+  return rate;
 }
 
 const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
@@ -105,15 +147,26 @@ async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
     const remote = (): Promise<unknown> => a.sendTo('far').upper('abc');
     await sequential(local, 300);
     await sequential(remote, 300);
-    const cells = { localP50: [] as number[], remoteP50: [] as number[], localRate: [] as number[], remoteRate: [] as number[] };
+    const cells = { localP50: [] as number[], remoteP50: [] as number[], localRate: [] as number[], remoteRate: [] as number[], localCpu: [] as number[], remoteCpu: [] as number[] };
+    const pids = [b.child.pid!];
     for (let round = 1; round <= ROUNDS; round++) {
+      if (remoteOnly) {
+        say(`  round ${round}/${ROUNDS}: 64 in flight cross-node ${(await inFlight(remote, CELL_MS, pids)).toFixed(0)}/s, ${lastCpuPerCall.toFixed(1)} µs CPU a call (A ${lastOwnCpuPerCall.toFixed(1)})`);
+        continue;
+      }
       cells.localP50.push((await sequential(local, CELL_MS)).p50);
       cells.remoteP50.push((await sequential(remote, CELL_MS)).p50);
-      cells.localRate.push(await inFlight(local, CELL_MS));
-      cells.remoteRate.push(await inFlight(remote, CELL_MS));
+      cells.localRate.push(await inFlight(local, CELL_MS, pids));
+      cells.localCpu.push(lastCpuPerCall);
+      const localSends = lastSendsPerCall;
+      cells.remoteRate.push(await inFlight(remote, CELL_MS, pids));
+      cells.remoteCpu.push(lastCpuPerCall);
       say(`  round ${round}/${ROUNDS}: p50 local ${cells.localP50.at(-1)!.toFixed(0)} µs, cross-node ${cells.remoteP50.at(-1)!.toFixed(0)} µs; ` +
-        `64 in flight local ${cells.localRate.at(-1)!.toFixed(0)}/s, cross-node ${cells.remoteRate.at(-1)!.toFixed(0)}/s`);
+        `64 in flight local ${cells.localRate.at(-1)!.toFixed(0)}/s, cross-node ${cells.remoteRate.at(-1)!.toFixed(0)}/s; ` +
+        `CPU a call local ${cells.localCpu.at(-1)!.toFixed(1)} µs, cross-node ${cells.remoteCpu.at(-1)!.toFixed(1)} µs (A ${lastOwnCpuPerCall.toFixed(1)})` +
+        (socketSends > 0 ? `; sends a call here: local ${localSends.toFixed(3)}, cross-node ${lastSendsPerCall.toFixed(3)}` : ''));
     }
+    if (remoteOnly) return {};
     // publish through the links: from A's publish until the subscriber on B has run the call.
     const far = clients[1]!;
     let delivered: (() => void) | undefined;
@@ -139,6 +192,9 @@ async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
     subscriber.disconnect();
     return {
       localP50: median(cells.localP50), remoteP50: median(cells.remoteP50), localRate: median(cells.localRate), remoteRate: median(cells.remoteRate),
+      // Paired: each round's cross-node figure over the same round's local one (the machine's noise moves both).
+      localCpu: median(cells.localCpu), remoteCpu: median(cells.remoteCpu),
+      p50Ratio: median(cells.remoteP50.map((p50, i) => p50 / cells.localP50[i]!)), rateRatio: median(cells.remoteRate.map((rate, i) => rate / cells.localRate[i]!)),
       publishLinkP50: viaLink.p50, redisHopP50: viaRedis.p50,
     };
   } finally {
@@ -230,19 +286,21 @@ async function main(): Promise<void> {
   try {
     say(`cluster: cross-node sendTo against local sendTo (links ${clearLinks ? 'in clear text' : 'CURVE-encrypted'}), ${ROUNDS} rounds of ${CELL_MS} ms per cell`);
     const cross = await crossNode(redis);
-    say(`cluster: 3 nodes x ${IDLE_CLIENTS} idle clients, idle ${IDLE_MS / 1000} s`);
-    const idle = await idleNodes(redis);
-    const p50Ratio = cross.remoteP50! / cross.localP50!;
-    const rateRatio = cross.remoteRate! / cross.localRate!;
+    if (!crossOnly) say(`cluster: 3 nodes x ${IDLE_CLIENTS} idle clients, idle ${IDLE_MS / 1000} s`);
+    const idle = crossOnly ? undefined : await idleNodes(redis);
+    if (remoteOnly) return;
+    const p50Ratio = cross.p50Ratio!;
+    const rateRatio = cross.rateRatio!;
     const lines = [
       '',
-      `Cluster (${quick ? 'quick' : 'full'}; medians of ${ROUNDS} rounds)`,
+      `Cluster (${quick ? 'quick' : 'full'}; medians of ${ROUNDS} rounds; ratios: median of the rounds' paired ratios)`,
       `  sendTo p50, sequential:     local ${cross.localP50!.toFixed(0)} µs, cross-node ${cross.remoteP50!.toFixed(0)} µs (${p50Ratio.toFixed(2)}x; target <= 2x: ${p50Ratio <= 2 ? 'met' : 'NOT met'})`,
       `  sendTo, 64 in flight:       local ${cross.localRate!.toFixed(0)}/s, cross-node ${cross.remoteRate!.toFixed(0)}/s (${rateRatio.toFixed(2)}x; target >= 0.5x: ${rateRatio >= 0.5 ? 'met' : 'NOT met'})`,
+      `  CPU a call at 64 in flight (both node processes, all threads): local ${cross.localCpu!.toFixed(1)} µs, cross-node ${cross.remoteCpu!.toFixed(1)} µs (${(cross.remoteCpu! / cross.localCpu!).toFixed(2)}x)`,
       `  publish to a subscriber on another node, p50 until its handler ran: ${cross.publishLinkP50!.toFixed(0)} µs over the links; ` +
         `the Redis pub/sub hop alone (PUBLISH until a subscriber has it): ${cross.redisHopP50!.toFixed(0)} µs`,
-      `  3 nodes x ${IDLE_CLIENTS} idle clients (${idle.connected} listed), CPU % of one core over ${IDLE_MS / 1000} s: ` +
-        `${Object.entries(idle.nodes).map(([name, pct]) => `node ${name} ${pct.toFixed(2)}%`).join(', ')}, redis-server ${idle.redis.toFixed(2)}%`,
+      ...(idle ? [`  3 nodes x ${IDLE_CLIENTS} idle clients (${idle.connected} listed), CPU % of one core over ${IDLE_MS / 1000} s: ` +
+        `${Object.entries(idle.nodes).map(([name, pct]) => `node ${name} ${pct.toFixed(2)}%`).join(', ')}, redis-server ${idle.redis.toFixed(2)}%`] : []),
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
   } finally {

@@ -144,6 +144,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       localPublish: (topic, name, args, callOptions) => this.#publishHere(topic, name, args, callOptions),
       holds: (identity) => this.#handshake.has(identity),
       evict: (identity) => this.#evict(identity),
+      interceptsOutgoing: () => this.session.config.interceptors.outgoing.length > 0,
       makeLinkServer: (id, linkOptions) => new Server(id, linkOptions),
     });
   }

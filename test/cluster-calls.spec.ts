@@ -63,6 +63,29 @@ describe('cluster mode: cancel, deadlines and streams across nodes', function ()
     expect(seen).to.have.length(1);
   });
 
+  it('a far node with outgoing interceptors hands them a real AbortSignal for the forwarded call, and the CANCEL still reaches the client', async () => {
+    const a = await node('a');
+    const b = await node('b');
+    const signals: unknown[] = [];
+    b.use({ outgoing: (next) => (call) => {
+      signals.push(call.signal);
+      // User code may combine it: only a real AbortSignal may be given to AbortSignal.any().
+      AbortSignal.any([call.signal!]);
+      return next(call);
+    } });
+    const { seen } = await waiter(b, 'bob');
+    await listed(a, 'bob', 'b');
+    const controller = new AbortController();
+    const call = a.invoke('wait', [], { to: 'bob', signal: controller.signal, timeoutMs: 5000 });
+    await until(() => seen.length === 1);
+    expect(signals).to.have.length(1);
+    expect(signals[0]).to.be.instanceOf(AbortSignal);
+    controller.abort(new Error('user gave up'));
+    expect(await rejection(call)).to.be.instanceOf(CancelledError);
+    await until(() => seen[0]!.signal.aborted);
+    expect(seen[0]!.signal.reason).to.be.instanceOf(CancelledError);
+  });
+
   it('a deadline inherited from a handler\'s ctx.signal travels: the far client\'s ctx.deadline is the caller\'s caller\'s, and its signal aborts by then', async () => {
     const a = await node('a');
     const b = await node('b');
@@ -265,8 +288,10 @@ describe('cluster mode: cancel, deadlines and streams across nodes', function ()
     const b = await node('b');
     const { client: bob, state } = await producer(b, 'bob');
     let holding = 0;
+    let held: CallContext | undefined;
     bob.registerRpc('hold', (ctx: CallContext) => {
       holding++;
+      held = ctx;
       return new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
     }, { withContext: true });
     await listed(a, 'bob', 'b');
@@ -281,13 +306,18 @@ describe('cluster mode: cancel, deadlines and streams across nodes', function ()
     const second = c.streamTo('bob', { streamWindow: { items: 4, bytes: 1024 * 1024 } }).endless();
     const reader = second[Symbol.asyncIterator]();
     await reader.next();
-    const held = c.invoke('hold', [], { to: 'bob', timeoutMs: 5000 });
+    const holdCall = c.invoke('hold', [], { to: 'bob', timeoutMs: 5000 });
     await until(() => holding === 1);
     await b.stop();
     const error = await rejection((async () => {
       for (let i = 0; i < 100; i++) await reader.next();
     })());
     expect(error).to.be.instanceOf(PeerNotConnectedError);
-    expect(await rejection(held)).to.be.instanceOf(PeerNotConnectedError);
+    expect(await rejection(holdCall)).to.be.instanceOf(PeerNotConnectedError);
+    // The holder's stop cancelled its own call to bob (the relay signal aborts on the stop): a
+    // CANCEL reached bob, with the stop as its reason.
+    await until(() => held!.signal.aborted);
+    expect(held!.signal.reason).to.be.instanceOf(CancelledError);
+    expect((held!.signal.reason as Error).message).to.match(/stopped/);
   });
 });

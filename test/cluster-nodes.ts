@@ -27,7 +27,9 @@ export class NodeProcess {
 
   /** Starts a node; resolves once it serves. */
   static async start(redisUrl: string, name: string, ttlMs: number): Promise<NodeProcess> {
-    const child = spawn(process.execPath, [FIXTURE, redisUrl, name, String(ttlMs)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // CLUSTER_NODE_ARGV: node options for the node processes (the bench profiles them with --cpu-prof, which NODE_OPTIONS refuses).
+    const nodeArgv = process.env.CLUSTER_NODE_ARGV?.split(' ').filter(Boolean) ?? [];
+    const child = spawn(process.execPath, [...nodeArgv, FIXTURE, redisUrl, name, String(ttlMs)], { stdio: ['pipe', 'pipe', 'pipe'] });
     children.add(child);
     child.once('exit', () => children.delete(child));
     child.stdin!.on('error', () => {});

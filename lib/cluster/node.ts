@@ -9,20 +9,24 @@
  * `curve: false`, CURVE-encrypted with the key its directory entry publishes (vouched for by an
  * HMAC under the secret); each node keeps one Client per other node it talks to. Cancel, deadlines
  * and streams (results and arguments) travel over the link as they do between any two peers.
+ *
+ * This file is the node and its calling side (directory, links, forwarding); what a link serves
+ * to the other nodes (the far side of a forwarded call) is in link-server.ts.
  */
 import { Client } from '../client.js';
-import { CancelledError, ClusterUnavailableError, PeerNotConnectedError, RpcError, ParameterError, ServiceClosedError, TimeoutError, UnauthorizedError } from '../errors.js';
+import { CancelledError, ClusterUnavailableError, PeerNotConnectedError, RpcError, ServiceClosedError, TimeoutError, UnauthorizedError } from '../errors.js';
 import { deadlineOf } from '../engine/call-scope.js';
-import type { Logger } from '../logger.js';
 import { rejectUnknownKeys } from '../option-checks.js';
-import type { CallOptions, ClientOptions, ServerOptions, StreamOptions } from '../options.js';
-import { CallStream, streamSlots, type StreamWindow } from '../engine/streams.js';
-import type { CallContext } from '../engine/work.js';
+import type { CallOptions, ClientOptions, StreamOptions } from '../options.js';
+import { CallStream, streamSlots } from '../engine/streams.js';
 import type { Server } from '../server.js';
 import { RedisDirectory, checkDirectorySettings, type ClusterNodeInfo, type ClusterPeer } from './directory.js';
 import { checkNodeEntryProof, checkSecret, clusterLinkSecurity, nodeEntryProof } from './link-security.js';
 import { curveKeyPair, z85Decode } from '../transport/curve.js';
 import { relayStream, type RelaySource } from './stream-relay.js';
+import { isWindow, serveLink, type ClusterHost } from './link-server.js';
+
+export type { ClusterHost } from './link-server.js';
 
 /** `cluster` option of a Server. */
 export interface ClusterOptions {
@@ -44,36 +48,10 @@ export interface ClusterOptions {
   curve?: false | LinkKeys;
 }
 
-/** What a node needs of the server it belongs to. */
-export interface ClusterHost {
-  readonly id: string;
-  readonly logger: Logger;
-  readonly timeoutMs: number;
-  /** A call to a client connected to this node only. */
-  localInvoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown>;
-  /** A streaming call to a client connected to this node only. */
-  localStream(identity: string, name: string, args: unknown[], options: StreamOptions): CallStream<unknown>;
-  /** The window a stream's consumer grants when the caller gave none. */
-  readonly streamWindow: StreamWindow;
-  /** A publish to this node's subscribers only; resolves to how many it was sent to. */
-  localPublish(topic: string, name: string, args: unknown[], options: CallOptions): Promise<number>;
-  /** Whether `identity` is connected (and authenticated) to this node now. */
-  holds(identity: string): boolean;
-  /** Drops this node's connection of `identity`: a newer one proved it elsewhere. */
-  evict(identity: string): void;
-  /** Makes the link server (a Server, made by the caller: no import cycle). */
-  makeLinkServer(id: string, options: ServerOptions): Server;
-}
-
 /** Extra time a link call gets over the call it carries, so that the far side's own deadline answers first. */
 const LINK_MARGIN_MS = 1000;
 /** Locations remembered; past that many identities the cache starts over. */
 const MAX_CACHED_LOCATIONS = 100_000;
-
-/** What the far node answers when the identity is not connected there (the call was not made): safe to retry elsewhere. */
-function notHere(identity: string, node: string): PeerNotConnectedError {
-  return Object.assign(new PeerNotConnectedError(`no client "${identity}" is connected to node "${node}"`), { notHere: true });
-}
 
 function isKey(value: string): boolean {
   try {
@@ -100,10 +78,6 @@ function linkKeys(curve: ClusterOptions['curve']): { publicKey: string; secretKe
   rejectUnknownKeys(curve, ['publicKey', 'secretKey'], 'options.cluster.curve');
   if (!isKey(curve.publicKey) || !isKey(curve.secretKey)) throw new TypeError('cluster.curve.publicKey and secretKey must be 40-character Z85 keys (see curveKeyPair())');
   return { publicKey: curve.publicKey, secretKey: curve.secretKey };
-}
-
-function isWindow(value: unknown): value is [number, number] {
-  return Array.isArray(value) && value.length === 2 && value.every((n) => Number.isSafeInteger(n) && (n as number) > 0);
 }
 
 function failure(error: unknown): string {
@@ -160,65 +134,7 @@ export class ClusterNode {
     this.#linkServer = host.makeLinkServer(`${host.id}.cluster`, {
       security: clusterLinkSecurity(options.secret, options.node), logger: host.logger, drainTimeoutMs: 200, ...(this.#keys ? { curve: { ...this.#keys } } : {}),
     });
-    // The call's own arguments come last, each in its own place: one that is a stream arrives here
-    // as a stream (the link's credit) and goes on to the client as one (the client's credit).
-    this.#linkServer.registerRpc('cluster.call', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, oneWay: unknown, ...args: unknown[]) => {
-      if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || typeof oneWay !== 'boolean') {
-        throw new ParameterError('cluster.call: [identity, name, kwargs, timeoutMs, oneWay, ...args]');
-      }
-      if (!host.holds(identity)) throw notHere(identity, this.node);
-      const options: CallOptions = { timeoutMs, signal: ctx.signal };
-      if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
-      if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
-      return host.localInvoke(identity, name, args, options, oneWay).catch((error: unknown) => {
-        // This node stopping cancelled the call to its client: to the caller, the client is gone (nobody cancelled).
-        const stopping = ctx.signal.aborted && ctx.signal.reason instanceof ServiceClosedError;
-        throw stopping ? new PeerNotConnectedError(`client "${identity}" was on node "${this.node}", which stopped before "${name}" settled`) : error;
-      });
-    }, { withContext: true });
-    this.#linkServer.registerRpc('cluster.stream', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, window: unknown, deadlineLeftMs: unknown, ...args: unknown[]) => {
-      if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !isWindow(window) ||
-          (deadlineLeftMs !== null && typeof deadlineLeftMs !== 'number')) {
-        throw new ParameterError('cluster.stream: [identity, name, kwargs, timeoutMs, [items, bytes], deadlineLeftMs, ...args]');
-      }
-      if (!host.holds(identity)) throw notHere(identity, this.node);
-      // The client's stream, handed to the link as this handler's result: the link's producer pulls
-      // it only while the calling node grants credit, and this stream grants its client credit only
-      // as items are pulled. Cancelling the link's stream returns it (CANCEL to the client); so does
-      // ctx.signal (the calling node cancelled, or its link went away).
-      const options: StreamOptions = { timeoutMs, signal: ctx.signal, streamWindow: { items: window[0], bytes: window[1] } };
-      // The caller's deadline, as time left (clocks need not agree); the link's own is a margin later.
-      if (typeof deadlineLeftMs === 'number') options.deadline = Date.now() + deadlineLeftMs;
-      if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
-      if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
-      const stream = host.localStream(identity, name, args, options);
-      return {
-        [Symbol.asyncIterator]() {
-          return this;
-        },
-        next: () => stream.next(),
-        // The link's producer is returned just before ctx.signal aborts with the caller's reason:
-        // a turn later, so that the client hears that reason rather than a bare "stopped".
-        async return(): Promise<IteratorResult<unknown>> {
-          await Promise.resolve();
-          await stream.cancel(ctx.signal.aborted ? ctx.signal.reason : undefined);
-          return { done: true, value: undefined };
-        },
-      } satisfies AsyncIterableIterator<unknown>;
-    }, { withContext: true });
-    this.#linkServer.registerRpc('cluster.publish', (ctx: CallContext, topic: unknown, name: unknown, args: unknown, kwargs: unknown) => {
-      if (typeof topic !== 'string' || typeof name !== 'string' || !Array.isArray(args)) throw new ParameterError('cluster.publish: [topic, name, args, kwargs]');
-      const options: CallOptions = {};
-      if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
-      if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
-      return host.localPublish(topic, name, args, options);
-    }, { withContext: true });
-    this.#linkServer.registerRpc('cluster.evict', async (identity: unknown) => {
-      if (typeof identity !== 'string') throw new ParameterError('cluster.evict: [identity]');
-      // Only when the directory agrees: a late eviction never drops a connection newer than the claim.
-      const where = await this.#directory?.locate(identity);
-      if (where && where.node !== this.node) host.evict(identity);
-    });
+    serveLink(this.#linkServer, host, this.node, (identity) => this.#directory?.locate(identity));
   }
 
   /** Binds the link, joins the directory. Resolves even while Redis is unreachable. */

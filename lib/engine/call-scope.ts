@@ -36,6 +36,74 @@ function armedOn(stopping: AbortSignal): Set<CallScope> {
   return scopes;
 }
 
+/** The key under which a handler's context lends its scope to {@link relaySignal} (not public API). */
+export const scopeOf = Symbol('zeropeer.callScope');
+
+type AbortListener = ((event: Event) => void) | { handleEvent(event: Event): void };
+
+/**
+ * What a call made on behalf of a handler's own call needs of a signal: it aborts when that call
+ * is cancelled or this peer stops, never on the deadline (the call it is given to carries a
+ * timeout of its own, within that deadline). No AbortController, no timer, no EventTarget: a call
+ * forwarded this way costs a few objects less (measured: ~5 µs per call for the AbortController
+ * and its listener). It offers what zeropeer's caller uses of a signal (`aborted`, `reason`,
+ * `addEventListener`/`removeEventListener` of 'abort', `throwIfAborted`); it is never handed to
+ * user code (see {@link relaySignal}), which could give it to AbortSignal.any() or fetch().
+ */
+class RelaySignal {
+  aborted = false;
+  reason: unknown = undefined;
+  onabort: ((event: Event) => void) | null = null;
+  #listeners: AbortListener[] | undefined;
+
+  addEventListener(type: string, listener: AbortListener | null): void {
+    if (type !== 'abort' || !listener || this.aborted) return;
+    (this.#listeners ??= []).push(listener);
+  }
+
+  removeEventListener(type: string, listener: AbortListener | null): void {
+    const listeners = this.#listeners;
+    if (type !== 'abort' || !listeners) return;
+    const at = listeners.indexOf(listener!);
+    if (at >= 0) listeners.splice(at, 1);
+  }
+
+  throwIfAborted(): void {
+    if (this.aborted) throw this.reason;
+  }
+
+  /** Aborts with `reason`: each listener is called once (as the 'abort' listeners of a signal are). */
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    const listeners = this.#listeners ?? [];
+    this.#listeners = undefined;
+    if (listeners.length === 0 && !this.onabort) return;
+    const event = new Event('abort');
+    this.onabort?.(event);
+    for (const listener of listeners) {
+      try {
+        if (typeof listener === 'function') listener(event);
+        else listener.handleEvent(event);
+      } catch (error) {
+        queueMicrotask(() => { throw error; }); // as EventTarget does: reported, the others still run
+      }
+    }
+  }
+}
+
+/**
+ * The signal of a call a handler makes on behalf of its own call: aborts when that call is
+ * cancelled or this peer stops (not on its deadline: give the call a timeout within it). Lighter
+ * than `ctx.signal` (no AbortController, no deadline timer); for zeropeer's own relays (cluster
+ * forwarding), whose calls meet no user code. Any other context: its `signal`.
+ */
+export function relaySignal(ctx: CallContext): AbortSignal {
+  const scope = (ctx as { [scopeOf]?: CallScope })[scopeOf];
+  return scope ? scope.relaySignal : ctx.signal;
+}
+
 /**
  * The signal and deadline of one unit of work. The AbortController (and the deadline's timer) are
  * made only when the handler asks for the signal: most handlers never do, and a call costs less.
@@ -43,6 +111,7 @@ function armedOn(stopping: AbortSignal): Set<CallScope> {
 export class CallScope {
   readonly #stopping: AbortSignal;
   #controller: AbortController | undefined;
+  #relay: RelaySignal | undefined;
   #timer: NodeJS.Timeout | undefined;
   #reason: Error | undefined;
   #ended = false;
@@ -68,14 +137,36 @@ export class CallScope {
     } else if (this.deadline !== undefined && this.deadline <= Date.now()) {
       this.abort(this.#deadlinePassed());
     } else if (!this.#ended) {
-      this.#armed = armedOn(this.#stopping);
-      this.#armed.add(this);
+      if (!this.#armed) {
+        this.#armed = armedOn(this.#stopping);
+        this.#armed.add(this);
+      }
       if (this.deadline !== undefined) {
         this.#timer = setTimeout(() => this.abort(this.#deadlinePassed()), this.deadline - Date.now());
         this.#timer.unref(); // the caller's deadline, not a reason to keep a process alive
       }
     }
     return controller.signal;
+  }
+
+  /**
+   * Aborts when the caller cancels or the peer stops; not when the deadline passes (see
+   * {@link relaySignal}). Made when asked for, at most once.
+   */
+  get relaySignal(): AbortSignal {
+    if (this.#relay) return this.#relay as unknown as AbortSignal;
+    const relay = (this.#relay = new RelaySignal());
+    if (this.#reason) {
+      relay.abort(this.#reason);
+    } else if (this.#stopping.aborted) {
+      relay.abort(this.#stopping.reason);
+    } else if (this.deadline !== undefined && this.deadline <= Date.now()) {
+      this.abort(this.#deadlinePassed()); // past already: nobody waits for what the call would bring
+    } else if (!this.#ended && !this.#armed) {
+      this.#armed = armedOn(this.#stopping);
+      this.#armed.add(this);
+    }
+    return relay as unknown as AbortSignal;
   }
 
   /** Whether the work was cancelled (or the peer stops): work not started yet should not start. */
@@ -89,6 +180,7 @@ export class CallScope {
     this.#reason = reason;
     this.#release();
     this.#controller?.abort(reason);
+    this.#relay?.abort(reason);
   }
 
   /** The work answered (or its stream ended): its timer and listener go; the signal no longer aborts. */

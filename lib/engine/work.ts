@@ -4,7 +4,7 @@
  */
 import { CancelledError, NackError, ParameterError, TimeoutError } from '../errors.js';
 import type { Registration } from '../registry.js';
-import { callStorage, type CallScope } from './call-scope.js';
+import { callStorage, scopeOf, type CallScope } from './call-scope.js';
 
 /** Sends the one answer a unit of work gets; later attempts are ignored. */
 export interface Responder {
@@ -79,6 +79,11 @@ class Context implements CallContext {
 
   get signal(): AbortSignal {
     return this.#scope.signal;
+  }
+
+  /** @internal for relaySignal() (call-scope.ts). */
+  get [scopeOf](): CallScope {
+    return this.#scope;
   }
 }
 

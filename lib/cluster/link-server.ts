@@ -1,0 +1,126 @@
+/**
+ * The serving side of a node's link: what the other nodes call on it. `cluster.call` and
+ * `cluster.stream` make a call (a stream) to a client connected to this node on behalf of the
+ * calling node, `cluster.publish` publishes to this node's subscribers, `cluster.evict` drops a
+ * connection whose identity a newer one proved on another node. The calling side (directory
+ * lookups, links to the other nodes) is in node.ts.
+ */
+import { PeerNotConnectedError, ParameterError, ServiceClosedError } from '../errors.js';
+import { relaySignal } from '../engine/call-scope.js';
+import type { Logger } from '../logger.js';
+import type { CallOptions, ServerOptions, StreamOptions } from '../options.js';
+import type { CallStream, StreamWindow } from '../engine/streams.js';
+import type { CallContext } from '../engine/work.js';
+import type { Server } from '../server.js';
+import type { ClusterNodeInfo } from './directory.js';
+
+/** What a node needs of the server it belongs to. */
+export interface ClusterHost {
+  readonly id: string;
+  readonly logger: Logger;
+  readonly timeoutMs: number;
+  /** A call to a client connected to this node only. */
+  localInvoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown>;
+  /** A streaming call to a client connected to this node only. */
+  localStream(identity: string, name: string, args: unknown[], options: StreamOptions): CallStream<unknown>;
+  /** The window a stream's consumer grants when the caller gave none. */
+  readonly streamWindow: StreamWindow;
+  /** A publish to this node's subscribers only; resolves to how many it was sent to. */
+  localPublish(topic: string, name: string, args: unknown[], options: CallOptions): Promise<number>;
+  /** Whether `identity` is connected (and authenticated) to this node now. */
+  holds(identity: string): boolean;
+  /** Drops this node's connection of `identity`: a newer one proved it elsewhere. */
+  evict(identity: string): void;
+  /** Whether this server's calls go through outgoing interceptors (user code, which may want a real AbortSignal). */
+  interceptsOutgoing(): boolean;
+  /** Makes the link server (a Server, made by the caller: no import cycle). */
+  makeLinkServer(id: string, options: ServerOptions): Server;
+}
+
+/** What the far node answers when the identity is not connected there (the call was not made): safe to retry elsewhere. */
+function notHere(identity: string, node: string): PeerNotConnectedError {
+  return Object.assign(new PeerNotConnectedError(`no client "${identity}" is connected to node "${node}"`), { notHere: true });
+}
+
+/** A stream window as the link carries it: [items, bytes], positive whole numbers. */
+export function isWindow(value: unknown): value is [number, number] {
+  return Array.isArray(value) && value.length === 2 && value.every((n) => Number.isSafeInteger(n) && (n as number) > 0);
+}
+
+/**
+ * The signal a forwarded call gets: it aborts when the calling node cancels (or its link goes)
+ * and when this node stops. The call carries its own timeout (within the caller's deadline), so
+ * it needs no deadline timer: the light relay signal, unless outgoing interceptors (user code)
+ * will see it, who get the handler's own signal.
+ */
+function forwardSignal(host: ClusterHost, ctx: CallContext): AbortSignal {
+  return host.interceptsOutgoing() ? ctx.signal : relaySignal(ctx);
+}
+
+/**
+ * Registers the link's functions on `server` (the link server of node `node`); `locate` reads
+ * where the directory has an identity now.
+ */
+export function serveLink(server: Server, host: ClusterHost, node: string, locate: (identity: string) => Promise<ClusterNodeInfo | undefined> | undefined): void {
+  // The call's own arguments come last, each in its own place: one that is a stream arrives here
+  // as a stream (the link's credit) and goes on to the client as one (the client's credit).
+  server.registerRpc('cluster.call', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, oneWay: unknown, ...args: unknown[]) => {
+    if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || typeof oneWay !== 'boolean') {
+      throw new ParameterError('cluster.call: [identity, name, kwargs, timeoutMs, oneWay, ...args]');
+    }
+    if (!host.holds(identity)) throw notHere(identity, node);
+    const signal = forwardSignal(host, ctx);
+    const options: CallOptions = { timeoutMs, signal };
+    if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
+    if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
+    return host.localInvoke(identity, name, args, options, oneWay).catch((error: unknown) => {
+      // This node stopping cancelled the call to its client: to the caller, the client is gone (nobody cancelled).
+      const stopping = signal.aborted && signal.reason instanceof ServiceClosedError;
+      throw stopping ? new PeerNotConnectedError(`client "${identity}" was on node "${node}", which stopped before "${name}" settled`) : error;
+    });
+  }, { withContext: true });
+  server.registerRpc('cluster.stream', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, window: unknown, deadlineLeftMs: unknown, ...args: unknown[]) => {
+    if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !isWindow(window) ||
+        (deadlineLeftMs !== null && typeof deadlineLeftMs !== 'number')) {
+      throw new ParameterError('cluster.stream: [identity, name, kwargs, timeoutMs, [items, bytes], deadlineLeftMs, ...args]');
+    }
+    if (!host.holds(identity)) throw notHere(identity, node);
+    // The client's stream, handed to the link as this handler's result: the link's producer pulls
+    // it only while the calling node grants credit, and this stream grants its client credit only
+    // as items are pulled. Cancelling the link's stream returns it (CANCEL to the client); so does
+    // ctx.signal (the calling node cancelled, or its link went away).
+    const signal = forwardSignal(host, ctx);
+    const options: StreamOptions = { timeoutMs, signal, streamWindow: { items: window[0], bytes: window[1] } };
+    // The caller's deadline, as time left (clocks need not agree); the link's own is a margin later.
+    if (typeof deadlineLeftMs === 'number') options.deadline = Date.now() + deadlineLeftMs;
+    if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
+    if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
+    const stream = host.localStream(identity, name, args, options);
+    return {
+      [Symbol.asyncIterator]() {
+        return this;
+      },
+      next: () => stream.next(),
+      // The link's producer is returned just before ctx.signal aborts with the caller's reason:
+      // a turn later, so that the client hears that reason rather than a bare "stopped".
+      async return(): Promise<IteratorResult<unknown>> {
+        await Promise.resolve();
+        await stream.cancel(signal.aborted ? signal.reason : undefined);
+        return { done: true, value: undefined };
+      },
+    } satisfies AsyncIterableIterator<unknown>;
+  }, { withContext: true });
+  server.registerRpc('cluster.publish', (ctx: CallContext, topic: unknown, name: unknown, args: unknown, kwargs: unknown) => {
+    if (typeof topic !== 'string' || typeof name !== 'string' || !Array.isArray(args)) throw new ParameterError('cluster.publish: [topic, name, args, kwargs]');
+    const options: CallOptions = {};
+    if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
+    if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
+    return host.localPublish(topic, name, args, options);
+  }, { withContext: true });
+  server.registerRpc('cluster.evict', async (identity: unknown) => {
+    if (typeof identity !== 'string') throw new ParameterError('cluster.evict: [identity]');
+    // Only when the directory agrees: a late eviction never drops a connection newer than the claim.
+    const where = await locate(identity);
+    if (where && where.node !== node) host.evict(identity);
+  });
+}

@@ -1,0 +1,70 @@
+/**
+ * The relay signal of a call scope (lib/engine/call-scope.ts): what a call made on behalf of a
+ * handler's own call (cluster forwarding) is given instead of ctx.signal. It aborts when the
+ * handler's call is cancelled or the peer stops, with the same reason as ctx.signal would, and
+ * never on the deadline (the relayed call carries a timeout of its own). The cluster specs cover
+ * it across nodes; these pin its own behaviour.
+ */
+import { expect } from 'chai';
+import { CancelledError, ServiceClosedError, TimeoutError } from '../lib/index.js';
+import { CallScope } from '../lib/engine/call-scope.js';
+
+describe('cluster: the relay signal of a call scope', () => {
+  it('aborts once on a cancel, with its reason, calling each listener once; a removed listener is not called', () => {
+    const stopping = new AbortController();
+    const scope = new CallScope(stopping.signal, Date.now() + 60_000);
+    const signal = scope.relaySignal;
+    expect(scope.relaySignal).to.equal(signal);
+    const heard: unknown[] = [];
+    const removed = (): void => void heard.push('removed');
+    signal.addEventListener('abort', () => heard.push(signal.reason), { once: true });
+    signal.addEventListener('abort', { handleEvent: (event: Event) => heard.push(event.type) });
+    signal.addEventListener('abort', removed);
+    signal.removeEventListener('abort', removed);
+    expect(signal.aborted).to.equal(false);
+    expect(() => signal.throwIfAborted()).not.to.throw();
+    const reason = new CancelledError('the caller cancelled');
+    scope.abort(reason);
+    scope.abort(new CancelledError('a second time'));
+    expect(signal.aborted).to.equal(true);
+    expect(signal.reason).to.equal(reason);
+    expect(heard).to.deep.equal([reason, 'abort']);
+    expect(() => signal.throwIfAborted()).to.throw(reason);
+    // ctx.signal, asked for later, agrees.
+    expect(scope.signal.reason).to.equal(reason);
+  });
+
+  it('aborts when the peer stops (ServiceClosedError), also when made after the stop', () => {
+    const stopping = new AbortController();
+    const early = new CallScope(stopping.signal, undefined);
+    const signal = early.relaySignal;
+    stopping.abort(new ServiceClosedError('peer stopped'));
+    expect(signal.aborted).to.equal(true);
+    expect(signal.reason).to.be.instanceOf(ServiceClosedError);
+    const late = new CallScope(stopping.signal, undefined);
+    expect(late.relaySignal.reason).to.be.instanceOf(ServiceClosedError);
+  });
+
+  it('does not abort on the deadline (no timer), nor after the work ended; one made past the deadline is aborted (TimeoutError)', async () => {
+    const stopping = new AbortController();
+    const scope = new CallScope(stopping.signal, Date.now() + 20);
+    const signal = scope.relaySignal;
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(signal.aborted).to.equal(false);
+    scope.end();
+    stopping.abort(new ServiceClosedError('peer stopped'));
+    expect(signal.aborted).to.equal(false);
+    const past = new CallScope(new AbortController().signal, Date.now() - 1);
+    expect(past.relaySignal.reason).to.be.instanceOf(TimeoutError);
+  });
+
+  it('shares the stop listener with ctx.signal: both abort on a stop, whichever was made first', () => {
+    const stopping = new AbortController();
+    const scope = new CallScope(stopping.signal, undefined);
+    const relay = scope.relaySignal;
+    const signal = scope.signal;
+    stopping.abort(new ServiceClosedError('peer stopped'));
+    expect(relay.reason).to.be.instanceOf(ServiceClosedError);
+    expect(signal.reason).to.equal(relay.reason);
+  });
+});
