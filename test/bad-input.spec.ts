@@ -7,7 +7,7 @@
 import { MessageType } from '../lib/index.js';
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
-import { COMPACT_CAPABILITY, Client, ProtocolError, type Server } from '../lib/index.js';
+import { COMPACT_CAPABILITY, Client, ProtocolError, type CallContext, type Server } from '../lib/index.js';
 import { cleanup, connectionRecords, once, RawPeer, RawServer, recordingLogger, startClient, startServer, track, until, uuidBytes, type LogEntry } from './helpers.js';
 
 /** Message types, from the exported table (never copied constants). */
@@ -221,6 +221,28 @@ describe('bad input: the server survives peers that misbehave', () => {
     expect(body[0]).to.equal('MessageTooLargeError');
     expectWarned(logger, /maxMessageBytes/);
     await expectNoReplyAndRawStillServed(raw);
+    await expectClientServed(server);
+  });
+
+  it('a compact WORK deadline past a timer\'s range (alone or in the map) -> compact ERROR ProtocolError, the handler never runs, still serving', async () => {
+    const { server, raw } = await setup();
+    let ran = 0;
+    server.registerRpc('watch', (ctx: CallContext) => {
+      ran++;
+      return ctx.signal.aborted;
+    }, { withContext: true });
+    // 1e16 ms made the deadline's date invalid (a RangeError in a timer: the process died); 2^31 ms
+    // overflowed the timer, which Node fires at once (the handler's signal aborted on arrival).
+    for (const [id, extras] of [[1, 2 ** 31], [2, 1e16], [3, 1e300], [4, { d: 1e300 }]] as Array<[number, unknown]>) {
+      await raw.sendFrames(encode([T.WORK, id, ['watch', [], null, extras]]));
+      const [type, replyId, body] = decode((await raw.next(5000))[0]!) as [number, number, [string, string]];
+      expect([type, replyId, body[0]], JSON.stringify(extras)).to.deep.equal([T.ERROR, id, 'ProtocolError']);
+      expect(body[1]).to.match(/deadline/);
+    }
+    expect(ran, 'no handler ran for a refused WORK').to.equal(0);
+    // The largest deadline allowed is a working one: the handler runs, its signal not aborted.
+    await raw.sendFrames(encode([T.WORK, 5, ['watch', [], null, 2 ** 31 - 1]]));
+    expect(decode((await raw.next(5000))[0]!)).to.deep.equal([T.OK, 5, false]);
     await expectClientServed(server);
   });
 

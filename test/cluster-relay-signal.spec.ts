@@ -6,8 +6,10 @@
  * it across nodes; these pin its own behaviour.
  */
 import { expect } from 'chai';
-import { CancelledError, ServiceClosedError, TimeoutError } from '../lib/index.js';
+import { CancelledError, PeerNotConnectedError, ServiceClosedError, TimeoutError, type CallOptions, type StreamOptions } from '../lib/index.js';
 import { CallScope } from '../lib/engine/call-scope.js';
+import { serveLink, type ClusterHost } from '../lib/cluster/link-server.js';
+import { cleanup, recordingLogger, rejection, startClient, startServer } from './helpers.js';
 
 describe('cluster: the relay signal of a call scope', () => {
   it('aborts once on a cancel, with its reason, calling each listener once; a removed listener is not called', () => {
@@ -66,5 +68,42 @@ describe('cluster: the relay signal of a call scope', () => {
     stopping.abort(new ServiceClosedError('peer stopped'));
     expect(relay.reason).to.be.instanceOf(ServiceClosedError);
     expect(signal.reason).to.equal(relay.reason);
+  });
+});
+
+describe('cluster: what the far node waits for its client', () => {
+  afterEach(cleanup);
+
+  it('never longer than the link call\'s own deadline, whatever the calling node\'s arguments say (the relay signal carries no deadline)', async () => {
+    // A call that waited in the calling node's queue has less time left than the arguments it was
+    // made with: the link call's deadline (sent when it left) is the bound.
+    const linkServer = await startServer();
+    const calls: CallOptions[] = [];
+    const streams: StreamOptions[] = [];
+    const host: ClusterHost = {
+      id: 'far', logger: recordingLogger(), timeoutMs: 60_000, streamWindow: { items: 16, bytes: 65_536 },
+      localInvoke: (_identity, _name, _args, options) => {
+        calls.push(options);
+        return Promise.resolve('done');
+      },
+      localStream: (_identity, _name, _args, options) => {
+        streams.push(options);
+        throw new PeerNotConnectedError('recorded only');
+      },
+      localPublish: () => Promise.resolve(0),
+      holds: () => true,
+      evict: () => undefined,
+      interceptsOutgoing: () => false,
+      makeLinkServer: () => { throw new Error('not used here'); },
+    };
+    serveLink(linkServer, host, 'far', () => undefined);
+    const link = await startClient(linkServer);
+    const sent = Date.now();
+    expect(await link.invoke('cluster.call', ['bob', 'work', null, 60_000, false], { timeoutMs: 500 })).to.equal('done');
+    expect(calls[0]!.timeoutMs).to.be.within(1, 500);
+    expect(await rejection(link.invoke('cluster.stream', ['bob', 'feed', null, 60_000, [16, 65_536], 60_000], { timeoutMs: 500 }))).to.be.instanceOf(PeerNotConnectedError);
+    expect(streams[0]!.deadline).to.be.at.most(Date.now() + 500);
+    expect(streams[0]!.deadline).to.be.at.least(sent);
+    expect(streams[0]!.timeoutMs, 'a stream\'s own timeout is left as the calling node said').to.equal(60_000);
   });
 });

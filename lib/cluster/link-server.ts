@@ -5,7 +5,7 @@
  * connection whose identity a newer one proved on another node. The calling side (directory
  * lookups, links to the other nodes) is in node.ts.
  */
-import { PeerNotConnectedError, ParameterError, ServiceClosedError } from '../errors.js';
+import { PeerNotConnectedError, ParameterError, ServiceClosedError, TimeoutError } from '../errors.js';
 import { relaySignal } from '../engine/call-scope.js';
 import type { Logger } from '../logger.js';
 import type { CallOptions, ServerOptions, StreamOptions } from '../options.js';
@@ -58,6 +58,18 @@ function forwardSignal(host: ClusterHost, ctx: CallContext): AbortSignal {
 }
 
 /**
+ * The time the far node waits for its client: what the calling node asked, and never past the
+ * link call's own deadline (the relay signal does not carry it, and a call that waited in the
+ * calling node's queue has less time left than its arguments say).
+ */
+function waitFor(ctx: CallContext, timeoutMs: number, name: string): number {
+  if (ctx.deadline === undefined) return timeoutMs;
+  const left = ctx.deadline - Date.now();
+  if (left <= 0) throw new TimeoutError(`"${name}" was not sent to its client: the calling node's deadline passed`);
+  return Math.min(timeoutMs, left);
+}
+
+/**
  * Registers the link's functions on `server` (the link server of node `node`); `locate` reads
  * where the directory has an identity now.
  */
@@ -70,7 +82,7 @@ export function serveLink(server: Server, host: ClusterHost, node: string, locat
     }
     if (!host.holds(identity)) throw notHere(identity, node);
     const signal = forwardSignal(host, ctx);
-    const options: CallOptions = { timeoutMs, signal };
+    const options: CallOptions = { timeoutMs: waitFor(ctx, timeoutMs, name), signal };
     if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
     if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
     return host.localInvoke(identity, name, args, options, oneWay).catch((error: unknown) => {
@@ -81,7 +93,7 @@ export function serveLink(server: Server, host: ClusterHost, node: string, locat
   }, { withContext: true });
   server.registerRpc('cluster.stream', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, window: unknown, deadlineLeftMs: unknown, ...args: unknown[]) => {
     if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !isWindow(window) ||
-        (deadlineLeftMs !== null && typeof deadlineLeftMs !== 'number')) {
+        (deadlineLeftMs !== null && !(typeof deadlineLeftMs === 'number' && Number.isFinite(deadlineLeftMs)))) {
       throw new ParameterError('cluster.stream: [identity, name, kwargs, timeoutMs, [items, bytes], deadlineLeftMs, ...args]');
     }
     if (!host.holds(identity)) throw notHere(identity, node);
@@ -91,8 +103,10 @@ export function serveLink(server: Server, host: ClusterHost, node: string, locat
     // ctx.signal (the calling node cancelled, or its link went away).
     const signal = forwardSignal(host, ctx);
     const options: StreamOptions = { timeoutMs, signal, streamWindow: { items: window[0], bytes: window[1] } };
-    // The caller's deadline, as time left (clocks need not agree); the link's own is a margin later.
-    if (typeof deadlineLeftMs === 'number') options.deadline = Date.now() + deadlineLeftMs;
+    // The caller's deadline, as time left (clocks need not agree); the link's own is a margin later,
+    // or sooner when the call waited at the calling node (ctx.deadline: the link's, as it was sent).
+    const deadline = Math.min(typeof deadlineLeftMs === 'number' ? Date.now() + deadlineLeftMs : Number.POSITIVE_INFINITY, ctx.deadline ?? Number.POSITIVE_INFINITY);
+    if (deadline !== Number.POSITIVE_INFINITY) options.deadline = deadline;
     if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
     if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
     const stream = host.localStream(identity, name, args, options);

@@ -197,7 +197,8 @@ export class CallScope {
   }
 
   #deadlinePassed(): TimeoutError {
-    return new TimeoutError(`the caller's deadline passed (${new Date(this.deadline!).toISOString()})`);
+    const at = new Date(this.deadline!);
+    return new TimeoutError(`the caller's deadline passed (${Number.isNaN(at.getTime()) ? `${this.deadline} ms since the epoch` : at.toISOString()})`);
   }
 }
 

@@ -3,6 +3,8 @@
  * is checked. Adding a message type means a row here (and a case where the engine routes it).
  */
 
+import { MAX_OPTION_VALUE } from '../option-checks.js';
+
 /** Message types. The ones pseud defines keep pseud's codes and meaning. */
 export const MessageType = {
   /** A call's result: body is the value. */
@@ -172,6 +174,13 @@ function readMetadata(value: unknown): Record<string, string> | undefined | Inva
   return value as Record<string, string>;
 }
 
+const DEADLINE_SHAPE = `a WORK deadline must be a number of ms from 0 to ${MAX_OPTION_VALUE}`;
+
+/** A deadline (ms left) a peer may send: what our own caller sends at most (a timer's range; past it Node fires at once). */
+function isDeadlineMs(value: unknown): value is number {
+  return typeof value === 'number' && value >= 0 && value <= MAX_OPTION_VALUE;
+}
+
 function readWork(body: unknown, framing: Framing): WorkBody | Invalid {
   const shape = 'a WORK body must be [name, args, kwargs?]';
   if (!Array.isArray(body) || body.length < 2 || body.length > (framing === 'compact' ? 4 : 3)) return new Invalid(shape);
@@ -183,7 +192,7 @@ function readWork(body: unknown, framing: Framing): WorkBody | Invalid {
   let argStreams: number[] | undefined;
   if (typeof extras === 'number') {
     // The common call carries nothing else: its deadline alone, as a number (see workBody).
-    if (!Number.isFinite(extras) || extras < 0) return new Invalid('a WORK deadline must be a number of ms >= 0');
+    if (!isDeadlineMs(extras)) return new Invalid(DEADLINE_SHAPE);
     timeoutMs = extras;
   } else if (extras != null) {
     if (!isPlainRecord(extras)) return new Invalid('WORK extras must be a map (or the deadline alone, a number)');
@@ -191,7 +200,7 @@ function readWork(body: unknown, framing: Framing): WorkBody | Invalid {
     if (read instanceof Invalid) return read;
     metadata = read;
     const left = extras['d'];
-    if (left != null && (typeof left !== 'number' || !Number.isFinite(left) || left < 0)) return new Invalid('a WORK deadline must be a number of ms >= 0');
+    if (left != null && !isDeadlineMs(left)) return new Invalid(DEADLINE_SHAPE);
     timeoutMs = left ?? undefined;
     const window = extras['s'];
     if (window != null) {

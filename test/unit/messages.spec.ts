@@ -143,11 +143,15 @@ describe('message table (MESSAGES)', () => {
       const expected = { name: 'f', args: [], kwargs: undefined, metadata: undefined, timeoutMs: 250, stream: undefined, argStreams: undefined };
       expect(read(['f', [], null, 250], 'compact')).to.deep.equal(expected);
       expect(read(['f', [], null, { d: 250 }], 'compact')).to.deep.equal(expected);
-      for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY]) {
-        const refused = read(['f', [], null, bad], 'compact');
-        expect(refused, String(bad)).to.be.instanceOf(Invalid);
-        expect((refused as Invalid).reason).to.match(/deadline/);
+      // Past 2^31 - 1 ms a timer fires at once (and 1e16 ms is no valid date): refused like a negative one.
+      for (const bad of [-1, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 31, 1e16, 1e300]) {
+        for (const extras of [bad, { d: bad }]) {
+          const refused = read(['f', [], null, extras], 'compact');
+          expect(refused, JSON.stringify(extras)).to.be.instanceOf(Invalid);
+          expect((refused as Invalid).reason).to.match(/deadline/);
+        }
       }
+      expect(read(['f', [], null, 2 ** 31 - 1], 'compact')).to.deep.equal({ ...expected, timeoutMs: 2 ** 31 - 1 });
       expect(read(['f', [], null, 'soon'], 'compact')).to.be.instanceOf(Invalid);
       expect(read(['f', [], {}, 250], 'v1')).to.be.instanceOf(Invalid);
     });
