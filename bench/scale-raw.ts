@@ -112,11 +112,8 @@ function serveClients(intervalMs: number): void {
           const dealer = new zmq.Dealer({ context, routingId: `raw-${first + i}`, sendTimeout: 0, linger: 0, reconnectMaxInterval: 1000 });
           dealer.connect(String(args.endpoint));
           dealers.push(dealer);
-          let lastSent = 0;
-          const beat = (): void => {
-            lastSent = Date.now();
-            dealer.send(BEAT).catch(() => {});
-          };
+          let answered = false;
+          const beat = (): void => void dealer.send(BEAT).catch(() => {});
           beat(); // the server learns this connection
           void (async () => {
             for (;;) {
@@ -125,13 +122,18 @@ function serveClients(intervalMs: number): void {
               } catch {
                 return;
               }
-              if (mode === 'answer') beat();
+              if (mode === 'answer') {
+                beat();
+                answered = true;
+              }
             }
           })();
-          // Its own timer, its phase spread over the interval (as clients that started at different times).
+          // Its own timer, its phase spread over the interval (as clients that started at different
+          // times); in 'answer' mode it skips a tick after which it answered (zeropeer's rule).
           const phase = setTimeout(() => {
             timers.push(setInterval(() => {
-              if (mode === 'spread' || Date.now() - lastSent >= intervalMs) beat();
+              if (answered) answered = false;
+              else beat();
             }, intervalMs));
           }, Math.random() * intervalMs);
           timers.push(phase);

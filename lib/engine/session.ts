@@ -50,6 +50,8 @@ export interface SessionConfig {
   readonly batch: BatchLimits;
   readonly sendHighWaterMark: number;
   readonly heartbeat: { intervalMs: number; timeoutMs: number; backend: HeartbeatBackend } | undefined;
+  /** Reply to each HEARTBEAT at once (a client: aligned heartbeats); a server never does. */
+  readonly answersHeartbeats?: boolean;
   readonly errorTable: ErrorTable | undefined;
   readonly logExceptions: boolean;
   readonly excludeLogExceptions: readonly ErrorClass[];
@@ -126,8 +128,9 @@ export class Session {
         warn: (connection, message) => this.peerWarning(connection.key, message, this.context(connection)),
       },
     );
-    this.liveness = config.heartbeat && new Liveness({ peerId, logger, ...config.heartbeat }, {
+    this.liveness = config.heartbeat && new Liveness({ peerId, logger, ...config.heartbeat, answers: config.answersHeartbeats }, {
       targets: () => this.#heartbeatTargets(),
+      isTarget: (connection) => this.#isHeartbeatTarget(connection),
       heartbeat: (connection) => this.send(connection, MessageType.HEARTBEAT, null, ''),
       byKey: (key) => this.connections.byKey(key),
       silent: (connection) => this.#role.lost(connection, 'silent'),
@@ -328,6 +331,10 @@ export class Session {
     if (this.#state !== 'started') return targets;
     for (const connection of this.connections.values()) if (connection.up && connection.authenticated && connection.heartbeats) targets.push(connection);
     return targets;
+  }
+
+  #isHeartbeatTarget(connection: Connection): boolean {
+    return this.#state === 'started' && connection.up && connection.authenticated && connection.heartbeats && this.connections.holds(connection);
   }
 
   /** Tells zeropeer peers that this one stops, so they need not wait for a transport timeout. */
