@@ -43,6 +43,7 @@ export interface RawFloor {
   serverRssEmpty: number;
   serverRssIdle: number;
   rssPerClient: number;
+  serverHeapEmpty: number;
   serverHeapIdle: number;
 }
 
@@ -53,6 +54,14 @@ function serveServer(intervalMs: number): void {
     mandatory: true, sendTimeout: 0, linger: 0, backlog: 4096,
     tcpKeepalive: 1, tcpKeepaliveIdle: 30, tcpKeepaliveInterval: 10, tcpKeepaliveCount: 3,
   });
+  // For RSS experiments only (BENCHMARKS.md): SCALE_RAW_BATCH=<bytes> sets libzmq's draft
+  // ZMQ_IN_BATCH_SIZE and ZMQ_OUT_BATCH_SIZE (8192 by default: each connection's decoder and encoder buffer).
+  const batch = Number(process.env.SCALE_RAW_BATCH);
+  if (batch > 0) {
+    const set = (router as unknown as { setInt32Option(option: number, value: number): void }).setInt32Option.bind(router);
+    set(101, batch); // ZMQ_IN_BATCH_SIZE
+    set(102, batch); // ZMQ_OUT_BATCH_SIZE
+  }
   const peers = new Map<string, Buffer>();
   let received = 0;
   const loop = (async () => {
@@ -192,7 +201,7 @@ export async function runRawFloor(
     log(`   raw floor: RSS ${((atIdle.rss - empty.rss) / n / 1024).toFixed(1)} KiB per connection`);
     return {
       clients: n, connected: waited.connected, connectMs, idleMs: plan.idleMs, idle,
-      serverRssEmpty: empty.rss, serverRssIdle: atIdle.rss, rssPerClient: (atIdle.rss - empty.rss) / n, serverHeapIdle: atIdle.heapUsed,
+      serverRssEmpty: empty.rss, serverRssIdle: atIdle.rss, rssPerClient: (atIdle.rss - empty.rss) / n, serverHeapEmpty: empty.heapUsed, serverHeapIdle: atIdle.heapUsed,
     };
   } finally {
     await Promise.all([...clientWorkers.map((w) => w.stop(30_000)), server.stop(30_000)]);
@@ -202,11 +211,25 @@ export async function runRawFloor(
 const isMain = process.argv[1] !== undefined && resolve(process.argv[1]) === SELF;
 if (isMain) {
   const [role, interval] = process.argv.slice(2);
-  const intervalMs = Number(interval) || 3000;
+  const intervalMs = role === 'run' ? 3000 : Number(interval) || 3000;
   if (role === 'server') serveServer(intervalMs);
   else if (role === 'clients') serveClients(intervalMs);
-  else {
-    console.error('scale-raw.js <server|clients> [intervalMs]: children of the scale scenario (run `npm run bench`)');
+  else if (role === 'run') {
+    // Alone (the raw floor only): node dist/bench/scale-raw.js run [clients] [processes] [idleMs]
+    const [clients, processes, idleMs] = process.argv.slice(3);
+    const plan = { clients: Number(clients) || 1000, processes: Number(processes) || 2, idleMs: Number(idleMs) || 10_000, childHardTimeoutMs: 600_000 };
+    runRawFloor(plan, (line) => console.error(line)).then(
+      (result) => {
+        console.log(JSON.stringify(result, null, 2));
+        process.exit(0);
+      },
+      (error: unknown) => {
+        console.error((error as Error)?.stack ?? String(error));
+        process.exit(1);
+      },
+    );
+  } else {
+    console.error('scale-raw.js <server|clients> [intervalMs] (children of the scale scenario: run `npm run bench`), or scale-raw.js run [clients] [processes] [idleMs]');
     process.exit(2);
   }
 }

@@ -64,6 +64,7 @@ export interface ScaleResult {
   serverRssEmpty: number;
   serverRssIdle: number;
   rssPerClient: number;
+  serverHeapEmpty: number;
   serverHeapIdle: number;
   clientsCpuPct: number;
   clientsRss: number;
@@ -273,6 +274,7 @@ export async function runScale(plan: ScalePlan, log: (line: string) => void, pro
       serverRssEmpty: empty.rss,
       serverRssIdle: atIdle.rss,
       rssPerClient: (atIdle.rss - empty.rss) / n,
+      serverHeapEmpty: empty.heapUsed,
       serverHeapIdle: atIdle.heapUsed,
       clientsCpuPct: (clientsCpuUs / 1000 / clientsWallMs) * 100,
       clientsRss: clientsAfter.reduce((sum, u) => sum + u.rss, 0),
