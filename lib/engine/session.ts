@@ -11,7 +11,7 @@ import type { HeartbeatBackend } from '../heartbeat.js';
 import { LogThrottle, describeRoutingId, type LogContext, type Logger } from '../logger.js';
 import type { Predicate } from '../predicates.js';
 import type { Registry } from '../registry.js';
-import { Outbox, type BatchLimits } from '../transport/outbox.js';
+import { Outbox, type BatchLimits, type OutgoingHooks } from '../transport/outbox.js';
 import { RouterSocket, isUnreachable } from '../transport/router-socket.js';
 import type { Codec } from '../wire/codec.js';
 import { decodeBatched, decodeFrames, encodeMessage, encodeWithin, payloadBytes, type FramingContext, type Inbound } from '../wire/framing.js';
@@ -81,6 +81,8 @@ export class Session {
   /** One line per peer per interval for what a peer can make us log at will. */
   readonly #logThrottle = new LogThrottle();
   #role!: Role;
+  /** The compact HEARTBEAT's one frame, encoded once (every heartbeat is the same bytes). */
+  #heartbeatPacket: Buffer | undefined;
   #state: State = 'idle';
   #receiving: Promise<void> | undefined;
   #stopped: Promise<void> | undefined;
@@ -129,7 +131,7 @@ export class Session {
     this.liveness = config.heartbeat && new Liveness({ peerId, logger, ...config.heartbeat, answers: config.answersHeartbeats }, {
       targets: () => this.#heartbeatTargets(),
       isTarget: (connection) => this.#isHeartbeatTarget(connection),
-      heartbeat: (connection) => this.send(connection, MessageType.HEARTBEAT, null, ''),
+      heartbeat: (connection) => this.#heartbeat(connection),
       byKey: (key) => this.connections.byKey(key),
       silent: (connection) => this.#role.lost(connection, 'silent'),
     });
@@ -267,9 +269,43 @@ export class Session {
     return payloadBytes(frames);
   }
 
+  /**
+   * A HEARTBEAT. In compact framing, when nothing waits for the connection, straight to the socket
+   * with no queue, batch or retry: thousands go out in one sweep, and the outbox's bookkeeping per
+   * message was most of the sweep's JavaScript time (BENCHMARKS.md, 10,000 clients). A full pipe
+   * (EAGAIN) drops it: the peer is not reading, and what waits in the pipe shows we live once it does.
+   */
+  #heartbeat(connection: Connection): void {
+    if (connection.framing !== 'compact' || !this.#outbox.idle(connection.key)) {
+      this.send(connection, MessageType.HEARTBEAT, null, '');
+      return;
+    }
+    let packet = this.#heartbeatPacket;
+    if (packet === undefined) {
+      try {
+        packet = this.#heartbeatPacket = encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.HEARTBEAT, null, '')[1]!;
+      } catch (error) {
+        this.config.logger.error('could not encode a message', { ...this.context(connection), type: 'HEARTBEAT', error: (error as Error).message });
+        return;
+      }
+    }
+    const frames = [connection.routingId, packet];
+    this.socket.send(frames).then(
+      () => this.counters.sent(frames),
+      (error: { code?: string }) => {
+        if (error?.code !== 'EAGAIN') this.#sendHooks(connection).onError!(error as Error);
+      },
+    );
+  }
+
   /** Hands frames to the outbox; a failure is logged (answers have nobody else to tell). */
   #hand(connection: Connection, frames: Buffer[]): void {
-    connection.sendHooks ??= {
+    this.#outbox.sendNow(connection.key, frames, this.#sendHooks(connection));
+  }
+
+  /** What the outbox tells about a failed send on `connection`: logged, at the level it deserves (made once per connection). */
+  #sendHooks(connection: Connection): OutgoingHooks {
+    return connection.sendHooks ??= {
       onError: (error) => {
         // An answer to a peer that has just left is routine; anything else deserves a warning, once per interval.
         if (isUnreachable(error)) {
@@ -279,7 +315,6 @@ export class Session {
         this.peerWarning(connection.key, 'could not send', { ...this.context(connection), error: error.message });
       },
     };
-    this.#outbox.sendNow(connection.key, frames, connection.sendHooks);
   }
 
   /** Forgets what waits to be sent on a connection that is gone. */
