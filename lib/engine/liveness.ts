@@ -9,6 +9,12 @@
  * clients in one burst right after its sweep (its receive loop reads many per wakeup) instead of
  * one wakeup per client spread over the interval. The other side (a server) never answers, so no
  * ping-pong; facing a peer that never sends HEARTBEAT (pseud), a client's own tick sends as before.
+ *
+ * The sweep does not skip a connection it heard from recently: that tells the peer nothing (its
+ * verdict on us needs a message from us), and a client answers only what it is sent, so its
+ * heartbeats would fall back to its own spread-out timer. Skipping one it sent anything to would
+ * be correct, but costs a timestamp on every send and saves nothing at idle, where the sweep's
+ * HEARTBEAT is all that is sent.
  */
 import type { HeartbeatBackend } from '../heartbeat.js';
 import type { Logger } from '../logger.js';
