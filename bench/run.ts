@@ -553,7 +553,7 @@ function renderScale(scale: ScaleResult): string[] {
         ? [['  by thread (from /proc, 10 ms ticks)', Object.entries(scale.serverThreads).map(([name, pct]) => `${name} ${pct.toFixed(2)}%`).join(', ')]]
         : []),
       ['server RSS: no clients / idle (after GC) / per client', `${mib(scale.serverRssEmpty)} / ${mib(scale.serverRssIdle)} / ${(scale.rssPerClient / 1024).toFixed(1)} KiB`],
-      ['server V8 heap after GC at idle', mib(scale.serverHeapIdle)],
+      ['server V8 heap after GC: no clients / idle / per client', `${mib(scale.serverHeapEmpty)} / ${mib(scale.serverHeapIdle)} / ${((scale.serverHeapIdle - scale.serverHeapEmpty) / scale.clients / 1024).toFixed(1)} KiB`],
       ['clients processes CPU (all) / RSS (all)', `${scale.clientsCpuPct.toFixed(2)}% / ${mib(scale.clientsRss)}`],
       ['one push to each, all answered in', scale.pushes.map((p) => `${fmt(p.ms)} ms (${p.answered}/${p.clients})`).join(', ')],
       ['restart: old server stopped (GOODBYE to each) in', `${fmt(scale.restart.stopMs)} ms`],
@@ -561,8 +561,28 @@ function renderScale(scale: ScaleResult): string[] {
       ['restart: then one push to each', `${fmt(scale.restart.pushAfter.ms)} ms (${scale.restart.pushAfter.answered}/${scale.restart.pushAfter.clients})`],
     ],
   ));
+  out.push(...renderRawFloor(scale));
   out.push('');
   return out;
+}
+
+/** The raw floor next to zeropeer: what N idle connections cost in raw zeromq.js, and zeropeer as a multiple of it. */
+function renderRawFloor(scale: ScaleResult): string[] {
+  const raw = scale.raw;
+  if (!raw) return scale.rawError ? [`raw floor failed: ${scale.rawError}`] : [];
+  const threads = (t: Record<string, number>): string => Object.entries(t).map(([name, pct]) => `${name} ${pct.toFixed(2)}%`).join(', ');
+  const rows: string[][] = [];
+  for (const mode of ['spread', 'answer'] as const) {
+    const idle = raw.idle[mode];
+    if (!idle) continue;
+    const what = mode === 'spread' ? 'clients on their own timers, phases spread' : 'clients answer the server\'s sweep';
+    rows.push([`server CPU at idle, ${what}`, `${idle.cpuPct.toFixed(2)}% (${threads(idle.threads)}; ${fmt(idle.received)} received)`, `${(scale.serverCpuPct / idle.cpuPct).toFixed(2)}x`]);
+  }
+  rows.push(['server RSS per connection (after GC)', `${(raw.rssPerClient / 1024).toFixed(1)} KiB (V8 heap ${((raw.serverHeapIdle - raw.serverHeapEmpty) / raw.clients / 1024).toFixed(1)} KiB of it)`, `${(scale.rssPerClient / raw.rssPerClient).toFixed(2)}x`]);
+  return [
+    `raw floor: a ROUTER and ${fmt(raw.connected)} raw DEALERs over the same processes, one 1-byte message each way per connection per 3 s, idle ${raw.idleMs / 1000} s`,
+    table(['', 'raw zeromq.js', 'zeropeer / raw'], rows),
+  ];
 }
 
 function render(runs: SystemRun[], medians: Record<string, Medians | undefined>, long: LongRun | undefined, idle: IdleResult | undefined,
@@ -740,7 +760,7 @@ async function main(): Promise<number> {
     if (args.only.includes('zeropeer')) {
       log(`scale: ${fmt(plan.scale.clients)} zeropeer clients over ${plan.scale.processes} processes on one server`);
       try {
-        scale = await runScale({ ...plan.scale, childHardTimeoutMs: plan.childHardTimeoutMs }, log, args.profileDir);
+        scale = await runScale({ ...plan.scale, childHardTimeoutMs: plan.childHardTimeoutMs, rawFloor: true }, log, args.profileDir);
       } catch (error) {
         notes.push(`scale failed: ${(error as Error).message}`);
         log(`!! scale failed: ${(error as Error).message}`);

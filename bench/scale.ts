@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import * as zmq from 'zeromq';
 import { Client, Server, silentLogger } from '../lib/index.js';
 import { measureIdle, serveCommands } from './child.js';
+import { runRawFloor, type RawFloor } from './scale-raw.js';
 import { upper } from './systems/types.js';
 import { Worker } from './workers.js';
 
@@ -39,6 +40,8 @@ export interface ScalePlan {
   idleMs: number;
   pushes: number;
   childHardTimeoutMs: number;
+  /** Also measure the raw floor (bench/scale-raw.ts) first, with the same clients, processes and idle window. */
+  rawFloor?: boolean;
 }
 
 export interface PushResult {
@@ -61,9 +64,13 @@ export interface ScaleResult {
   serverRssEmpty: number;
   serverRssIdle: number;
   rssPerClient: number;
+  serverHeapEmpty: number;
   serverHeapIdle: number;
   clientsCpuPct: number;
   clientsRss: number;
+  /** The same idle traffic in raw zeromq.js, measured just before (undefined: not asked, or it failed). */
+  raw?: RawFloor | undefined;
+  rawError?: string | undefined;
   pushes: PushResult[];
   pushMedianMs: number;
   restart: {
@@ -194,6 +201,16 @@ function median(values: number[]): number {
 /** Runs the scenario; every process it starts is stopped (or killed) before it returns. */
 export async function runScale(plan: ScalePlan, log: (line: string) => void, profileDir?: string): Promise<ScaleResult> {
   // With a profile directory: the server's CPU profile of each window (connect, idle, push, reconnect), one file each.
+  let raw: RawFloor | undefined;
+  let rawError: string | undefined;
+  if (plan.rawFloor) {
+    try {
+      raw = await runRawFloor(plan, log);
+    } catch (error) {
+      rawError = (error as Error).message;
+      log(`   raw floor failed: ${rawError}`);
+    }
+  }
   const profile = (name: string): string | undefined => (profileDir ? resolve(profileDir, `scale-server-${name}.cpuprofile`) : undefined);
   const startServer = (name: string): Worker => Worker.node(name, SELF, ['server'], { hardTimeoutMs: plan.childHardTimeoutMs });
   let server = startServer('scale-server');
@@ -257,9 +274,12 @@ export async function runScale(plan: ScalePlan, log: (line: string) => void, pro
       serverRssEmpty: empty.rss,
       serverRssIdle: atIdle.rss,
       rssPerClient: (atIdle.rss - empty.rss) / n,
+      serverHeapEmpty: empty.heapUsed,
       serverHeapIdle: atIdle.heapUsed,
       clientsCpuPct: (clientsCpuUs / 1000 / clientsWallMs) * 100,
       clientsRss: clientsAfter.reduce((sum, u) => sum + u.rss, 0),
+      raw,
+      rawError,
       pushes,
       pushMedianMs: median(pushes.map((p) => p.ms)),
       restart: {
@@ -282,8 +302,9 @@ if (isMain) {
   else if (role === 'clients') serveClients();
   else if (role === 'run') {
     // Alone, for profiling and sizing: node dist/bench/scale.js run [clients] [processes] [idleMs] [profileDir]
+    // (the raw floor first, unless SCALE_RAW=0)
     const [clients, processes, idleMs, profileDir] = process.argv.slice(3);
-    const plan = { clients: Number(clients) || 1000, processes: Number(processes) || 2, idleMs: Number(idleMs) || 10_000, pushes: 3, childHardTimeoutMs: 600_000 };
+    const plan = { clients: Number(clients) || 1000, processes: Number(processes) || 2, idleMs: Number(idleMs) || 10_000, pushes: 3, childHardTimeoutMs: 600_000, rawFloor: process.env.SCALE_RAW !== '0' };
     runScale(plan, (line) => console.error(line), profileDir ? resolve(profileDir) : undefined).then(
       (result) => {
         console.log(JSON.stringify(result, null, 2));

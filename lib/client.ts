@@ -87,7 +87,8 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     checkPeerId(serverId);
     // A routing id of our own: a server never has to generate one for us (libzmq 4.3.5 aborts when
     // a generated id collides with one a hostile peer claimed; see README, security).
-    const config = sessionConfig(serverId, options.routingId ?? newRoutingId(), options);
+    // A client answers its server's HEARTBEATs at once (aligned heartbeats: see lib/engine/liveness.ts).
+    const config = { ...sessionConfig(serverId, options.routingId ?? newRoutingId(), options), answersHeartbeats: true };
     const security = resolveSecurityPlugin(options.security);
     const settings = { ...options, ...options.securitySettings };
     const helloTimeoutMs = positive(options.helloTimeoutMs, 'helloTimeoutMs', DEFAULTS.helloTimeoutMs);

@@ -12,6 +12,7 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
+import { encode as packPlain } from 'msgpackr';
 import * as zmq from 'zeromq';
 import {
   Client,
@@ -26,7 +27,7 @@ import {
   type HeartbeatOptions,
   type TrackedPeer,
 } from '../lib/index.js';
-import { RawPeer, cleanup, isHeartbeat, isProbe, once, recordingLogger, sleep, startClient, startServer, until, uuidBytes } from './helpers.js';
+import { RawPeer, cleanup, isHeartbeat, isProbe, once, recordingLogger, sleep, startClient, startServer, track, until, uuidBytes } from './helpers.js';
 
 /** Message types, from the exported table (never copied constants). */
 const T = MessageType;
@@ -672,6 +673,124 @@ describe('heartbeats and the peer table', function () {
         if (isV1(frames, T.WORK)) rawServer.socket.send([frames[0]!, '', 'v1', frames[3]!, Buffer.from([T.OK]), Buffer.from([0xa2, 0x6f, 0x6b])]).catch(() => {});
       };
       expect(await client.callWith({ timeoutMs: 5000 }).ping()).to.equal('ok');
+    });
+  });
+
+  describe('aligned heartbeats (a client answers its server\'s HEARTBEAT at once)', () => {
+    /** HEARTBEATs among frames a raw server received (routing id first), v1 or compact. */
+    const beats = (frames: Buffer[][]): number => frames.filter((f) => isV1(f, T.HEARTBEAT) || isHeartbeat(f.slice(1))).length;
+
+    it('a client answers a HEARTBEAT at once, once per tick of its own: what the server sends next gets no second answer', async () => {
+      const rawServer = new RawServer();
+      const endpoint = await rawServer.bind();
+      rawServer.respond = (frames) => {
+        if (isV1(frames, T.HELLO)) rawServer.reply(frames, T.AUTHENTICATED);
+      };
+      // Its own tick never comes during the test: every HEARTBEAT from it here is an answer.
+      const client = await startClientOf(endpoint, { userId: 'answering', heartbeat: { intervalMs: 60_000, timeoutMs: 120_000 }, helloTimeoutMs: 10_000 });
+      client.registerRpc('ping', () => 'pong');
+      const hello = await rawServer.waitFor((f) => isV1(f, T.HELLO));
+      expect(beats(rawServer.received.slice(hello.index + 1)), 'nothing before the server\'s first HEARTBEAT').to.equal(0);
+
+      rawServer.heartbeat(hello.frames);
+      const answer = await rawServer.waitFor((f) => isV1(f, T.HEARTBEAT) || isHeartbeat(f.slice(1)), hello.index + 1);
+      expect(answer.frames[0]!.equals(hello.frames[0]!), 'from the same client').to.equal(true);
+
+      // Five more, then a call: its answer comes after whatever the client did with the five.
+      for (let i = 0; i < 5; i++) rawServer.heartbeat(hello.frames);
+      const callId = uuidBytes();
+      rawServer.socket.send([hello.frames[0]!, '', 'v1', callId, Buffer.from([T.WORK]), packPlain(['ping', [], {}])]).catch(() => {});
+      const ok = await rawServer.waitFor((f) => isV1(f, T.OK) && f[3]!.equals(callId), answer.index + 1);
+      expect(beats(rawServer.received.slice(answer.index + 1, ok.index)), 'no second answer before the client\'s next tick').to.equal(0);
+      expect(client.connected).to.equal(true);
+    });
+
+    it('no ping-pong: with 50 ms heartbeats the HEARTBEATs each way stay within one per interval (plus one), against a zeropeer server and against one that answers every HEARTBEAT', async () => {
+      const heartbeat = { intervalMs: 50, timeoutMs: 5000 };
+      // A zeropeer server: it sweeps, the client answers; the server never answers back.
+      const server = await serverWith(heartbeat);
+      const client = track(new Client(server.id, { userId: 'aligned', heartbeat, logger: recordingLogger() }));
+      client.connect(server.endpoint);
+      const connected = once(client, 'connected', 10_000);
+      await client.start();
+      await connected;
+      await sleep(2 * heartbeat.intervalMs);
+      const begin = { at: performance.now(), server: server.stats(), client: client.stats() };
+      await sleep(12 * heartbeat.intervalMs);
+      const intervals = (performance.now() - begin.at) / heartbeat.intervalMs;
+      const serverOut = server.stats().messagesOut - begin.server.messagesOut;
+      const clientOut = client.stats().messagesOut - begin.client.messagesOut;
+      // A ping-pong would send hundreds here; a slow machine only fires fewer ticks.
+      expect(serverOut, `server -> client over ${intervals.toFixed(1)} intervals`).to.be.at.most(Math.ceil(intervals) + 2);
+      expect(clientOut, `client -> server over ${intervals.toFixed(1)} intervals`).to.be.at.most(Math.ceil(intervals) + 2);
+      expect(server.stats().messagesIn - begin.server.messagesIn, 'what the server received is what the client sent').to.be.at.most(clientOut);
+
+      // A hand-written server that answers every HEARTBEAT with one: still one per interval from the client.
+      const rawServer = new RawServer();
+      const endpoint = await rawServer.bind();
+      rawServer.respond = (frames) => {
+        if (isV1(frames, T.HELLO)) {
+          rawServer.reply(frames, T.AUTHENTICATED);
+          rawServer.heartbeat(frames);
+        }
+        if (isV1(frames, T.HEARTBEAT)) rawServer.heartbeat(frames);
+      };
+      await startClientOf(endpoint, { userId: 'echoed', heartbeat, helloTimeoutMs: 10_000 });
+      const hello = await rawServer.waitFor((f) => isV1(f, T.HELLO));
+      await rawServer.waitFor((f) => isV1(f, T.HEARTBEAT), hello.index + 1);
+      const from = rawServer.received.length;
+      const at = performance.now();
+      await sleep(12 * heartbeat.intervalMs);
+      const rawIntervals = (performance.now() - at) / heartbeat.intervalMs;
+      const sent = beats(rawServer.received.slice(from));
+      expect(sent, `client -> echoing server over ${rawIntervals.toFixed(1)} intervals`).to.be.at.most(2 * Math.ceil(rawIntervals) + 2);
+    });
+
+    it('a client whose server never sends HEARTBEAT (heartbeat: false there) still sends its own on its timer', async () => {
+      const server = await serverWith(false);
+      const client = track(new Client(server.id, { userId: 'self-timed', heartbeat: { intervalMs: 50, timeoutMs: 5000 }, logger: recordingLogger() }));
+      client.connect(server.endpoint);
+      const connected = once(client, 'connected', 10_000);
+      await client.start();
+      await connected;
+      const base = { server: server.stats(), client: client.stats() };
+      await until(() => server.stats().messagesIn - base.server.messagesIn >= 4, 5000, 'four HEARTBEATs from the client');
+      expect(client.stats().messagesIn - base.client.messagesIn, 'nothing from a server with heartbeat: false').to.equal(0);
+      expect(client.connected).to.equal(true);
+    });
+
+    it('a client with heartbeat: false answers nothing: the server\'s HEARTBEATs arrive and none goes back', async () => {
+      const server = await serverWith({ intervalMs: 50, timeoutMs: 60_000 });
+      const client = track(new Client(server.id, { userId: 'mute-client', heartbeat: false, logger: recordingLogger() }));
+      client.connect(server.endpoint);
+      const connected = once(client, 'connected', 10_000);
+      await client.start();
+      await connected;
+      const base = { server: server.stats(), client: client.stats() };
+      await until(() => client.stats().messagesIn - base.client.messagesIn >= 4, 5000, 'four HEARTBEATs from the server');
+      expect(client.stats().messagesOut - base.client.messagesOut, 'nothing from the client').to.equal(0);
+      expect(server.stats().messagesIn - base.server.messagesIn).to.equal(0);
+    });
+
+    it('silence still counts both ways: a client that stops answering is gone "timeout"; a server that stops sweeping is left by its client', async () => {
+      // The server's side: a raw peer that answered nothing (it never heartbeats) is judged by the timeout, as before.
+      const server = await serverWith(HB);
+      const gone = goneOf(server, 'stops-answering');
+      await silentRawPeer(server, 'stops-answering');
+      expect(await gone).to.equal('timeout');
+
+      // The client's side: a server that sent HEARTBEAT once (it speaks them) and then nothing.
+      const rawServer = new RawServer();
+      const endpoint = await rawServer.bind();
+      rawServer.respond = (frames) => {
+        if (isV1(frames, T.HELLO) && rawServer.received.filter((f) => isV1(f, T.HELLO)).length === 1) {
+          rawServer.reply(frames, T.AUTHENTICATED);
+          rawServer.heartbeat(frames);
+        }
+      };
+      const client = await startClientOf(endpoint, { userId: 'left-alone', heartbeat: HB, helloTimeoutMs: 10_000 });
+      await once(client, 'disconnected', 10_000);
+      expect(client.connected).to.equal(false);
     });
   });
 });

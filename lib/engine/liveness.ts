@@ -3,6 +3,18 @@
  * each interval, any message as a sign of life, and the backend's verdict on who fell silent.
  * A peer that never showed it speaks heartbeats (a pseud peer) is neither sent them nor judged by
  * them: a REQ socket would read a HEARTBEAT as its answer, and an idle pseud peer is healthy.
+ *
+ * Aligned heartbeats: a side that `answers` (a client) replies to a HEARTBEAT at once (at most
+ * once per tick), and its own tick skips a connection it answered on since the tick before. A server then hears from its
+ * clients in one burst right after its sweep (its receive loop reads many per wakeup) instead of
+ * one wakeup per client spread over the interval. The other side (a server) never answers, so no
+ * ping-pong; facing a peer that never sends HEARTBEAT (pseud), a client's own tick sends as before.
+ *
+ * The sweep does not skip a connection it heard from recently: that tells the peer nothing (its
+ * verdict on us needs a message from us), and a client answers only what it is sent, so its
+ * heartbeats would fall back to its own spread-out timer. Skipping one it sent anything to would
+ * be correct, but costs a timestamp on every send and saves nothing at idle, where the sweep's
+ * HEARTBEAT is all that is sent.
  */
 import type { HeartbeatBackend } from '../heartbeat.js';
 import type { Logger } from '../logger.js';
@@ -17,12 +29,16 @@ export interface LivenessSettings {
   readonly timeoutMs: number;
   readonly backend: HeartbeatBackend;
   readonly logger: Logger;
+  /** Reply to each HEARTBEAT at once (a client); the tick then skips the connections answered since the last tick. */
+  readonly answers?: boolean;
 }
 
 /** What liveness needs of the session. */
 export interface LivenessHost {
   /** The connections to send HEARTBEAT to, and whose silence matters. */
   targets(): Iterable<Connection>;
+  /** Whether `connection` is one of the targets now. */
+  isTarget(connection: Connection): boolean;
   heartbeat(connection: Connection): void;
   byKey(key: string): Connection | undefined;
   /** A tracked connection was not heard from for `timeoutMs`. */
@@ -36,6 +52,8 @@ export class Liveness {
   /** When the last tick ran: a much later tick means this process was paused (SIGSTOP, a blocked loop). */
   #lastTick = 0;
   readonly #tracked = new WeakSet<Connection>();
+  /** Connections sent a HEARTBEAT in answer since the last tick: the tick skips them once, and they get no second answer before it. */
+  readonly #answered = new WeakSet<Connection>();
   /** Connections judged silent, by key, until heard from again (bounded: the oldest verdicts go first). */
   readonly #silenced = new Map<string, { routingId: string; identity: string | undefined; at: number }>();
 
@@ -70,15 +88,26 @@ export class Liveness {
     void this.#settle(this.#settings.backend.untrack(this.#peer(connection.key, connection.identity), reason), 'untrack');
   }
 
-  /** The peer on `connection` sent HEARTBEAT: it speaks them, so it is held to them from now on. */
+  /**
+   * The peer on `connection` sent HEARTBEAT: it speaks them, so it is held to them from now on.
+   * A side that answers sends its own back at once (never a side that does not: no ping-pong).
+   */
   heartbeatFrom(connection: Connection): void {
-    if (connection.heartbeats) return;
-    connection.heartbeats = true;
-    if (connection.authenticated) this.track(connection);
+    if (!connection.heartbeats) {
+      connection.heartbeats = true;
+      if (connection.authenticated) this.track(connection);
+    }
+    // At most one answer per tick: a peer that answers every HEARTBEAT with one (not a zeropeer
+    // server, but a hand-written one may) gets one reply per interval, not a ping-pong.
+    if (this.#settings.answers && this.#timer !== undefined && !this.#answered.has(connection) && this.#host.isTarget(connection)) {
+      this.#host.heartbeat(connection);
+      this.#answered.add(connection);
+    }
   }
 
   async stop(): Promise<void> {
     clearInterval(this.#timer);
+    this.#timer = undefined;
     this.#silenced.clear();
     await this.#settle(this.#settings.backend.close?.(), 'close');
   }
@@ -96,6 +125,8 @@ export class Liveness {
     for (const connection of this.#host.targets()) {
       // This process was paused: what its peers sent meanwhile is not read yet. Their silence is ours; start the count again.
       if (paused) backend.seen(connection.key, now);
+      // Answered since the last tick: the peer heard from us within the interval already.
+      if (this.#answered.delete(connection)) continue;
       this.#host.heartbeat(connection);
     }
     if (paused) {

@@ -4,7 +4,6 @@
  * flows one way: socket -> framing -> route by type -> handshake / caller / dispatcher -> socket.
  * What makes it a server or a client is a {@link Role} handed to it.
  */
-import { setTimeout as delay } from 'node:timers/promises';
 import { PeerCounters } from './counters.js';
 import type * as zmq from 'zeromq';
 import { EncodingError, ServiceClosedError, type ErrorClass, type ErrorTable } from '../errors.js';
@@ -12,7 +11,7 @@ import type { HeartbeatBackend } from '../heartbeat.js';
 import { LogThrottle, describeRoutingId, type LogContext, type Logger } from '../logger.js';
 import type { Predicate } from '../predicates.js';
 import type { Registry } from '../registry.js';
-import { Outbox, type BatchLimits } from '../transport/outbox.js';
+import { Outbox, type BatchLimits, type OutgoingHooks } from '../transport/outbox.js';
 import { RouterSocket, isUnreachable } from '../transport/router-socket.js';
 import type { Codec } from '../wire/codec.js';
 import { decodeBatched, decodeFrames, encodeMessage, encodeWithin, payloadBytes, type FramingContext, type Inbound } from '../wire/framing.js';
@@ -20,6 +19,7 @@ import { MessageIds } from '../wire/message-ids.js';
 import { MESSAGES, MessageType, PROBE, typeName, workBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import { Caller } from './caller.js';
 import { Connections, routingKey, type Connection } from './connection.js';
+import { Departures } from './departures.js';
 import { Dispatcher } from './dispatcher.js';
 import type { InterceptorChains } from './interceptors.js';
 import { Liveness } from './liveness.js';
@@ -50,6 +50,8 @@ export interface SessionConfig {
   readonly batch: BatchLimits;
   readonly sendHighWaterMark: number;
   readonly heartbeat: { intervalMs: number; timeoutMs: number; backend: HeartbeatBackend } | undefined;
+  /** Reply to each HEARTBEAT at once (a client: aligned heartbeats); a server never does. */
+  readonly answersHeartbeats?: boolean;
   readonly errorTable: ErrorTable | undefined;
   readonly logExceptions: boolean;
   readonly excludeLogExceptions: readonly ErrorClass[];
@@ -63,9 +65,6 @@ export interface SessionConfig {
 
 type State = 'idle' | 'started' | 'stopping' | 'stopped';
 
-/** When a departure notice is checked against the route: at once, then with growing waits (~2.6 s in all). */
-const DEPARTURE_PROBES_MS = [0, 5, 20, 100, 500, 2000] as const;
-
 export class Session {
   readonly config: SessionConfig;
   readonly socket: RouterSocket;
@@ -78,9 +77,12 @@ export class Session {
   readonly #framing: FramingContext;
   readonly #outbox: Outbox;
   readonly #stopping = new AbortController();
+  readonly #departures: Departures;
   /** One line per peer per interval for what a peer can make us log at will. */
   readonly #logThrottle = new LogThrottle();
   #role!: Role;
+  /** The compact HEARTBEAT's one frame, encoded once (every heartbeat is the same bytes). */
+  #heartbeatPacket: Buffer | undefined;
   #state: State = 'idle';
   #receiving: Promise<void> | undefined;
   #stopped: Promise<void> | undefined;
@@ -126,11 +128,24 @@ export class Session {
         warn: (connection, message) => this.peerWarning(connection.key, message, this.context(connection)),
       },
     );
-    this.liveness = config.heartbeat && new Liveness({ peerId, logger, ...config.heartbeat }, {
+    this.liveness = config.heartbeat && new Liveness({ peerId, logger, ...config.heartbeat, answers: config.answersHeartbeats }, {
       targets: () => this.#heartbeatTargets(),
-      heartbeat: (connection) => this.send(connection, MessageType.HEARTBEAT, null, ''),
+      isTarget: (connection) => this.#isHeartbeatTarget(connection),
+      heartbeat: (connection) => this.#heartbeat(connection),
       byKey: (key) => this.connections.byKey(key),
       silent: (connection) => this.#role.lost(connection, 'silent'),
+    });
+    this.#departures = new Departures({
+      logger,
+      connections: this.connections,
+      stopping: this.#stopping.signal,
+      checksDepartures: () => this.#role.checksDepartures,
+      connectionFor: (routingId) => this.#role.connectionFor(routingId),
+      up: (connection) => this.markUp(connection),
+      down: (connection) => this.#role.lost(connection, 'down'),
+      probe: (connection) => this.probe(connection),
+      context: (connection) => this.context(connection),
+      warn: (connection, message) => this.peerWarning(connection.key, message, this.context(connection)),
     });
     try {
       this.#role = makeRole(this);
@@ -254,9 +269,43 @@ export class Session {
     return payloadBytes(frames);
   }
 
+  /**
+   * A HEARTBEAT. In compact framing, when nothing waits for the connection, straight to the socket
+   * with no queue, batch or retry: thousands go out in one sweep, and the outbox's bookkeeping per
+   * message was most of the sweep's JavaScript time (BENCHMARKS.md, 10,000 clients). A full pipe
+   * (EAGAIN) drops it: the peer is not reading, and what waits in the pipe shows we live once it does.
+   */
+  #heartbeat(connection: Connection): void {
+    if (connection.framing !== 'compact' || !this.#outbox.idle(connection.key)) {
+      this.send(connection, MessageType.HEARTBEAT, null, '');
+      return;
+    }
+    let packet = this.#heartbeatPacket;
+    if (packet === undefined) {
+      try {
+        packet = this.#heartbeatPacket = encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.HEARTBEAT, null, '')[1]!;
+      } catch (error) {
+        this.config.logger.error('could not encode a message', { ...this.context(connection), type: 'HEARTBEAT', error: (error as Error).message });
+        return;
+      }
+    }
+    const frames = [connection.routingId, packet];
+    this.socket.send(frames).then(
+      () => this.counters.sent(frames),
+      (error: { code?: string }) => {
+        if (error?.code !== 'EAGAIN') this.#sendHooks(connection).onError!(error as Error);
+      },
+    );
+  }
+
   /** Hands frames to the outbox; a failure is logged (answers have nobody else to tell). */
   #hand(connection: Connection, frames: Buffer[]): void {
-    connection.sendHooks ??= {
+    this.#outbox.sendNow(connection.key, frames, this.#sendHooks(connection));
+  }
+
+  /** What the outbox tells about a failed send on `connection`: logged, at the level it deserves (made once per connection). */
+  #sendHooks(connection: Connection): OutgoingHooks {
+    return connection.sendHooks ??= {
       onError: (error) => {
         // An answer to a peer that has just left is routine; anything else deserves a warning, once per interval.
         if (isUnreachable(error)) {
@@ -266,7 +315,6 @@ export class Session {
         this.peerWarning(connection.key, 'could not send', { ...this.context(connection), error: error.message });
       },
     };
-    this.#outbox.sendNow(connection.key, frames, connection.sendHooks);
   }
 
   /** Forgets what waits to be sent on a connection that is gone. */
@@ -313,7 +361,7 @@ export class Session {
 
   /** Records that the transport to `connection` is down, as a disconnect notification would (libzmq sends none for our own `disconnect`). */
   markDown(connection: Connection): void {
-    if (connection.up) this.#departed(connection);
+    if (connection.up) this.#departures.departed(connection);
   }
 
   /** Whether the connection that asked is the one that would receive the answer. */
@@ -328,6 +376,10 @@ export class Session {
     if (this.#state !== 'started') return targets;
     for (const connection of this.connections.values()) if (connection.up && connection.authenticated && connection.heartbeats) targets.push(connection);
     return targets;
+  }
+
+  #isHeartbeatTarget(connection: Connection): boolean {
+    return this.#state === 'started' && connection.up && connection.authenticated && connection.heartbeats && this.connections.holds(connection);
   }
 
   /** Tells zeropeer peers that this one stops, so they need not wait for a transport timeout. */
@@ -377,7 +429,7 @@ export class Session {
   #onInbound(inbound: Exclude<Inbound, { kind: 'batch' }>, frames: Buffer[]): void {
     switch (inbound.kind) {
       case 'notify':
-        this.#onNotify(inbound.routingId);
+        this.#departures.notify(inbound.routingId);
         return;
       case 'malformed':
         this.#onMalformed(inbound);
@@ -385,72 +437,6 @@ export class Session {
       case 'message':
         this.#onMessage(inbound.message, frames);
     }
-  }
-
-  #onNotify(routingId: Buffer): void {
-    // ROUTER_NOTIFY sends the same empty message for a connect and a disconnect: the state says which.
-    const known = this.connections.get(routingId);
-    if (known?.up) {
-      if (known.departure) {
-        // A second one while the first is checked: a departure and a new connection on the same
-        // routing id (or a peer that sends empty messages: then it only resets its own record).
-        this.#departed(known);
-        const fresh = this.#role.connectionFor(routingId);
-        if (fresh) this.markUp(fresh);
-        return;
-      }
-      if (!known.heard && this.#role.checksDepartures) {
-        // Nothing heard yet: pseud's Client announces itself with this very message (PROBE_ROUTER).
-        // Nothing is sent to check; a record that hears nothing is dropped by the role after a while.
-        this.config.logger.debug('an empty message from a connection that has not spoken: ignored', this.context(known));
-        return;
-      }
-      if (this.#role.checksDepartures) void this.#confirmDeparture(known);
-      else this.#departed(known);
-      return;
-    }
-    const connection = known ?? this.#role.connectionFor(routingId);
-    if (connection) this.markUp(connection);
-  }
-
-  /**
-   * A peer can send the empty message libzmq uses to say it left. Believe it only when the route
-   * is gone: libzmq drops the pipe a few milliseconds after the notification, so probe until a
-   * send fails (a departure) or ~2.5 s have passed with the route still there (a message from the
-   * peer: ignored, its record and its login throttle kept).
-   */
-  async #confirmDeparture(connection: Connection): Promise<void> {
-    const check = new AbortController();
-    connection.departure = check;
-    const signal = AbortSignal.any([check.signal, this.#stopping.signal]);
-    const epoch = connection.epoch;
-    const current = (): boolean => !signal.aborted && connection.up && connection.epoch === epoch && this.connections.holds(connection);
-    try {
-      for (const waitMs of DEPARTURE_PROBES_MS) {
-        if (waitMs > 0) await delay(waitMs, undefined, { signal });
-        if (!current()) return;
-        try {
-          await this.probe(connection);
-        } catch (error) {
-          if (!isUnreachable(error)) continue; // a full pipe is still a pipe
-          if (current()) this.#departed(connection);
-          return;
-        }
-      }
-      this.peerWarning(connection.key, 'an empty message from a connected peer was ignored', this.context(connection));
-    } catch {
-      // aborted: stopping, or a second notification settled it
-    } finally {
-      if (connection.departure === check) connection.departure = undefined;
-    }
-  }
-
-  #departed(connection: Connection): void {
-    connection.departure?.abort();
-    connection.departure = undefined;
-    connection.up = false;
-    this.config.logger.debug('connection down', this.context(connection));
-    this.#role.lost(connection, 'down');
   }
 
   #onMalformed(inbound: Extract<Inbound, { kind: 'malformed' }>): void {

@@ -184,6 +184,14 @@ export class Outbox {
   }
 
   /**
+   * Whether nothing is queued, held or unsettled for `key`: a message handed straight to the
+   * socket now cannot overtake one of the outbox's (a heartbeat, which is never retried).
+   */
+  idle(key: string): boolean {
+    return !this.#closed && !this.#waits(key) && !this.#held.get(key)?.packets.length;
+  }
+
+  /**
    * Whether a message to `key` must wait its turn: something is queued, or a direct send has not
    * told yet whether the pipe took it (its EAGAIN comes a microtask later, and what follows it must
    * not overtake it).
