@@ -4,11 +4,13 @@
  * A peer that never showed it speaks heartbeats (a pseud peer) is neither sent them nor judged by
  * them: a REQ socket would read a HEARTBEAT as its answer, and an idle pseud peer is healthy.
  *
- * Aligned heartbeats: a side that `answers` (a client) replies to a HEARTBEAT at once (at most
- * once per tick), and its own tick skips a connection it answered on since the tick before. A server then hears from its
- * clients in one burst right after its sweep (its receive loop reads many per wakeup) instead of
- * one wakeup per client spread over the interval. The other side (a server) never answers, so no
- * ping-pong; facing a peer that never sends HEARTBEAT (pseud), a client's own tick sends as before.
+ * Aligned heartbeats: a side that `answers` (a client) replies to a HEARTBEAT at once, unless it
+ * sent one within half an interval, and its own tick sends one only to a connection it sent none
+ * to for a whole interval; each tick is timed from the last HEARTBEAT sent, so no gap between two
+ * is longer than one interval (the other side's verdicts are as before). A server then hears from
+ * its clients in one burst right after its sweep (its receive loop reads many per wakeup) instead
+ * of one wakeup per client spread over the interval. The other side (a server) never answers, so
+ * no ping-pong; facing a peer that never sends HEARTBEAT (pseud), a client's own tick sends as before.
  *
  * The sweep does not skip a connection it heard from recently: that tells the peer nothing (its
  * verdict on us needs a message from us), and a client answers only what it is sent, so its
@@ -23,13 +25,16 @@ import type { Connection } from './connection.js';
 /** How many silence verdicts are remembered (to log a peer heard from again); older ones are forgotten. */
 const MAX_SILENCED = 1024;
 
+/** A timer may fire a millisecond before Date.now() says it is due: a HEARTBEAT this close to due goes now. */
+const TIMER_SLACK_MS = 2;
+
 export interface LivenessSettings {
   readonly peerId: string;
   readonly intervalMs: number;
   readonly timeoutMs: number;
   readonly backend: HeartbeatBackend;
   readonly logger: Logger;
-  /** Reply to each HEARTBEAT at once (a client); the tick then skips the connections answered since the last tick. */
+  /** Reply to a HEARTBEAT at once (a client); the tick then sends only where none went for an interval. */
   readonly answers?: boolean;
 }
 
@@ -49,11 +54,11 @@ export class Liveness {
   readonly #settings: LivenessSettings;
   readonly #host: LivenessHost;
   #timer: NodeJS.Timeout | undefined;
-  /** When the last tick ran: a much later tick means this process was paused (SIGSTOP, a blocked loop). */
-  #lastTick = 0;
+  /** When the next tick is due: a tick much later than that means this process was paused (SIGSTOP, a blocked loop). */
+  #due = 0;
   readonly #tracked = new WeakSet<Connection>();
-  /** Connections sent a HEARTBEAT in answer since the last tick: the tick skips them once, and they get no second answer before it. */
-  readonly #answered = new WeakSet<Connection>();
+  /** A side that answers: when each connection was last sent a HEARTBEAT (by a tick or an answer). */
+  readonly #lastBeat = new WeakMap<Connection, number>();
   /** Connections judged silent, by key, until heard from again (bounded: the oldest verdicts go first). */
   readonly #silenced = new Map<string, { routingId: string; identity: string | undefined; at: number }>();
 
@@ -63,8 +68,10 @@ export class Liveness {
   }
 
   start(): void {
-    this.#lastTick = Date.now();
-    this.#timer = setInterval(() => this.#tick(), this.#settings.intervalMs);
+    const { intervalMs, answers } = this.#settings;
+    this.#due = Date.now() + intervalMs;
+    // A side that answers times each tick from its last HEARTBEAT; the other sweeps on a fixed beat.
+    this.#timer = answers ? setTimeout(() => this.#tick(), intervalMs) : setInterval(() => this.#tick(), intervalMs);
     this.#timer.unref(); // heartbeats alone never keep a process alive
   }
 
@@ -83,6 +90,7 @@ export class Liveness {
   }
 
   untrack(connection: Connection, reason: string): void {
+    this.#lastBeat.delete(connection); // a client's connection record outlives a reconnect: its next one starts afresh
     if (connection.identity === undefined || !this.#tracked.has(connection)) return;
     this.#tracked.delete(connection);
     void this.#settle(this.#settings.backend.untrack(this.#peer(connection.key, connection.identity), reason), 'untrack');
@@ -97,16 +105,18 @@ export class Liveness {
       connection.heartbeats = true;
       if (connection.authenticated) this.track(connection);
     }
-    // At most one answer per tick: a peer that answers every HEARTBEAT with one (not a zeropeer
-    // server, but a hand-written one may) gets one reply per interval, not a ping-pong.
-    if (this.#settings.answers && this.#timer !== undefined && !this.#answered.has(connection) && this.#host.isTarget(connection)) {
-      this.#host.heartbeat(connection);
-      this.#answered.add(connection);
-    }
+    // None within half an interval: a peer that answers every HEARTBEAT with one (not a zeropeer
+    // server, but a hand-written one may) gets at most two an interval, not a ping-pong.
+    if (!this.#settings.answers || this.#timer === undefined || !this.#host.isTarget(connection)) return;
+    const now = Date.now();
+    const last = this.#lastBeat.get(connection);
+    if (last !== undefined && now - last < this.#settings.intervalMs / 2) return;
+    this.#host.heartbeat(connection);
+    this.#lastBeat.set(connection, now);
   }
 
   async stop(): Promise<void> {
-    clearInterval(this.#timer);
+    clearTimeout(this.#timer); // a timeout or an interval: one kind of handle in Node
     this.#timer = undefined;
     this.#silenced.clear();
     await this.#settle(this.#settings.backend.close?.(), 'close');
@@ -119,15 +129,27 @@ export class Liveness {
   #tick(): void {
     const { backend, timeoutMs, intervalMs, logger, peerId } = this.#settings;
     const now = Date.now();
-    const lateMs = now - this.#lastTick - intervalMs;
+    const lateMs = now - this.#due;
     const paused = lateMs > intervalMs;
-    this.#lastTick = now;
+    let next = now + intervalMs;
     for (const connection of this.#host.targets()) {
       // This process was paused: what its peers sent meanwhile is not read yet. Their silence is ours; start the count again.
       if (paused) backend.seen(connection.key, now);
-      // Answered since the last tick: the peer heard from us within the interval already.
-      if (this.#answered.delete(connection)) continue;
+      if (this.#settings.answers) {
+        // Sent one within the interval (an answer): the next is due an interval after that one.
+        const last = this.#lastBeat.get(connection);
+        if (last !== undefined && now - last < intervalMs - TIMER_SLACK_MS) {
+          next = Math.min(next, last + intervalMs);
+          continue;
+        }
+        this.#lastBeat.set(connection, now);
+      }
       this.#host.heartbeat(connection);
+    }
+    this.#due = next;
+    if (this.#settings.answers && this.#timer !== undefined) {
+      this.#timer = setTimeout(() => this.#tick(), Math.max(1, next - now));
+      this.#timer.unref();
     }
     if (paused) {
       logger.debug('heartbeat tick late (this process was paused): silence verdicts skipped once', { peer: peerId, lateMs });

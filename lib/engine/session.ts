@@ -283,7 +283,8 @@ export class Session {
     let packet = this.#heartbeatPacket;
     if (packet === undefined) {
       try {
-        packet = this.#heartbeatPacket = encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.HEARTBEAT, null, '')[1]!;
+        // A copy of our own: a codec may hand back a view of a buffer it reuses for the next message.
+        packet = this.#heartbeatPacket = Buffer.from(encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.HEARTBEAT, null, '')[1]!);
       } catch (error) {
         this.config.logger.error('could not encode a message', { ...this.context(connection), type: 'HEARTBEAT', error: (error as Error).message });
         return;
