@@ -34,9 +34,14 @@ export interface DepartureHost {
 
 export class Departures {
   readonly #host: DepartureHost;
+  /** The checks running now: one listener on the stopping signal aborts them all (AbortSignal.any per check left a record on it for good). */
+  readonly #checks = new Set<AbortController>();
 
   constructor(host: DepartureHost) {
     this.#host = host;
+    host.stopping.addEventListener('abort', () => {
+      for (const check of this.#checks) check.abort();
+    }, { once: true });
   }
 
   /** The empty message of ROUTER_NOTIFY (or one a peer sent) came from `routingId`. */
@@ -85,9 +90,11 @@ export class Departures {
    */
   async #confirm(connection: Connection): Promise<void> {
     const host = this.#host;
+    if (host.stopping.aborted) return;
     const check = new AbortController();
     connection.departure = check;
-    const signal = AbortSignal.any([check.signal, host.stopping]);
+    this.#checks.add(check);
+    const { signal } = check;
     const epoch = connection.epoch;
     const current = (): boolean => !signal.aborted && connection.up && connection.epoch === epoch && host.connections.holds(connection);
     try {
@@ -106,6 +113,7 @@ export class Departures {
     } catch {
       // aborted: stopping, or a second notification settled it
     } finally {
+      this.#checks.delete(check);
       if (connection.departure === check) connection.departure = undefined;
     }
   }
