@@ -1,7 +1,7 @@
 /**
  * Items by their numeric id (the calls in flight by message id), in an open-addressing table on
  * one array: the slot is the id's low bits, probing linear, deletion by backward shift (no
- * tombstones). It grows when half full and never shrinks.
+ * tombstones). It grows when half full; emptied, a large one goes back to its first size.
  *
  * Why not a Map: V8 replaces a Map's hash table when it grows or shrinks, and the replaced
  * table keeps its entries and a pointer to its successor (for iterators). Once one table has
@@ -16,6 +16,8 @@ export interface HasId {
 }
 
 const INITIAL_SLOTS = 64;
+/** An empty table larger than this (a burst of calls passed) goes back to INITIAL_SLOTS. */
+const KEPT_SLOTS = 1024;
 
 export class IdTable<T extends HasId> {
   #slots: (T | undefined)[] = new Array<T | undefined>(INITIAL_SLOTS).fill(undefined);
@@ -24,6 +26,11 @@ export class IdTable<T extends HasId> {
 
   get size(): number {
     return this.#size;
+  }
+
+  /** Slots in the array (for tests). */
+  get capacity(): number {
+    return this.#slots.length;
   }
 
   get(id: number): T | undefined {
@@ -64,7 +71,11 @@ export class IdTable<T extends HasId> {
     }
     if (item === undefined) return undefined;
     slots[i] = undefined;
-    this.#size--;
+    if (--this.#size === 0 && slots.length > KEPT_SLOTS) {
+      this.#slots = new Array<T | undefined>(INITIAL_SLOTS).fill(undefined);
+      this.#mask = INITIAL_SLOTS - 1;
+      return item;
+    }
     // Backward shift: move up each later item of the run whose home slot is not between the hole
     // and it, so that a lookup never stops at the hole before reaching it.
     for (let j = (i + 1) & mask, next = slots[j]; next !== undefined; j = (j + 1) & mask, next = slots[j]) {

@@ -103,4 +103,20 @@ describe('IdTable', () => {
     expect(seen.sort((a, b) => a - b)).to.deep.equal(Array.from({ length: 100 }, (_, i) => (i + 1) * 64));
     expect(table.size).to.equal(0);
   });
+
+  it('a burst grows it; emptied, it goes back to its first size and still works', () => {
+    const table = new IdTable<Item>();
+    const first = table.capacity;
+    for (let id = 1; id <= 5000; id++) table.set(item(id));
+    expect(table.capacity).to.be.above(5000);
+    for (let id = 1; id <= 4999; id++) table.delete(id);
+    expect(table.capacity, 'not while one is left').to.be.above(5000);
+    expect(table.get(5000)?.id).to.equal(5000);
+    table.delete(5000);
+    expect(table.capacity).to.equal(first);
+    expect(table.size).to.equal(0);
+    for (let id = 7000; id < 7100; id++) table.set(item(id));
+    for (let id = 7000; id < 7100; id++) expect(table.get(id)?.id).to.equal(id);
+    expect(table.size).to.equal(100);
+  });
 });
