@@ -323,14 +323,24 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
     return this.#handshake.afterRefusal(() => this.session.caller.invoke(this.#server, name, args, options));
   }
 
+  /** @internal whether outgoing interceptors (user code) see this client's calls, and with them their signal. */
+  get interceptsOutgoing(): boolean {
+    return this.session.config.interceptors.outgoing.length > 0;
+  }
+
   /**
    * @internal a call a server relays for `identity` (its proxyTo): through `_zeropeer.proxy` to a
    * zeropeer server (which runs it as `identity`, if it trusts this client); to another v1 server
    * (pseud) as a plain call of `name`, which runs as this client (v1 carries no metadata either).
    */
   async relay(identity: string, name: string, args: unknown[], kwargs: Record<string, unknown> | undefined, options: CallOptions): Promise<unknown> {
-    // What the server is shows once this client has been ready with it.
-    if (this.#handshake.serverKind === undefined) await this.ready(options.signal ? { signal: options.signal } : {});
+    // What the server is shows once this client has been ready with it (within the call's own time).
+    if (this.#handshake.serverKind === undefined) {
+      const { signal, timeoutMs } = options;
+      const until = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+      await this.ready({ ...(signal ? { signal } : {}), ...(timeoutMs === undefined ? {} : { timeoutMs }) });
+      if (until !== undefined) options = { ...options, timeoutMs: Math.max(1, until - Date.now()) };
+    }
     if (this.#handshake.serverKind === 'pseud') return this.invoke(name, args, kwargs ? { ...options, kwargs } : options);
     return this.invoke('_zeropeer.proxy', [identity, name, args, kwargs ?? null], options);
   }

@@ -353,9 +353,19 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     if (!upstream) return false;
     this.logger.debug('relaying a call upstream', { ...this.session.context(connection), name: work.name });
     // Metadata (trace context, say) goes along: the upstream trusts this proxy with the caller's
-    // identity already. So do the caller's cancel and deadline (the work's signal carries both).
+    // identity already. So do the caller's cancel and deadline: as the relay signal (cancel and stop,
+    // no AbortController or deadline timer) and a timeout within the deadline, unless outgoing
+    // interceptors (user code) will see the signal: they get the handler's own, which carries both.
     // A pseud upstream gets a plain v1 call, made as this proxy (see Client.relay).
-    const options = work.metadata ? { metadata: { ...work.metadata }, signal: work.scope.signal } : { signal: work.scope.signal };
+    const { scope } = work;
+    let options: CallOptions;
+    if (upstream.interceptsOutgoing) {
+      options = { signal: scope.signal };
+    } else {
+      options = { signal: scope.relaySignal };
+      if (scope.deadline !== undefined) options.timeoutMs = Math.max(1, scope.deadline - Date.now());
+    }
+    if (work.metadata) options.metadata = { ...work.metadata };
     upstream
       .relay(work.identity, work.name, work.args, work.kwargs, options)
       .then((value) => work.responder.ok(value), (error: unknown) => work.responder.fail(error));

@@ -959,6 +959,52 @@ describe('more ways to talk (patterns)', function () {
       expect(await reason).to.be.instanceOf(CancelledError);
     });
 
+    /** core.slow: never answers; records its deadline and the reason its signal aborts with. */
+    function slowOnCore(core: Server): { deadline(): number | undefined; reason(): Promise<unknown> | undefined } {
+      let deadline: number | undefined;
+      let reason: Promise<unknown> | undefined;
+      core.registerRpc('core.slow', (ctx: CallContext) => {
+        deadline = ctx.deadline;
+        reason = new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(ctx.signal.reason), { once: true }));
+        return new Promise(() => {});
+      }, { withContext: true });
+      return { deadline: () => deadline, reason: () => reason };
+    }
+
+    it('edge stopping mid-call cancels the call it relays to core (core\'s handler sees its signal abort)', async () => {
+      const core = await makeCore();
+      const slow = slowOnCore(core);
+      const edge = await makeEdge(core);
+      const alice = await plainClient(edge, 'alice');
+      const call = rejection(alice.invoke('core.slow', [], { timeoutMs: 5000 }));
+      await until(() => slow.reason() !== undefined);
+      await edge.stop();
+      expect(await slow.reason()).to.be.instanceOf(CancelledError);
+      expect(await call).to.be.instanceOf(Error);
+    });
+
+    it('an upstream client with outgoing interceptors: they see a real AbortSignal with the deadline, and cancel still reaches core', async () => {
+      const core = await makeCore();
+      const slow = slowOnCore(core);
+      const upstream = await trustedClient(core, 'edge');
+      const seen: unknown[] = [];
+      upstream.use({ outgoing: (next) => (call) => {
+        seen.push(call.signal);
+        return next(call);
+      } });
+      const edge = await plainServer({ proxyTo: upstream }, 'edge');
+      const alice = await plainClient(edge, 'alice');
+      const controller = new AbortController();
+      const made = Date.now();
+      const call = alice.invoke('core.slow', [], { signal: controller.signal, timeoutMs: 3000 });
+      await until(() => slow.reason() !== undefined);
+      expect(seen.at(-1)).to.be.instanceOf(AbortSignal);
+      expect(slow.deadline()!).to.be.at.most(made + 3000 + 1000);
+      controller.abort();
+      expect(await rejection(call)).to.be.instanceOf(CancelledError);
+      expect(await slow.reason()).to.be.instanceOf(CancelledError);
+    });
+
     it('without trustedProxies on core, relayed calls get ServiceNotFoundError', async () => {
       const core = await makeCore({});
       const edge = await makeEdge(core);

@@ -86,9 +86,10 @@ export class ServerHandshake {
     for (const entry of this.#identities) if (!this.#expired(entry[1], now)) yield entry;
   }
 
-  #expired(connection: Connection, now = Date.now()): boolean {
+  /** The clock is read only for a proof that ends (a token): most have none, and this runs for every incoming call. */
+  #expired(connection: Connection, now?: number): boolean {
     const proof = this.#proofs.get(connection);
-    return proof !== undefined && now >= proof.expiresAt;
+    return proof !== undefined && (now ?? Date.now()) >= proof.expiresAt;
   }
 
   /** How many identities the table holds (connected and authenticated, expired proofs included until noticed). */

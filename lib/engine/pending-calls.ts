@@ -11,6 +11,7 @@ import type { ErrorTable } from '../errors.js';
 import type { OutgoingHooks } from '../transport/outbox.js';
 import type { MessageId } from '../wire/messages.js';
 import { ByConnection } from './by-connection.js';
+import { IdTable } from './id-table.js';
 import type { CallStream, StreamProducer, StreamWindow } from './streams.js';
 
 /** What the table asks of its owner (the engine). */
@@ -120,14 +121,19 @@ function appendCallSite(error: Error, site: { stack?: string }): void {
   }
 }
 
+/** Empty lanes kept for reuse (see #drop). */
+const KEPT_LANES = 4;
+
 interface Lane {
   readonly timeoutMs: number;
-  calls: PendingCall[];
+  /** Oldest first; the slots before `head` are emptied as the head passes them. */
+  calls: (PendingCall | undefined)[];
   head: number;
 }
 
 export class PendingCalls {
-  readonly #calls = new Map<number, PendingCall>();
+  /** Not a Map: see IdTable (a Map's replaced tables kept every call alive through young-generation GCs). */
+  readonly #calls = new IdTable<PendingCall>();
   readonly #lanes = new Map<number, Lane>();
   /** The same calls by connection: what a lost connection rejects, without a scan of every call. */
   readonly #byConnection = new ByConnection<PendingCall>();
@@ -148,7 +154,7 @@ export class PendingCalls {
   }
 
   add(call: PendingCall): void {
-    this.#calls.set(call.id, call);
+    this.#calls.set(call);
     this.#byConnection.add(call.connectionKey, call);
     let lane = this.#lanes.get(call.timeoutMs);
     if (!lane) {
@@ -165,9 +171,8 @@ export class PendingCalls {
 
   /** Removes a call from the table; returns it, or undefined if it had settled. */
   #take(id: number): PendingCall | undefined {
-    const call = this.#calls.get(id);
+    const call = this.#calls.delete(id);
     if (!call) return undefined;
-    this.#calls.delete(id);
     this.#byConnection.delete(call.connectionKey, call);
     if (this.#expiring) return call;
     if (this.#calls.size === 0) this.#clear();
@@ -198,16 +203,18 @@ export class PendingCalls {
 
   /** Rejects the calls that match; `makeError` is asked once per call so each gets its own stack. */
   rejectWhere(match: (call: PendingCall) => boolean, makeError: (call: PendingCall) => Error): void {
-    for (const call of [...this.#calls.values()]) if (match(call)) this.reject(call.id, makeError(call));
+    for (const call of this.#calls.values()) if (match(call)) this.reject(call.id, makeError(call));
   }
 
   /** Drops the settled calls at the head of a lane (calls mostly settle in the order they were made). */
   #trim(lane: Lane | undefined): void {
     if (!lane) return;
     const { calls } = lane;
-    while (lane.head < calls.length && calls[lane.head]!.settled) lane.head++;
+    // A passed slot is emptied at once: a lane is compacted only every ~1,000 calls, and settled
+    // calls kept there until then (with their arguments, promise and answer) outlive young GCs.
+    while (lane.head < calls.length && calls[lane.head]!.settled) calls[lane.head++] = undefined;
     if (lane.head === calls.length) {
-      this.#lanes.delete(lane.timeoutMs); // an empty lane goes: timeouts may be all different
+      this.#drop(lane);
     } else if (lane.head > 1024 && lane.head * 2 > calls.length) {
       calls.splice(0, lane.head);
       lane.head = 0;
@@ -224,7 +231,18 @@ export class PendingCalls {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerAt = Infinity;
-    this.#lanes.clear();
+    for (const lane of this.#lanes.values()) this.#drop(lane);
+  }
+
+  /**
+   * An empty lane goes when there are many (timeouts may be all different); a few stay, emptied,
+   * so that the usual one or two timeouts do not delete and re-add a Map entry every batch (see
+   * IdTable: a Map whose table is replaced over and over keeps what it held through young GCs).
+   */
+  #drop(lane: Lane): void {
+    lane.calls.length = 0;
+    lane.head = 0;
+    if (this.#lanes.size > KEPT_LANES) this.#lanes.delete(lane.timeoutMs);
   }
 
   #expire(): void {
@@ -244,7 +262,7 @@ export class PendingCalls {
           }
           this.owner.expire(call);
         }
-        lane.head++;
+        calls[lane.head++] = undefined;
       }
     }
     this.#expiring = false;

@@ -348,4 +348,41 @@ describe('PendingCalls', () => {
     expect(expired).to.deep.equal([...calls.slice(2990).map(({ call }) => call.name), 'late']);
     expect(table.size).to.equal(0);
   });
+
+  it('lanes emptied and used again (the table filling and emptying batch after batch) keep every deadline', () => {
+    const { table, expired } = makeTable();
+    for (let batch = 0; batch < 3; batch++) {
+      const calls = [addCall(table, `a${batch}`, 100), addCall(table, `b${batch}`, 200), addCall(table, `c${batch}`, 100)];
+      for (const { call } of calls) table.resolve(call.id, batch); // the table empties: lanes are emptied, kept
+      expect(table.size).to.equal(0);
+    }
+    addCall(table, 'first', 100);
+    addCall(table, 'second', 200);
+    clock.tick(50);
+    const settled = addCall(table, 'settled', 100); // a kept lane, head past the settled one after it goes
+    table.resolve(settled.call.id, 'x');
+    addCall(table, 'third', 100);
+    clock.tick(50); // t = 100
+    expect(expired).to.deep.equal(['first']);
+    clock.tick(50); // t = 150
+    expect(expired).to.deep.equal(['first', 'third']);
+    clock.tick(50); // t = 200
+    expect(expired).to.deep.equal(['first', 'third', 'second']);
+    expect(table.size).to.equal(0);
+    expect(clock.armed).to.equal(0);
+  });
+
+  it('calls with all different timeouts (more lanes than are kept) expire in deadline order', () => {
+    const { table, expired } = makeTable();
+    const timeouts = [70, 10, 50, 30, 90, 20, 80, 40, 60, 100];
+    for (const ms of timeouts) addCall(table, `t${ms}`, ms);
+    const early = addCall(table, 'resolved', 25);
+    table.resolve(early.call.id, 'ok');
+    clock.tick(100);
+    expect(expired).to.deep.equal([...timeouts].sort((a, b) => a - b).map((ms) => `t${ms}`));
+    expect(table.size).to.equal(0);
+    for (const ms of timeouts) addCall(table, `again${ms}`, ms);
+    clock.tick(100);
+    expect(expired.slice(timeouts.length)).to.deep.equal([...timeouts].sort((a, b) => a - b).map((ms) => `again${ms}`));
+  });
 });
