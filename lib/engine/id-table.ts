@@ -1,7 +1,9 @@
 /**
  * Items by their numeric id (the calls in flight by message id), in an open-addressing table on
- * one array: the slot is the id's low bits, probing linear, deletion by backward shift (no
- * tombstones). It grows when half full; emptied, a large one goes back to its first size.
+ * one array: the slot is a Fibonacci hash of the id, probing linear, deletion by backward shift
+ * (no tombstones). It grows when half full; emptied, a large one goes back to its first size.
+ * (Not the id's low bits: message ids are consecutive, so N calls in flight would fill one run of
+ * N slots, and every delete and every lookup of an absent id would walk it: quadratic in N.)
  *
  * Why not a Map: V8 replaces a Map's hash table when it grows or shrinks, and the replaced
  * table keeps its entries and a pointer to its successor (for iterators). Once one table has
@@ -16,12 +18,16 @@ export interface HasId {
 }
 
 const INITIAL_SLOTS = 64;
+/** 2^32 / the golden ratio: multiplying by it spreads consecutive ids over the table. */
+const FIBONACCI = 0x9e3779b1;
 /** An empty table larger than this (a burst of calls passed) goes back to INITIAL_SLOTS. */
 const KEPT_SLOTS = 1024;
 
 export class IdTable<T extends HasId> {
   #slots: (T | undefined)[] = new Array<T | undefined>(INITIAL_SLOTS).fill(undefined);
   #mask = INITIAL_SLOTS - 1;
+  /** 32 - log2(slots): the hash's top bits are the slot. */
+  #shift = 32 - Math.log2(INITIAL_SLOTS);
   #size = 0;
 
   get size(): number {
@@ -36,7 +42,7 @@ export class IdTable<T extends HasId> {
   get(id: number): T | undefined {
     const slots = this.#slots;
     const mask = this.#mask;
-    for (let i = id & mask; ; i = (i + 1) & mask) {
+    for (let i = this.#home(id); ; i = (i + 1) & mask) {
       const item = slots[i];
       if (item === undefined || item.id === id) return item;
     }
@@ -47,7 +53,7 @@ export class IdTable<T extends HasId> {
     if ((this.#size + 1) * 2 > this.#slots.length) this.#grow();
     const slots = this.#slots;
     const mask = this.#mask;
-    let i = item.id & mask;
+    let i = this.#home(item.id);
     for (let current = slots[i]; current !== undefined; current = slots[i]) {
       if (current.id === item.id) {
         slots[i] = item;
@@ -63,7 +69,7 @@ export class IdTable<T extends HasId> {
   delete(id: number): T | undefined {
     const slots = this.#slots;
     const mask = this.#mask;
-    let i = id & mask;
+    let i = this.#home(id);
     let item = slots[i];
     while (item !== undefined && item.id !== id) {
       i = (i + 1) & mask;
@@ -72,14 +78,13 @@ export class IdTable<T extends HasId> {
     if (item === undefined) return undefined;
     slots[i] = undefined;
     if (--this.#size === 0 && slots.length > KEPT_SLOTS) {
-      this.#slots = new Array<T | undefined>(INITIAL_SLOTS).fill(undefined);
-      this.#mask = INITIAL_SLOTS - 1;
+      this.#resize(INITIAL_SLOTS);
       return item;
     }
     // Backward shift: move up each later item of the run whose home slot is not between the hole
     // and it, so that a lookup never stops at the hole before reaching it.
     for (let j = (i + 1) & mask, next = slots[j]; next !== undefined; j = (j + 1) & mask, next = slots[j]) {
-      const home = next.id & mask;
+      const home = this.#home(next.id);
       const between = i <= j ? i < home && home <= j : i < home || home <= j;
       if (!between) {
         slots[i] = next;
@@ -90,18 +95,28 @@ export class IdTable<T extends HasId> {
     return item;
   }
 
-  /** The items, as a list of their own (safe to change the table while walking it), in no particular order. */
+  /** The items, as a list of their own (safe to change the table while walking it), in no particular order (not the order they came in). */
   values(): T[] {
     const items: T[] = [];
     for (const item of this.#slots) if (item !== undefined) items.push(item);
     return items;
   }
 
+  #home(id: number): number {
+    return Math.imul(id, FIBONACCI) >>> this.#shift;
+  }
+
+  #resize(slots: number): void {
+    this.#slots = new Array<T | undefined>(slots).fill(undefined);
+    this.#mask = slots - 1;
+    this.#shift = 32 - Math.log2(slots);
+  }
+
   #grow(): void {
     const old = this.#slots;
-    this.#slots = new Array<T | undefined>(old.length * 2).fill(undefined);
-    this.#mask = this.#slots.length - 1;
+    this.#resize(old.length * 2);
     this.#size = 0;
     for (const item of old) if (item !== undefined) this.set(item);
+    old.fill(undefined); // an old array (maybe in the old generation) must not keep settled calls alive through scavenges
   }
 }

@@ -201,9 +201,10 @@ export class PendingCalls {
     for (const call of this.#byConnection.of(connectionKey)) if (match(call)) this.reject(call.id, makeError(call));
   }
 
-  /** Rejects the calls that match; `makeError` is asked once per call so each gets its own stack. */
+  /** Rejects the calls that match, oldest first; `makeError` is asked once per call so each gets its own stack. */
   rejectWhere(match: (call: PendingCall) => boolean, makeError: (call: PendingCall) => Error): void {
-    for (const call of this.#calls.values()) if (match(call)) this.reject(call.id, makeError(call));
+    const calls = this.#calls.values().filter(match).sort((a, b) => a.id - b.id); // the table's order is its hash's
+    for (const call of calls) this.reject(call.id, makeError(call));
   }
 
   /** Drops the settled calls at the head of a lane (calls mostly settle in the order they were made). */
