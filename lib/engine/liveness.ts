@@ -25,7 +25,7 @@ import type { Connection } from './connection.js';
 /** How many silence verdicts are remembered (to log a peer heard from again); older ones are forgotten. */
 const MAX_SILENCED = 1024;
 
-/** A timer may fire a millisecond before Date.now() says it is due: a HEARTBEAT this close to due goes now. */
+/** A timer may fire a millisecond before the clock says it is due: a HEARTBEAT this close to due goes now. */
 const TIMER_SLACK_MS = 2;
 
 export interface LivenessSettings {
@@ -54,7 +54,10 @@ export class Liveness {
   readonly #settings: LivenessSettings;
   readonly #host: LivenessHost;
   #timer: NodeJS.Timeout | undefined;
-  /** When the next tick is due: a tick much later than that means this process was paused (SIGSTOP, a blocked loop). */
+  /**
+   * When the next tick is due (performance.now(), as all our own timing here: a wall-clock step
+   * must not silence us): a tick much later than that means this process was paused (SIGSTOP, a blocked loop).
+   */
   #due = 0;
   readonly #tracked = new WeakSet<Connection>();
   /** A side that answers: when each connection was last sent a HEARTBEAT (by a tick or an answer). */
@@ -69,7 +72,7 @@ export class Liveness {
 
   start(): void {
     const { intervalMs, answers } = this.#settings;
-    this.#due = Date.now() + intervalMs;
+    this.#due = performance.now() + intervalMs;
     // A side that answers times each tick from its last HEARTBEAT; the other sweeps on a fixed beat.
     this.#timer = answers ? setTimeout(() => this.#tick(), intervalMs) : setInterval(() => this.#tick(), intervalMs);
     this.#timer.unref(); // heartbeats alone never keep a process alive
@@ -108,7 +111,7 @@ export class Liveness {
     // None within half an interval: a peer that answers every HEARTBEAT with one (not a zeropeer
     // server, but a hand-written one may) gets at most two an interval, not a ping-pong.
     if (!this.#settings.answers || this.#timer === undefined || !this.#host.isTarget(connection)) return;
-    const now = Date.now();
+    const now = performance.now();
     const last = this.#lastBeat.get(connection);
     if (last !== undefined && now - last < this.#settings.intervalMs / 2) return;
     this.#host.heartbeat(connection);
@@ -127,30 +130,50 @@ export class Liveness {
   }
 
   #tick(): void {
-    const { backend, timeoutMs, intervalMs, logger, peerId } = this.#settings;
-    const now = Date.now();
-    const lateMs = now - this.#due;
+    const { intervalMs } = this.#settings;
+    const at = performance.now();
+    const lateMs = at - this.#due;
     const paused = lateMs > intervalMs;
-    let next = now + intervalMs;
+    let next = at + intervalMs;
+    try {
+      next = this.#beat(at, paused);
+    } finally {
+      // Re-armed whatever happened: a throwing host or backend must not end the heartbeats.
+      this.#due = next;
+      if (this.#settings.answers && this.#timer !== undefined) {
+        this.#timer = setTimeout(() => this.#tick(), Math.min(intervalMs, Math.max(1, next - at)));
+        this.#timer.unref();
+      }
+    }
+    this.#verdicts(paused, lateMs);
+  }
+
+  /** Sends the HEARTBEATs that are due; returns when the next tick is (performance.now()). */
+  #beat(at: number, paused: boolean): number {
+    const { backend, intervalMs } = this.#settings;
+    let next = at + intervalMs;
+    const now = paused ? Date.now() : 0;
     for (const connection of this.#host.targets()) {
       // This process was paused: what its peers sent meanwhile is not read yet. Their silence is ours; start the count again.
       if (paused) backend.seen(connection.key, now);
       if (this.#settings.answers) {
         // Sent one within the interval (an answer): the next is due an interval after that one.
         const last = this.#lastBeat.get(connection);
-        if (last !== undefined && now - last < intervalMs - TIMER_SLACK_MS) {
+        if (last !== undefined && at - last < intervalMs - TIMER_SLACK_MS) {
           next = Math.min(next, last + intervalMs);
           continue;
         }
-        this.#lastBeat.set(connection, now);
+        this.#lastBeat.set(connection, at);
       }
       this.#host.heartbeat(connection);
     }
-    this.#due = next;
-    if (this.#settings.answers && this.#timer !== undefined) {
-      this.#timer = setTimeout(() => this.#tick(), Math.max(1, next - now));
-      this.#timer.unref();
-    }
+    return next;
+  }
+
+  /** Judges who fell silent (not after a pause: their silence was ours). */
+  #verdicts(paused: boolean, lateMs: number): void {
+    const { backend, timeoutMs, logger, peerId } = this.#settings;
+    const now = Date.now();
     if (paused) {
       logger.debug('heartbeat tick late (this process was paused): silence verdicts skipped once', { peer: peerId, lateMs });
       return;
