@@ -39,6 +39,18 @@ export class IdTable<T extends HasId> {
     return this.#slots.length;
   }
 
+  /** The longest run of occupied slots, which a delete or a miss may walk (for tests). */
+  get longestRun(): number {
+    let longest = 0;
+    let run = 0;
+    // Twice round: a run may wrap from the last slot to the first.
+    for (let i = 0; i < 2 * this.#slots.length; i++) {
+      run = this.#slots[i & this.#mask] === undefined ? 0 : run + 1;
+      longest = Math.max(longest, Math.min(run, this.#size));
+    }
+    return longest;
+  }
+
   get(id: number): T | undefined {
     const slots = this.#slots;
     const mask = this.#mask;

@@ -38,9 +38,10 @@ describe('IdTable', () => {
     expect(table.size).to.equal(1);
   });
 
-  it('ids that share a slot (the same low bits) are all found, whichever of them is deleted first', () => {
-    // 64 slots at first: ids 64 apart collide; the run also wraps from the last slot to the first.
-    const ids = [63, 63 + 64, 63 + 128, 0, 64, 1];
+  it('ids that share a slot are all found, whichever of them is deleted first', () => {
+    // 31 ids in 64 slots (just under the growth point): some share a slot whatever the hash, and
+    // some run wraps from the last slot to the first (the longest run says the table has runs).
+    const ids = [...Array.from({ length: 16 }, (_, i) => i), ...Array.from({ length: 15 }, (_, i) => 63 + 64 * i)];
     for (const first of ids) {
       const table = new IdTable<Item>();
       const reference = new Map<number, Item>();
@@ -49,10 +50,23 @@ describe('IdTable', () => {
         table.set(x);
         reference.set(id, x);
       }
+      expect(table.capacity).to.equal(64);
+      expect(table.longestRun, 'some ids share a run').to.be.greaterThan(1);
       table.delete(first);
       reference.delete(first);
-      agree(table, reference, [...ids, 2, 127]);
+      agree(table, reference, [...ids, 16, 127]);
     }
+  });
+
+  it('consecutive ids (as message ids are) are spread: no long run to walk, however many are in flight', () => {
+    // By the ids' low bits, N consecutive ids filled one run of N slots, and every delete walked it.
+    const table = new IdTable<Item>();
+    const start = 0xfffff000; // message ids start anywhere, and wrap past 2^32
+    for (let i = 0; i < 20_000; i++) table.set(item(start + i));
+    expect(table.longestRun).to.be.below(100);
+    for (let i = 0; i < 20_000; i += 2) table.delete(start + i);
+    expect(table.get(start + 1)?.id).to.equal(start + 1);
+    expect(table.size).to.equal(10_000);
   });
 
   it('ids across the whole uint32 range, and lookups of values that are no ids (fractions, NaN, negatives) end', () => {
