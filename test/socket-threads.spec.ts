@@ -60,4 +60,14 @@ describe('socket calls from one thread (no zmq_bind/zmq_unbind beside a pending 
     late.connect(server.endpoints[20]!);
     expect(await late.call.echo(7)).to.equal(7);
   });
+
+  it('a bind not awaited before start: the receive loop waits for it, and the server serves on that endpoint', async () => {
+    const server = track(new Server('bind-then-start', { logger: recordingLogger(), drainTimeoutMs: 50 }));
+    server.registerRpc('echo', (value: number) => value);
+    const bound = server.bind(endpointFor('tcp'));
+    await server.start();
+    await bound;
+    const client = await startClient(server, { userId: 'alice' });
+    expect(await client.call.echo(5)).to.equal(5);
+  });
 });

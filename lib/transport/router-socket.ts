@@ -61,6 +61,8 @@ export class RouterSocket {
   #unrestrict: (() => void) | undefined;
   /** Whether receiveLoop runs (a receive is pending: zeromq.js polls the socket on this thread). */
   #receiving = false;
+  /** An asynchronous bind in flight (on zeromq.js's worker thread): the receive loop waits for it. */
+  #binding: Promise<unknown> | undefined;
 
   constructor(options: RouterSocketOptions) {
     this.#socket = new zmq.Router({
@@ -131,8 +133,13 @@ export class RouterSocket {
   async bind(endpoint: string, allowedClientKeys?: readonly string[]): Promise<string> {
     if (allowedClientKeys && !this.#unrestrict) this.#unrestrict = await restrictClientKeys(this.#socket, allowedClientKeys);
     try {
-      if (this.#receiving) this.#socket.bindSync(endpoint);
-      else await this.#socket.bind(endpoint);
+      if (this.#receiving) {
+        this.#socket.bindSync(endpoint);
+      } else {
+        const binding = this.#socket.bind(endpoint);
+        this.#binding = binding.catch(() => {});
+        await binding;
+      }
     } catch (error) {
       throw new RpcError(`cannot bind ${endpoint}: ${(error as Error).message}`, { cause: error });
     }
@@ -177,6 +184,8 @@ export class RouterSocket {
   async receiveLoop(onFrames: (frames: Buffer[]) => number, onError: (error: unknown, frames: Buffer[] | undefined) => void): Promise<void> {
     let burst = 0;
     this.#receiving = true;
+    // A bind not awaited before start (server.bind(a); server.start()) must not run beside a receive.
+    await this.#binding;
     for (;;) {
       // While messages are waiting, receive() resolves at once and this loop runs on microtasks
       // alone: timers, other sockets and I/O would starve under a flood. Give them a turn.
