@@ -271,13 +271,14 @@ describe('security and transport', () => {
       expect(await alice.call.who()).to.equal('fresh');
     });
 
-    it('an allow-list server binding while the last other one stops binds (the old handler unbinds first)', async () => {
-      // security/curve.ts: the closure restrictClientKeys returns closes the handler's Reply socket
-      // (socket.close(), line ~95) without unbinding inproc://zeromq.zap.01 first; libzmq's reaper
-      // thread releases the endpoint later. A server whose restrictClientKeys runs meanwhile makes
-      // a new Reply and binds it at once (line ~71): EADDRINUSE, and Server.bind throws "cannot bind
-      // the ZAP handler". Observed on 5-20 % of such rolling restarts (and, rarer,
-      // on a plain stop-then-bind).
+    it('an allow-list server binding while the last other one stops binds (the new handler waits for the endpoint)', async () => {
+      // lib/transport/curve.ts: the closure restrictClientKeys returns closes the handler's Reply
+      // socket without unbinding inproc://zeromq.zap.01 (an unbind runs on zeromq.js's worker
+      // thread beside the handler's pending receive and can abort the process; see
+      // socket-threads.spec.ts); libzmq's reaper thread releases the endpoint a moment later. A
+      // server whose restrictClientKeys runs meanwhile gets EADDRINUSE from its new Reply's bind:
+      // it must try again, not throw "cannot bind the ZAP handler" (5-20 % of such rolling restarts
+      // when it did not, and, rarer, a plain stop-then-bind).
       const failures: string[] = [];
       const bind = (server: Server, round: number): Promise<unknown> =>
         server.bind(endpointFor('tcp')).catch((error: Error) => failures.push(`round ${round}, "${server.id}": ${error.message}`));

@@ -39,21 +39,49 @@ interface ZapHandler {
 }
 
 const handlers = new Map<zmq.Context, ZapHandler>();
-/** A handler being closed, per context: its endpoint is free only once this settles. */
-const closing = new Map<zmq.Context, Promise<void>>();
+/**
+ * When a handler of the context was last closed: its endpoint is released by libzmq's reaper
+ * thread a moment later, so a bind that fails with EADDRINUSE soon after is tried again.
+ */
+const closedAt = new Map<zmq.Context, number>();
 let domainCounter = 0;
 
-/** Unbinds, then closes, so that the next handler of the context can bind at once. */
+/** How long after a close EADDRINUSE on the ZAP endpoint still means "not released yet". */
+const RELEASE_WAIT_MS = 2000;
+const RELEASE_POLL_MS = 5;
+
+/**
+ * Closes the handler's socket, on this thread, and nothing else. Never `await socket.unbind()`
+ * here: zeromq.js runs an unbind on a libuv worker thread, while the handler's pending receive
+ * keeps its poller on the main thread reading the same libzmq socket (ZMQ_EVENTS processes its
+ * commands) whenever a server's connection ends and its ZAP pipe closes. libzmq sockets are not
+ * thread-safe: two threads draining one socket's mailbox corrupts its pipes, and the process
+ * aborts (`Assertion failed: _state == term_ack_sent || _state == term_req_sent2 (pipe.cpp:355)`,
+ * or pipe.cpp:305, msg.cpp:387, socket_base.cpp:2140). zeromq.js 6.8.0's `unbindSync` binds
+ * instead of unbinding, so it is no way out. See docs/hardened-zmq.md.
+ */
 function closeHandler(context: zmq.Context, handler: ZapHandler): void {
   handlers.delete(context);
-  const done = (async () => {
-    await handler.socket.unbind(ZAP_ENDPOINT).catch(() => {});
-    handler.socket.close();
-  })();
-  closing.set(context, done);
-  void done.then(() => {
-    if (closing.get(context) === done) closing.delete(context);
-  });
+  handler.socket.close();
+  closedAt.set(context, Date.now());
+}
+
+/**
+ * Binds a new handler at the ZAP endpoint. Right after a handler of this context closed, its
+ * endpoint may not be released yet: EADDRINUSE is then tried again, for a bounded time.
+ */
+async function bindHandler(context: zmq.Context, reply: zmq.Reply): Promise<void> {
+  for (;;) {
+    try {
+      await reply.bind(ZAP_ENDPOINT);
+      return;
+    } catch (error) {
+      const closed = closedAt.get(context);
+      const releasing = closed !== undefined && Date.now() - closed < RELEASE_WAIT_MS;
+      if ((error as { code?: string }).code !== 'EADDRINUSE' || !releasing || reply.closed) throw error;
+      await new Promise((resolve) => setTimeout(resolve, RELEASE_POLL_MS));
+    }
+  }
 }
 
 async function serve(handler: ZapHandler): Promise<void> {
@@ -80,11 +108,10 @@ export async function restrictClientKeys(socket: zmq.Socket, allowedKeys: readon
   socket.zapEnforceDomain = true;
   let owner: ZapHandler | undefined;
   while (!owner) {
-    await closing.get(context);
     let handler = handlers.get(context);
     if (!handler) {
       const reply = new zmq.Reply({ context, linger: 0 });
-      handler = { socket: reply, domains: new Map(), bound: reply.bind(ZAP_ENDPOINT) };
+      handler = { socket: reply, domains: new Map(), bound: bindHandler(context, reply) };
       handlers.set(context, handler);
     }
     try {

@@ -59,6 +59,10 @@ export interface HandshakeFailures {
 export class RouterSocket {
   readonly #socket: zmq.Router;
   #unrestrict: (() => void) | undefined;
+  /** Whether receiveLoop runs (a receive is pending: zeromq.js polls the socket on this thread). */
+  #receiving = false;
+  /** An asynchronous bind in flight (on zeromq.js's worker thread): the receive loop waits for it. */
+  #binding: Promise<unknown> | undefined;
 
   constructor(options: RouterSocketOptions) {
     this.#socket = new zmq.Router({
@@ -117,11 +121,25 @@ export class RouterSocket {
     events.on('handshake:error:other', failed);
   }
 
-  /** Binds; the real endpoint comes back (port 0 resolved). An error names the endpoint. */
+  /**
+   * Binds; the real endpoint comes back (port 0 resolved). An error names the endpoint.
+   *
+   * Once the receive loop runs, the bind is synchronous: zeromq.js's `bind()` calls zmq_bind on a
+   * libuv worker thread while the pending receive's poller reads the same libzmq socket on this
+   * thread whenever a peer sends or connects. libzmq sockets are not thread-safe; two threads
+   * draining one socket's commands corrupt its pipes and abort the process (pipe.cpp:355 and
+   * others, see docs/hardened-zmq.md). Sends meanwhile would fail with EBUSY, too.
+   */
   async bind(endpoint: string, allowedClientKeys?: readonly string[]): Promise<string> {
     if (allowedClientKeys && !this.#unrestrict) this.#unrestrict = await restrictClientKeys(this.#socket, allowedClientKeys);
     try {
-      await this.#socket.bind(endpoint);
+      if (this.#receiving) {
+        this.#socket.bindSync(endpoint);
+      } else {
+        const binding = this.#socket.bind(endpoint);
+        this.#binding = binding.catch(() => {});
+        await binding;
+      }
     } catch (error) {
       throw new RpcError(`cannot bind ${endpoint}: ${(error as Error).message}`, { cause: error });
     }
@@ -165,6 +183,9 @@ export class RouterSocket {
    */
   async receiveLoop(onFrames: (frames: Buffer[]) => number, onError: (error: unknown, frames: Buffer[] | undefined) => void): Promise<void> {
     let burst = 0;
+    this.#receiving = true;
+    // A bind not awaited before start (server.bind(a); server.start()) must not run beside a receive.
+    await this.#binding;
     for (;;) {
       // While messages are waiting, receive() resolves at once and this loop runs on microtasks
       // alone: timers, other sockets and I/O would starve under a flood. Give them a turn.
