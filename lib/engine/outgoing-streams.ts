@@ -159,7 +159,7 @@ export class OutgoingStreams {
           } catch (error) {
             return error as Error;
           }
-          outbox.sendNow(connection.key, frames, CONTROL_HOOKS, true);
+          outbox.sendNow(connection.key, frames, CONTROL_HOOKS);
           return payloadBytes(frames);
         },
         end: (error) => {

@@ -265,7 +265,7 @@ export class Session {
     } catch (error) {
       return error instanceof EncodingError ? new EncodingError(`${what} cannot be sent: ${error.message}`) : (error as Error);
     }
-    this.#hand(connection, frames, type === MessageType.STREAM_ITEM);
+    this.#hand(connection, frames);
     return payloadBytes(frames);
   }
 
@@ -300,8 +300,8 @@ export class Session {
   }
 
   /** Hands frames to the outbox; a failure is logged (answers have nobody else to tell). */
-  #hand(connection: Connection, frames: Buffer[], streamItem = false): void {
-    this.#outbox.sendNow(connection.key, frames, this.#sendHooks(connection), streamItem);
+  #hand(connection: Connection, frames: Buffer[]): void {
+    this.#outbox.sendNow(connection.key, frames, this.#sendHooks(connection));
   }
 
   /** What the outbox tells about a failed send on `connection`: logged, at the level it deserves (made once per connection). */

@@ -78,13 +78,8 @@ const MAX_BACKOFF_MS = 50;
 
 const noop = (): void => {};
 
-/**
- * Microtask hops with no new message after which what is held leaves (see #flushAll): 2 for calls
- * and answers (those of one tick or one received batch come within a hop or two), 8 once a stream
- * item is held (a producer adds one every few hops, awaiting its iterator).
- */
-const IDLE_HOPS = 2;
-const STREAM_IDLE_HOPS = 8;
+/** Microtask hops with no new message after which what is held leaves (see #flushAll). */
+const IDLE_HOPS = 8;
 
 export class QueueFullError extends Error {
   constructor(what: string) {
@@ -105,8 +100,6 @@ export class Outbox {
   #heldCount = 0;
   #countSeen = 0;
   #idleHops = 0;
-  /** A stream item is held: wait STREAM_IDLE_HOPS, not IDLE_HOPS. */
-  #streaming = false;
   readonly #batch: BatchLimits;
   #closed = false;
   #totalBytes = 0;
@@ -162,12 +155,10 @@ export class Outbox {
   /**
    * The common case: nothing waits for this connection, so hand the frames to ZeroMQ now. Only a
    * full pipe (EAGAIN) sends the message to the queue, to be retried in order after what waits.
-   * A compact message is held for a batch first; a stream's item (`streamItem`) holds it longer.
    */
-  sendNow(key: string, frames: Buffer[], hooks: OutgoingHooks = {}, streamItem = false): void {
+  sendNow(key: string, frames: Buffer[], hooks: OutgoingHooks = {}): void {
     if (this.#closed) return;
     if (this.#batch && frames.length === 2) {
-      if (streamItem) this.#streaming = true;
       let held = this.#held.get(key);
       if (!held) {
         held = { routingId: frames[0]!, packets: [], hooks: [], bytes: 0 };
@@ -319,12 +310,11 @@ export class Outbox {
       this.#countSeen = this.#heldCount;
       this.#idleHops = 0;
     }
-    if (++this.#idleHops < (this.#streaming ? STREAM_IDLE_HOPS : IDLE_HOPS) && !this.#closed) {
+    if (++this.#idleHops < IDLE_HOPS && !this.#closed) {
       queueMicrotask(this.#flushAll);
       return;
     }
     this.#flushQueued = false;
-    this.#streaming = false;
     if (!this.#closed) this.flushHeld();
   };
 
