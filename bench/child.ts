@@ -129,3 +129,17 @@ export function serveCommands(handlers: Record<string, Handler>, onStop: () => P
       );
   });
 }
+
+/** Runs a scenario alone (`node dist/bench/<scenario>.js run ...`): its result as JSON on stdout, then exits. */
+export function runAlone(result: Promise<unknown>): void {
+  result.then(
+    (value) => {
+      console.log(JSON.stringify(value, null, 2));
+      process.exit(0);
+    },
+    (error: unknown) => {
+      console.error((error as Error)?.stack ?? String(error));
+      process.exit(1);
+    },
+  );
+}

@@ -18,7 +18,7 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as zmq from 'zeromq';
-import { measureIdle, serveCommands } from './child.js';
+import { measureIdle, runAlone, serveCommands } from './child.js';
 import { Worker } from './workers.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -218,16 +218,7 @@ if (isMain) {
     // Alone (the raw floor only): node dist/bench/scale-raw.js run [clients] [processes] [idleMs]
     const [clients, processes, idleMs] = process.argv.slice(3);
     const plan = { clients: Number(clients) || 1000, processes: Number(processes) || 2, idleMs: Number(idleMs) || 10_000, childHardTimeoutMs: 600_000 };
-    runRawFloor(plan, (line) => console.error(line)).then(
-      (result) => {
-        console.log(JSON.stringify(result, null, 2));
-        process.exit(0);
-      },
-      (error: unknown) => {
-        console.error((error as Error)?.stack ?? String(error));
-        process.exit(1);
-      },
-    );
+    runAlone(runRawFloor(plan, (line) => console.error(line)));
   } else {
     console.error('scale-raw.js <server|clients> [intervalMs] (children of the scale scenario: run `npm run bench`), or scale-raw.js run [clients] [processes] [idleMs]');
     process.exit(2);

@@ -24,7 +24,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as zmq from 'zeromq';
 import { Client, Server, silentLogger } from '../lib/index.js';
-import { measureIdle, serveCommands } from './child.js';
+import { measureIdle, runAlone, serveCommands } from './child.js';
 import { runRawFloor, type RawFloor } from './scale-raw.js';
 import { upper } from './systems/types.js';
 import { Worker } from './workers.js';
@@ -305,16 +305,7 @@ if (isMain) {
     // (the raw floor first, unless SCALE_RAW=0)
     const [clients, processes, idleMs, profileDir] = process.argv.slice(3);
     const plan = { clients: Number(clients) || 1000, processes: Number(processes) || 2, idleMs: Number(idleMs) || 10_000, pushes: 3, childHardTimeoutMs: 600_000, rawFloor: process.env.SCALE_RAW !== '0' };
-    runScale(plan, (line) => console.error(line), profileDir ? resolve(profileDir) : undefined).then(
-      (result) => {
-        console.log(JSON.stringify(result, null, 2));
-        process.exit(0);
-      },
-      (error: unknown) => {
-        console.error((error as Error)?.stack ?? String(error));
-        process.exit(1);
-      },
-    );
+    runAlone(runScale(plan, (line) => console.error(line), profileDir ? resolve(profileDir) : undefined));
   } else {
     console.error(`usage: ${dirname(SELF)}/scale.js <server|clients|run> (server and clients are children of the bench: run \`npm run bench\`)`);
     process.exit(2);

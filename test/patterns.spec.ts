@@ -940,23 +940,17 @@ describe('more ways to talk (patterns)', function () {
 
     it("a relayed call carries the caller's deadline and cancel through edge to core", async () => {
       const core = await makeCore();
-      let deadline: number | undefined;
-      let reason: Promise<unknown> | undefined;
-      core.registerRpc('core.slow', (ctx: CallContext) => {
-        deadline = ctx.deadline;
-        reason = new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(ctx.signal.reason), { once: true }));
-        return new Promise(() => {});
-      }, { withContext: true });
+      const slow = slowOnCore(core);
       const edge = await makeEdge(core);
       const alice = await plainClient(edge, 'alice');
       const controller = new AbortController();
       const made = Date.now();
       const call = alice.invoke('core.slow', [], { signal: controller.signal, timeoutMs: 3000 });
-      await until(() => reason !== undefined);
-      expect(deadline!).to.be.at.most(made + 3000 + 1000); // the caller's, give or take transit: not core's 5 s default
+      await until(() => slow.reason() !== undefined);
+      expect(slow.deadline()!).to.be.at.most(made + 3000 + 1000); // the caller's, give or take transit: not core's 5 s default
       controller.abort();
       expect(await rejection(call)).to.be.instanceOf(CancelledError);
-      expect(await reason).to.be.instanceOf(CancelledError);
+      expect(await slow.reason()).to.be.instanceOf(CancelledError);
     });
 
     /** core.slow: never answers; records its deadline and the reason its signal aborts with. */
