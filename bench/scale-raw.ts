@@ -19,7 +19,7 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as zmq from 'zeromq';
 import { measureIdle, runAlone, serveCommands } from './child.js';
-import { Worker } from './workers.js';
+import { Worker, spreadClients } from './workers.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const BEAT = Buffer.from([0x06]);
@@ -177,16 +177,10 @@ export async function runRawFloor(
   try {
     const { endpoint } = await server.request<{ endpoint: string }>('start', {}, 30_000);
     const empty = await server.request<Usage>('usage', { gc: true });
-    const per = Math.ceil(n / plan.processes);
     const begin = performance.now();
-    const starts: Promise<unknown>[] = [];
-    for (let p = 0, first = 0; first < n; p++, first += per) {
-      const worker = Worker.node(`scale-raw clients ${p}`, SELF, ['clients', intervalMs], { hardTimeoutMs: plan.childHardTimeoutMs });
-      clientWorkers.push(worker);
-      starts.push(worker.request('start', { endpoint, count: Math.min(per, n - first), first }, 300_000));
-    }
+    const started = spreadClients('scale-raw clients', SELF, ['clients', intervalMs], endpoint, plan, clientWorkers);
     const waitMs = 60_000 + n * 20;
-    const [waited] = await Promise.all([server.request<{ connected: number }>('waitPeers', { count: n, timeoutMs: waitMs }, waitMs + 10_000), Promise.all(starts)]);
+    const [waited] = await Promise.all([server.request<{ connected: number }>('waitPeers', { count: n, timeoutMs: waitMs }, waitMs + 10_000), started]);
     const connectMs = performance.now() - begin;
     log(`   raw floor: ${waited.connected}/${n} DEALERs connected in ${Math.round(connectMs)} ms`);
     await sleep(Math.min(3000, plan.idleMs / 3));

@@ -27,7 +27,7 @@ import { Client, Server, silentLogger } from '../lib/index.js';
 import { measureIdle, runAlone, serveCommands } from './child.js';
 import { runRawFloor, type RawFloor } from './scale-raw.js';
 import { upper } from './systems/types.js';
-import { Worker } from './workers.js';
+import { Worker, spreadClients } from './workers.js';
 
 const SERVICE = 'bench-scale';
 const SELF = fileURLToPath(import.meta.url);
@@ -219,18 +219,12 @@ export async function runScale(plan: ScalePlan, log: (line: string) => void, pro
   try {
     const { endpoint } = await server.request<{ endpoint: string }>('start', {}, 30_000);
     const empty = await server.request<Usage>('usage', { gc: true });
-    const per = Math.ceil(n / plan.processes);
     const begin = performance.now();
-    const starts: Promise<unknown>[] = [];
-    for (let p = 0, first = 0; first < n; p++, first += per) {
-      const worker = Worker.node(`scale clients ${p}`, SELF, ['clients'], { hardTimeoutMs: plan.childHardTimeoutMs });
-      clientWorkers.push(worker);
-      starts.push(worker.request('start', { endpoint, count: Math.min(per, n - first), first }, 300_000));
-    }
+    const started = spreadClients('scale clients', SELF, ['clients'], endpoint, plan, clientWorkers);
     const waitMs = 60_000 + n * 20;
     const [waited] = await Promise.all([
       server.request<{ connected: number; doneAt: number }>('waitPeers', { count: n, timeoutMs: waitMs, profile: profile('connect') }, waitMs + 10_000),
-      Promise.all(starts),
+      started,
     ]);
     const connectMs = performance.now() - begin;
     log(`   ${waited.connected}/${n} clients connected and authenticated in ${Math.round(connectMs)} ms; idle for ${plan.idleMs / 1000} s`);

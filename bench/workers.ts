@@ -159,3 +159,23 @@ export class Worker {
     }
   }
 }
+
+/**
+ * Starts `plan.clients` clients spread over `plan.processes` children running `script args`, each
+ * told to connect its share to `endpoint`; the children go into `workers` (to be stopped by the
+ * caller), the promise resolves once every child said it started.
+ */
+export function spreadClients(
+  label: string, script: string, args: string[], endpoint: string,
+  plan: { clients: number; processes: number; childHardTimeoutMs: number }, workers: Worker[],
+): Promise<unknown[]> {
+  const n = plan.clients;
+  const per = Math.ceil(n / plan.processes);
+  const starts: Promise<unknown>[] = [];
+  for (let p = 0, first = 0; first < n; p++, first += per) {
+    const worker = Worker.node(`${label} ${p}`, script, args, { hardTimeoutMs: plan.childHardTimeoutMs });
+    workers.push(worker);
+    starts.push(worker.request('start', { endpoint, count: Math.min(per, n - first), first }, 300_000));
+  }
+  return Promise.all(starts);
+}
