@@ -6,15 +6,15 @@
  */
 import { PeerCounters } from './counters.js';
 import type * as zmq from 'zeromq';
-import { EncodingError, ServiceClosedError, type ErrorClass, type ErrorTable } from '../errors.js';
+import { ServiceClosedError, type ErrorClass, type ErrorTable } from '../errors.js';
 import type { HeartbeatBackend } from '../heartbeat.js';
 import { LogThrottle, describeRoutingId, type LogContext, type Logger } from '../logger.js';
 import type { Predicate } from '../predicates.js';
 import type { Registry } from '../registry.js';
-import { Outbox, type BatchLimits, type OutgoingHooks } from '../transport/outbox.js';
-import { RouterSocket, isUnreachable } from '../transport/router-socket.js';
+import { Outbox, type BatchLimits } from '../transport/outbox.js';
+import { RouterSocket } from '../transport/router-socket.js';
 import type { Codec } from '../wire/codec.js';
-import { decodeBatched, decodeFrames, encodeMessage, encodeWithin, payloadBytes, type FramingContext, type Inbound } from '../wire/framing.js';
+import { decodeBatched, decodeFrames, encodeMessage, payloadBytes, type FramingContext, type Inbound } from '../wire/framing.js';
 import { MessageIds } from '../wire/message-ids.js';
 import { MESSAGES, MessageType, PROBE, typeName, workBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
 import { Caller } from './caller.js';
@@ -25,6 +25,7 @@ import type { InterceptorChains } from './interceptors.js';
 import { Liveness } from './liveness.js';
 import type { RateLimit } from './rate-limit.js';
 import type { Role } from './role.js';
+import { Sending } from './sending.js';
 import { RESULT_SLOT, type StreamWindow } from './streams.js';
 
 /** Everything a session is made from, validated (see options.ts). */
@@ -78,11 +79,10 @@ export class Session {
   readonly #outbox: Outbox;
   readonly #stopping = new AbortController();
   readonly #departures: Departures;
+  readonly #sending: Sending;
   /** One line per peer per interval for what a peer can make us log at will. */
   readonly #logThrottle = new LogThrottle();
   #role!: Role;
-  /** The compact HEARTBEAT's one frame, encoded once (every heartbeat is the same bytes). */
-  #heartbeatPacket: Buffer | undefined;
   #state: State = 'idle';
   #receiving: Promise<void> | undefined;
   #stopped: Promise<void> | undefined;
@@ -103,6 +103,12 @@ export class Session {
       },
     };
     this.#outbox = new Outbox(counted, { messages: config.maxSendQueue, bytes: config.maxSendQueueBytes, totalBytes: config.maxSendQueueTotalBytes }, config.batch);
+    this.#sending = new Sending({
+      framing: this.#framing, outbox: this.#outbox, socket: this.socket, counters: this.counters, logger,
+      stopped: () => this.#state === 'stopped',
+      context: (connection) => this.context(connection),
+      peerWarning: (key, message, context) => this.peerWarning(key, message, context),
+    });
     this.caller = new Caller(
       { peerId, timeoutMs: config.timeoutMs, maxPendingCalls: config.maxPendingCalls, errorTable: config.errorTable, outgoing: config.interceptors.outgoing, logger, callSites: config.callSites, streamWindow: config.streamWindow, counters: this.counters },
       this.#framing, this.#outbox, this.connections,
@@ -118,8 +124,8 @@ export class Session {
       },
       {
         serving: () => this.#state === 'started',
-        send: (connection, framing, type, id, body, what) => this.#sendChecked(connection, framing, type, id, body, what),
-        sendSized: (connection, framing, type, id, body, what) => this.#sendSized(connection, framing, type, id, body, what),
+        send: (connection, framing, type, id, body, what) => this.#sending.checked(connection, framing, type, id, body, what),
+        sendSized: (connection, framing, type, id, body, what) => this.#sending.sized(connection, framing, type, id, body, what),
         sizeOf: (value, framing) => config.codec.encode(value, framing === 'v1' ? 'plain' : 'rich').length,
         maxMessageBytes: config.maxMessageBytes,
         stillThere: (connection, epoch) => this.#stillThere(connection, epoch),
@@ -131,7 +137,7 @@ export class Session {
     this.liveness = config.heartbeat && new Liveness({ peerId, logger, ...config.heartbeat, answers: config.answersHeartbeats }, {
       targets: () => this.#heartbeatTargets(),
       isTarget: (connection) => this.#isHeartbeatTarget(connection),
-      heartbeat: (connection) => this.#heartbeat(connection),
+      heartbeat: (connection) => this.#sending.heartbeat(connection),
       byKey: (key) => this.connections.byKey(key),
       silent: (connection) => this.#role.lost(connection, 'silent'),
     });
@@ -230,92 +236,7 @@ export class Session {
 
   /** Encodes and sends one message in the connection's framing (or the one given); false when it cannot be encoded. */
   send(connection: Connection, type: MessageTypeCode, id: MessageId | null, body: unknown, framing: Framing = connection.framing): boolean {
-    let frames: Buffer[];
-    try {
-      frames = encodeMessage(this.#framing, framing, connection.routingId, type, id, body);
-    } catch (error) {
-      this.config.logger.error('could not encode a message', { ...this.context(connection), type: typeName(type), error: (error as Error).message });
-      return false;
-    }
-    this.#hand(connection, frames);
-    return true;
-  }
-
-  /** Sends an answer; returns why it could not be encoded (too large, not encodable), else undefined. */
-  #sendChecked(connection: Connection, framing: Framing, type: MessageTypeCode, id: MessageId, body: unknown, what: string): Error | undefined {
-    if (this.#state === 'stopped') return undefined;
-    let frames: Buffer[];
-    try {
-      frames = encodeWithin(this.#framing, framing, connection.routingId, type, id, body, what);
-    } catch (error) {
-      const reason = error instanceof EncodingError ? new EncodingError(`${what} cannot be sent: ${error.message}`) : (error as Error);
-      this.config.logger.warn(`${what} could not be sent`, { ...this.context(connection), error: reason.message });
-      if (type === MessageType.ERROR) return undefined; // nothing left to say
-      return reason;
-    }
-    this.#hand(connection, frames);
-    return undefined;
-  }
-
-  /** Sends one message of a stream; returns its size in bytes, or why it could not be sent. */
-  #sendSized(connection: Connection, framing: Framing, type: MessageTypeCode, id: MessageId, body: unknown, what: string): number | Error {
-    let frames: Buffer[];
-    try {
-      frames = encodeWithin(this.#framing, framing, connection.routingId, type, id, body, what);
-    } catch (error) {
-      return error instanceof EncodingError ? new EncodingError(`${what} cannot be sent: ${error.message}`) : (error as Error);
-    }
-    this.#hand(connection, frames);
-    return payloadBytes(frames);
-  }
-
-  /**
-   * A HEARTBEAT. In compact framing, when nothing waits for the connection, straight to the socket
-   * with no queue, batch or retry: thousands go out in one sweep, and the outbox's bookkeeping per
-   * message was most of the sweep's JavaScript time (BENCHMARKS.md, 10,000 clients). A full pipe
-   * (EAGAIN) drops it: the peer is not reading, and what waits in the pipe shows we live once it does.
-   */
-  #heartbeat(connection: Connection): void {
-    if (connection.framing !== 'compact' || !this.#outbox.idle(connection.key)) {
-      this.send(connection, MessageType.HEARTBEAT, null, '');
-      return;
-    }
-    let packet = this.#heartbeatPacket;
-    if (packet === undefined) {
-      try {
-        // A copy of our own: a codec may hand back a view of a buffer it reuses for the next message.
-        packet = this.#heartbeatPacket = Buffer.from(encodeMessage(this.#framing, 'compact', connection.routingId, MessageType.HEARTBEAT, null, '')[1]!);
-      } catch (error) {
-        this.config.logger.error('could not encode a message', { ...this.context(connection), type: 'HEARTBEAT', error: (error as Error).message });
-        return;
-      }
-    }
-    const frames = [connection.routingId, packet];
-    this.socket.send(frames).then(
-      () => this.counters.sent(frames),
-      (error: { code?: string }) => {
-        if (error?.code !== 'EAGAIN') this.#sendHooks(connection).onError!(error as Error);
-      },
-    );
-  }
-
-  /** Hands frames to the outbox; a failure is logged (answers have nobody else to tell). */
-  #hand(connection: Connection, frames: Buffer[]): void {
-    this.#outbox.sendNow(connection.key, frames, this.#sendHooks(connection));
-  }
-
-  /** What the outbox tells about a failed send on `connection`: logged, at the level it deserves (made once per connection). */
-  #sendHooks(connection: Connection): OutgoingHooks {
-    return connection.sendHooks ??= {
-      onError: (error) => {
-        // An answer to a peer that has just left is routine; anything else deserves a warning, once per interval.
-        if (isUnreachable(error)) {
-          this.config.logger.debug('could not send', { ...this.context(connection), error: error.message });
-          return;
-        }
-        this.peerWarning(connection.key, 'could not send', { ...this.context(connection), error: error.message });
-      },
-    };
+    return this.#sending.send(connection, type, id, body, framing);
   }
 
   /** Forgets what waits to be sent on a connection that is gone. */
