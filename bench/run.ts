@@ -773,18 +773,20 @@ async function main(): Promise<number> {
   // Streams (bench/streams.ts): 1 KiB items through client.stream against raw zeromq.js, and a slow
   // consumer's RSS, in a process of its own (so that the RSS is the stream's alone).
   let streams: Record<string, unknown> | undefined;
-  try {
-    log('streams: 1 KiB items, zeropeer client.stream vs raw ROUTER -> DEALER, then a slow consumer');
-    const streamsJs = fileURLToPath(new URL('./streams.js', import.meta.url));
-    streams = await new Promise<Record<string, unknown>>((done, fail) => {
-      execFile(process.execPath, ['--expose-gc', streamsJs, '--json', ...(plan.mode === 'quick' ? ['--quick'] : [])], { timeout: 250_000 },
-        (error, stdout) => (error ? fail(new Error(error.message)) : done(JSON.parse(stdout) as Record<string, unknown>)));
-    });
-    const slow = streams['slowConsumer'] as { consumed: number; seconds: number; baselineMb: number; peakMb: number };
-    notes.push(`streams: raw ${fmt(streams['rawItemsPerSec'] as number)} items/s, zeropeer ${fmt(streams['zeropeerItemsPerSec'] as number)} items/s ` +
-      `(${String(streams['ratio'])}x raw, target >= 0.8x); slow consumer: ${fmt(slow.consumed)} of 10^6 in ${slow.seconds} s, RSS ${slow.baselineMb} -> peak ${slow.peakMb} MB`);
-  } catch (error) {
-    notes.push(`streams failed: ${(error as Error).message}`);
+  if (args.scenarios.includes('streams')) {
+    try {
+      log('streams: 1 KiB items, zeropeer client.stream vs raw ROUTER -> DEALER, then a slow consumer');
+      const streamsJs = fileURLToPath(new URL('./streams.js', import.meta.url));
+      streams = await new Promise<Record<string, unknown>>((done, fail) => {
+        execFile(process.execPath, ['--expose-gc', streamsJs, '--json', ...(plan.mode === 'quick' ? ['--quick'] : [])], { timeout: 250_000 },
+          (error, stdout) => (error ? fail(new Error(error.message)) : done(JSON.parse(stdout) as Record<string, unknown>)));
+      });
+      const slow = streams['slowConsumer'] as { consumed: number; seconds: number; baselineMb: number; peakMb: number };
+      notes.push(`streams: raw ${fmt(streams['rawItemsPerSec'] as number)} items/s, zeropeer ${fmt(streams['zeropeerItemsPerSec'] as number)} items/s ` +
+        `(${String(streams['ratio'])}x raw, target >= 0.8x); slow consumer: ${fmt(slow.consumed)} of 10^6 in ${slow.seconds} s, RSS ${slow.baselineMb} -> peak ${slow.peakMb} MB`);
+    } catch (error) {
+      notes.push(`streams failed: ${(error as Error).message}`);
+    }
   }
 
   // Cluster mode: its own script and processes (a redis-server, node processes); its report follows ours.

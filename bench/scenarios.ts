@@ -7,7 +7,7 @@ import { summarize } from './stats.js';
 /** Scenarios run in alternating rounds on every system. */
 export type RoundScenarioKey = 'sequential' | 'in-flight-64' | 'payload-64KiB';
 /** Scenarios run once, on zeropeer only. */
-export type ZeropeerScenarioKey = 'idle-clients' | 'million-calls' | 'scale' | 'cluster';
+export type ZeropeerScenarioKey = 'idle-clients' | 'million-calls' | 'scale' | 'streams' | 'cluster';
 export type ScenarioKey = RoundScenarioKey | ZeropeerScenarioKey;
 
 export interface RoundScenario {
@@ -34,6 +34,7 @@ export const SCENARIO_TITLES: Record<ScenarioKey, string> = {
   'idle-clients': 'idle zeropeer clients with heartbeats, then one server push to each',
   'million-calls': 'a long run of calls, 64 in flight, RSS sampled (leak check)',
   'scale': 'N connected clients on one server (bench/scale.ts): idle CPU, RSS per client, a push to all, a server restart',
+  'streams': 'streams (bench/streams.ts): 1 KiB items through client.stream against raw zeromq.js, a slow consumer\'s RSS',
   'cluster': 'cluster mode (needs redis-server): cross-node sendTo against local, 3 nodes x N idle clients (bench/cluster.ts)',
 };
 
