@@ -5,6 +5,7 @@
 import { z85Decode } from './transport/curve.js';
 import { KeyBinding } from './auth/key-proof.js';
 import { ServerHandshake, type GoneReason } from './auth/server-handshake.js';
+import { relayOptions } from './engine/call-scope.js';
 import type { Connection } from './engine/connection.js';
 import type { Role } from './engine/role.js';
 import { Session } from './engine/session.js';
@@ -357,13 +358,12 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
     // no AbortController or deadline timer) and a timeout within the deadline, unless outgoing
     // interceptors (user code) will see the signal: they get the handler's own, which carries both.
     // A pseud upstream gets a plain v1 call, made as this proxy (see Client.relay).
-    const { scope } = work;
     let options: CallOptions;
-    if (upstream.interceptsOutgoing) {
-      options = { signal: scope.signal };
-    } else {
-      options = { signal: scope.relaySignal };
-      if (scope.deadline !== undefined) options.timeoutMs = Math.max(1, scope.deadline - Date.now());
+    try {
+      options = relayOptions(work.scope, upstream.interceptsOutgoing, work.name);
+    } catch (error) {
+      work.responder.fail(error); // its deadline passed: nothing goes upstream
+      return true;
     }
     if (work.metadata) options.metadata = { ...work.metadata };
     upstream

@@ -5,8 +5,8 @@
  * connection whose identity a newer one proved on another node. The calling side (directory
  * lookups, links to the other nodes) is in node.ts.
  */
-import { PeerNotConnectedError, ParameterError, ServiceClosedError, TimeoutError } from '../errors.js';
-import { relaySignal } from '../engine/call-scope.js';
+import { PeerNotConnectedError, ParameterError, ServiceClosedError } from '../errors.js';
+import { relayOptions } from '../engine/call-scope.js';
 import type { Logger } from '../logger.js';
 import type { CallOptions, ServerOptions, StreamOptions } from '../options.js';
 import type { CallStream, StreamWindow } from '../engine/streams.js';
@@ -48,28 +48,6 @@ export function isWindow(value: unknown): value is [number, number] {
 }
 
 /**
- * The signal a forwarded call gets: it aborts when the calling node cancels (or its link goes)
- * and when this node stops. The call carries its own timeout (within the caller's deadline), so
- * it needs no deadline timer: the light relay signal, unless outgoing interceptors (user code)
- * will see it, who get the handler's own signal.
- */
-function forwardSignal(host: ClusterHost, ctx: CallContext): AbortSignal {
-  return host.interceptsOutgoing() ? ctx.signal : relaySignal(ctx);
-}
-
-/**
- * The time the far node waits for its client: what the calling node asked, and never past the
- * link call's own deadline (the relay signal does not carry it, and a call that waited in the
- * calling node's queue has less time left than its arguments say).
- */
-function waitFor(ctx: CallContext, timeoutMs: number, name: string): number {
-  if (ctx.deadline === undefined) return timeoutMs;
-  const left = ctx.deadline - Date.now();
-  if (left <= 0) throw new TimeoutError(`"${name}" was not sent to its client: the calling node's deadline passed`);
-  return Math.min(timeoutMs, left);
-}
-
-/**
  * Registers the link's functions on `server` (the link server of node `node`); `locate` reads
  * where the directory has an identity now.
  */
@@ -81,8 +59,10 @@ export function serveLink(server: Server, host: ClusterHost, node: string, locat
       throw new ParameterError('cluster.call: [identity, name, kwargs, timeoutMs, oneWay, ...args]');
     }
     if (!host.holds(identity)) throw notHere(identity, node);
-    const signal = forwardSignal(host, ctx);
-    const options: CallOptions = { timeoutMs: waitFor(ctx, timeoutMs, name), signal };
+    // The calling node's cancel and this node's stop go along, and a wait within the link call's
+    // own deadline (a call that waited in the calling node's queue has less time than it says).
+    const options: CallOptions = relayOptions(ctx, host.interceptsOutgoing(), name, timeoutMs);
+    const { signal } = options as { signal: AbortSignal };
     if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
     if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
     return host.localInvoke(identity, name, args, options, oneWay).catch((error: unknown) => {
@@ -101,7 +81,7 @@ export function serveLink(server: Server, host: ClusterHost, node: string, locat
     // it only while the calling node grants credit, and this stream grants its client credit only
     // as items are pulled. Cancelling the link's stream returns it (CANCEL to the client); so does
     // ctx.signal (the calling node cancelled, or its link went away).
-    const signal = forwardSignal(host, ctx);
+    const { signal } = relayOptions(ctx, host.interceptsOutgoing(), name);
     const options: StreamOptions = { timeoutMs, signal, streamWindow: { items: window[0], bytes: window[1] } };
     // The caller's deadline, as time left (clocks need not agree); the link's own is a margin later,
     // or sooner when the call waited at the calling node (ctx.deadline: the link's, as it was sent).

@@ -36,7 +36,7 @@ function armedOn(stopping: AbortSignal): Set<CallScope> {
   return scopes;
 }
 
-/** The key under which a handler's context lends its scope to {@link relaySignal} (not public API). */
+/** The key under which a handler's context lends its scope to {@link relayOptions} (not public API). */
 export const scopeOf = Symbol('zeropeer.callScope');
 
 type AbortListener = ((event: Event) => void) | { handleEvent(event: Event): void };
@@ -48,7 +48,7 @@ type AbortListener = ((event: Event) => void) | { handleEvent(event: Event): voi
  * forwarded this way costs a few objects less (measured: ~5 µs per call for the AbortController
  * and its listener). It offers what zeropeer's caller uses of a signal (`aborted`, `reason`,
  * `addEventListener`/`removeEventListener` of 'abort', `throwIfAborted`); it is never handed to
- * user code (see {@link relaySignal}), which could give it to AbortSignal.any() or fetch().
+ * user code (see {@link relayOptions}), which could give it to AbortSignal.any() or fetch().
  */
 class RelaySignal {
   aborted = false;
@@ -94,14 +94,21 @@ class RelaySignal {
 }
 
 /**
- * The signal of a call a handler makes on behalf of its own call: aborts when that call is
- * cancelled or this peer stops (not on its deadline: give the call a timeout within it). Lighter
- * than `ctx.signal` (no AbortController, no deadline timer); for zeropeer's own relays (cluster
- * forwarding), whose calls meet no user code. Any other context: its `signal`.
+ * The options of a call made on behalf of a handler's call (zeropeer's own relays: cluster
+ * forwarding, proxyTo), so that its cancel, this peer's stop and its deadline go along: the light
+ * relay signal (no AbortController, no deadline timer: it does not abort on the deadline) and a
+ * timeout within the deadline (at most `timeoutMs`). When user code will see the signal (outgoing
+ * interceptors, which may hand it to AbortSignal.any() or fetch()), the handler's own signal.
+ * Throws TimeoutError when the deadline has passed: nothing is sent.
  */
-export function relaySignal(ctx: CallContext): AbortSignal {
-  const scope = (ctx as { [scopeOf]?: CallScope })[scopeOf];
-  return scope ? scope.relaySignal : ctx.signal;
+export function relayOptions(from: CallContext | CallScope, userSeesSignal: boolean, name: string, timeoutMs?: number): { signal: AbortSignal; timeoutMs?: number } {
+  const scope = from instanceof CallScope ? from : (from as { [scopeOf]?: CallScope })[scopeOf];
+  const signal = userSeesSignal || !scope ? from.signal : scope.relaySignal;
+  const { deadline } = from;
+  if (deadline === undefined) return timeoutMs === undefined ? { signal } : { signal, timeoutMs };
+  const left = deadline - Date.now();
+  if (left <= 0) throw new TimeoutError(`"${name}" was not relayed: the deadline it inherits passed`);
+  return { signal, timeoutMs: Math.min(timeoutMs ?? left, left) };
 }
 
 /**
@@ -151,7 +158,7 @@ export class CallScope {
 
   /**
    * Aborts when the caller cancels or the peer stops; not when the deadline passes (see
-   * {@link relaySignal}). Made when asked for, at most once.
+   * {@link relayOptions}). Made when asked for, at most once.
    */
   get relaySignal(): AbortSignal {
     if (this.#relay) return this.#relay as unknown as AbortSignal;

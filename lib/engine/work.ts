@@ -81,7 +81,7 @@ class Context implements CallContext {
     return this.#scope.signal;
   }
 
-  /** @internal for relaySignal() (call-scope.ts). */
+  /** @internal for relayOptions() (call-scope.ts). */
   get [scopeOf](): CallScope {
     return this.#scope;
   }
