@@ -140,6 +140,7 @@ export class Server<ClientApi = any> extends Peer<ServerEvents> {
       logger: this.logger,
       timeoutMs: this.session.config.timeoutMs,
       localInvoke: (identity, name, args, callOptions, oneWay) => this.session.caller.invoke(this.#target(identity), name, args, callOptions, oneWay),
+      localRelay: (identity, name, args, callOptions, oneWay, settle) => this.session.caller.relay(this.#target(identity), name, args, callOptions, oneWay, settle),
       localStream: (identity, name, args, streamOptions) => this.session.caller.stream(this.#target(identity), name, args, streamOptions),
       streamWindow: this.session.config.streamWindow,
       localPublish: (topic, name, args, callOptions) => this.#publishHere(topic, name, args, callOptions),

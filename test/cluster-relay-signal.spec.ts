@@ -80,6 +80,8 @@ describe('cluster: what the far node waits for its client', () => {
     const linkServer = await startServer();
     const calls: CallOptions[] = [];
     const streams: StreamOptions[] = [];
+    const relayed: CallOptions[] = [];
+    let interceptors = true;
     const host: ClusterHost = {
       id: 'far', logger: recordingLogger(), timeoutMs: 60_000, streamWindow: { items: 16, bytes: 65_536 },
       localInvoke: (_identity, _name, _args, options) => {
@@ -89,6 +91,12 @@ describe('cluster: what the far node waits for its client', () => {
       localStream: (_identity, _name, _args, options) => {
         streams.push(options);
         throw new PeerNotConnectedError('recorded only');
+      },
+      localRelay: (_identity, _name, _args, options, _oneWay, settle) => {
+        if (interceptors) return false; // as a server with outgoing interceptors: localInvoke instead
+        relayed.push(options);
+        settle.resolve('relayed');
+        return true;
       },
       localPublish: () => Promise.resolve(0),
       holds: () => true,
@@ -101,6 +109,9 @@ describe('cluster: what the far node waits for its client', () => {
     const sent = Date.now();
     expect(await link.invoke('cluster.call', ['bob', 'work', null, 60_000, false], { timeoutMs: 500 })).to.equal('done');
     expect(calls[0]!.timeoutMs).to.be.within(1, 500);
+    interceptors = false; // the call is made settled by callbacks (no promise), with the same bound
+    expect(await link.invoke('cluster.call', ['bob', 'work', null, 60_000, false], { timeoutMs: 500 })).to.equal('relayed');
+    expect(relayed[0]!.timeoutMs).to.be.within(1, 500);
     expect(await rejection(link.invoke('cluster.stream', ['bob', 'feed', null, 60_000, [16, 65_536], 60_000], { timeoutMs: 500 }))).to.be.instanceOf(PeerNotConnectedError);
     expect(streams[0]!.deadline).to.be.at.most(Date.now() + 500);
     expect(streams[0]!.deadline).to.be.at.least(sent);

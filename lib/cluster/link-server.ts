@@ -7,10 +7,11 @@
  */
 import { PeerNotConnectedError, ParameterError, ServiceClosedError } from '../errors.js';
 import { relayOptions } from '../engine/call-scope.js';
+import type { RelaySettle } from '../engine/caller.js';
+import { directHandler, type CallContext, type Work } from '../engine/work.js';
 import type { Logger } from '../logger.js';
 import type { CallOptions, ServerOptions, StreamOptions } from '../options.js';
 import type { CallStream, StreamWindow } from '../engine/streams.js';
-import type { CallContext } from '../engine/work.js';
 import type { Server } from '../server.js';
 import type { ClusterNodeInfo } from './directory.js';
 
@@ -21,6 +22,8 @@ export interface ClusterHost {
   readonly timeoutMs: number;
   /** A call to a client connected to this node only. */
   localInvoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown>;
+  /** {@link localInvoke}, settled through `settle`; false (nothing done) when it cannot be (outgoing interceptors): use localInvoke. */
+  localRelay(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean, settle: RelaySettle): boolean;
   /** A streaming call to a client connected to this node only. */
   localStream(identity: string, name: string, args: unknown[], options: StreamOptions): CallStream<unknown>;
   /** The window a stream's consumer grants when the caller gave none. */
@@ -42,6 +45,11 @@ function notHere(identity: string, node: string): PeerNotConnectedError {
   return Object.assign(new PeerNotConnectedError(`no client "${identity}" is connected to node "${node}"`), { notHere: true });
 }
 
+/** Whether a relay's signal aborted because this node stops (not because the calling node cancelled). */
+function stopped(signal: AbortSignal): boolean {
+  return signal.aborted && signal.reason instanceof ServiceClosedError;
+}
+
 /** A stream window as the link carries it: [items, bytes], positive whole numbers. */
 export function isWindow(value: unknown): value is [number, number] {
   return Array.isArray(value) && value.length === 2 && value.every((n) => Number.isSafeInteger(n) && (n as number) > 0);
@@ -54,23 +62,35 @@ export function isWindow(value: unknown): value is [number, number] {
 export function serveLink(server: Server, host: ClusterHost, node: string, locate: (identity: string) => Promise<ClusterNodeInfo | undefined> | undefined): void {
   // The call's own arguments come last, each in its own place: one that is a stream arrives here
   // as a stream (the link's credit) and goes on to the client as one (the client's credit).
-  server.registerRpc('cluster.call', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, oneWay: unknown, ...args: unknown[]) => {
+  // A direct handler (no handler context, AsyncLocalStorage or promise of its own): what it costs
+  // is paid again on every call one node forwards to another.
+  server.registerRpc('cluster.call', directHandler((work: Work, done: () => void) => {
+    const [identity, name, kwargs, timeoutMs, oneWay] = work.args as [unknown, unknown, unknown, unknown, unknown];
     if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || typeof oneWay !== 'boolean') {
       throw new ParameterError('cluster.call: [identity, name, kwargs, timeoutMs, oneWay, ...args]');
     }
     if (!host.holds(identity)) throw notHere(identity, node);
     // The calling node's cancel and this node's stop go along, and a wait within the link call's
     // own deadline (a call that waited in the calling node's queue has less time than it says).
-    const options: CallOptions = relayOptions(ctx, host.interceptsOutgoing(), name, timeoutMs);
+    const options: CallOptions = relayOptions(work.scope, host.interceptsOutgoing(), name, timeoutMs);
     const { signal } = options as { signal: AbortSignal };
     if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
-    if (Object.keys(ctx.metadata).length > 0) options.metadata = { ...ctx.metadata };
-    return host.localInvoke(identity, name, args, options, oneWay).catch((error: unknown) => {
-      // This node stopping cancelled the call to its client: to the caller, the client is gone (nobody cancelled).
-      const stopping = signal.aborted && signal.reason instanceof ServiceClosedError;
-      throw stopping ? new PeerNotConnectedError(`client "${identity}" was on node "${node}", which stopped before "${name}" settled`) : error;
-    });
-  }, { withContext: true });
+    if (work.metadata && Object.keys(work.metadata).length > 0) options.metadata = { ...work.metadata };
+    const { responder } = work;
+    const settle: RelaySettle = {
+      resolve: (value) => {
+        responder.ok(value);
+        done();
+      },
+      reject: (error) => {
+        // This node stopping cancelled the call to its client: to the caller, the client is gone (nobody cancelled).
+        responder.fail(stopped(signal) ? new PeerNotConnectedError(`client "${identity}" was on node "${node}", which stopped before "${name}" settled`) : error);
+        done();
+      },
+    };
+    const args = work.args.slice(5);
+    if (!host.localRelay(identity, name, args, options, oneWay, settle)) host.localInvoke(identity, name, args, options, oneWay).then(settle.resolve, settle.reject);
+  }));
   server.registerRpc('cluster.stream', (ctx: CallContext, identity: unknown, name: unknown, kwargs: unknown, timeoutMs: unknown, window: unknown, deadlineLeftMs: unknown, ...args: unknown[]) => {
     if (typeof identity !== 'string' || typeof name !== 'string' || typeof timeoutMs !== 'number' || !(timeoutMs > 0) || !isWindow(window) ||
         (deadlineLeftMs !== null && !(typeof deadlineLeftMs === 'number' && Number.isFinite(deadlineLeftMs)))) {

@@ -193,35 +193,50 @@ export class ClusterNode {
    * Calls `name` on `identity`, connected to another node. Rejects with PeerNotConnectedError when
    * no live node holds it, ClusterUnavailableError while the directory is unreachable.
    */
-  async invoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
-    const directory = this.#directory;
-    if (!directory || this.#stopped) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}"`);
-    const first = await this.#locate(identity, false);
-    try {
-      return await this.#forward(identity, first.where, name, args, options, oneWay);
-    } catch (error) {
-      // A remembered location was stale (the client moved or left): ask Redis once more; not with
-      // streamed arguments, whose items may have gone to the far node already.
-      if (!first.cached || streamSlots(args) || !(error instanceof PeerNotConnectedError) || (error as { notHere?: unknown }).notHere !== true) throw error;
-      return this.#forward(identity, (await this.#locate(identity, true)).where, name, args, options, oneWay);
-    }
+  invoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
+    if (!this.#directory || this.#stopped) return Promise.reject(new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}"`));
+    // A remembered location: the call leaves now, with two promises (the link call's and the
+    // error mapping); this path is the whole of the calling node's share of a cross-node call.
+    const known = this.#remembered(identity);
+    if (known) return this.#forward(identity, known, name, args, options, oneWay, true);
+    return this.#locate(identity, false).then(({ where, cached }) => this.#forward(identity, where, name, args, options, oneWay, cached));
   }
 
-  async #forward(identity: string, where: ClusterNodeInfo | undefined, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
+  /**
+   * Sends the call over the link to `where`. `retry`: the location was remembered, not read from
+   * Redis now; if it turns out stale (the client moved or left: the far node refuses before
+   * calling anything), Redis is asked once more; not with streamed arguments, whose items may
+   * have gone to the far node already.
+   */
+  #forward(identity: string, where: ClusterNodeInfo | undefined, name: string, args: unknown[], options: CallOptions, oneWay: boolean, retry: boolean): Promise<unknown> {
+    let sent: Promise<unknown>;
+    let onLink = false;
+    try {
+      sent = this.#send(identity, where, name, args, options, oneWay);
+      onLink = true;
+    } catch (error) {
+      sent = Promise.reject(error as Error);
+    }
+    return sent.then(undefined, (error: unknown) => {
+      if (retry && !streamSlots(args) && error instanceof PeerNotConnectedError && (error as { notHere?: unknown }).notHere === true) {
+        return this.#locate(identity, true).then(({ where: now }) => this.#forward(identity, now, name, args, options, oneWay, false));
+      }
+      // What the link call failed with, as the caller should hear it (what failed before it was made, as it is).
+      throw onLink ? this.#callerError(error, identity, where!.node, name, options.signal) : error;
+    });
+  }
+
+  /** The link call that carries one call to `where` (throws, nothing sent, when it cannot go). */
+  #send(identity: string, where: ClusterNodeInfo | undefined, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
     if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
     const link = this.#link(where);
     if (!link.up && link.everUp) {
       // Not sent: a retry with a fresh location is safe.
       throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
     }
-    const { signal } = options;
     const { timeoutMs, linkOptions } = this.#linkOptions(name, options);
-    try {
-      // A link that drops (or is closed) fails its calls in flight at once, with ServiceClosedError: mapped below.
-      return await link.client.invoke('cluster.call', [identity, name, options.kwargs ?? null, timeoutMs, oneWay, ...args], linkOptions);
-    } catch (error) {
-      throw this.#callerError(error, identity, where.node, name, signal);
-    }
+    // A link that drops (or is closed) fails its calls in flight at once, with ServiceClosedError: mapped by #callerError.
+    return link.client.invoke('cluster.call', [identity, name, options.kwargs ?? null, timeoutMs, oneWay, ...args], linkOptions);
   }
 
   /**
@@ -316,12 +331,17 @@ export class ClusterNode {
    */
   readonly #locations = new Map<string, { where: ClusterNodeInfo; until: number }>();
 
+  /** Where `identity` was found lately, while Redis answers (else undefined: ask Redis). */
+  #remembered(identity: string): ClusterNodeInfo | undefined {
+    if (!this.#directory!.available) return undefined;
+    const known = this.#locations.get(identity);
+    return known && known.until > Date.now() ? known.where : undefined;
+  }
+
   async #locate(identity: string, fresh: boolean): Promise<{ where: ClusterNodeInfo | undefined; cached: boolean }> {
     const directory = this.#directory!;
-    if (!fresh && directory.available) {
-      const known = this.#locations.get(identity);
-      if (known && known.until > Date.now()) return { where: known.where, cached: true };
-    }
+    const known = fresh ? undefined : this.#remembered(identity);
+    if (known) return { where: known, cached: true };
     this.#locations.delete(identity);
     const where = await directory.locate(identity);
     const link = where && this.#links.get(where.node);

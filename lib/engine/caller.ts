@@ -58,6 +58,19 @@ export interface CallerSettings {
   readonly counters: PeerCounters;
 }
 
+/** How a relayed call settles (see {@link Caller.relay}): what would have settled its promise. */
+export interface RelaySettle {
+  readonly resolve: (value: unknown) => void;
+  readonly reject: (error: Error) => void;
+}
+
+/** A call that fails before it is made: its promise rejects, or (a relayed call) `settle` hears it. */
+function failed(settle: RelaySettle | undefined, error: Error): Promise<never> | undefined {
+  if (!settle) return Promise.reject(error);
+  settle.reject(error);
+  return undefined;
+}
+
 /** The options of a call made without any (not a new object per call). */
 const NO_OPTIONS: CallOptions = Object.freeze({});
 
@@ -184,18 +197,31 @@ export class Caller {
     this.#outbox.sendNow(connection.key, frames, CONTROL_HOOKS);
   }
 
+  /**
+   * {@link invoke}, settled through `settle` instead of a promise: a call a relay makes for its own
+   * caller (cluster forwarding), which hands the outcome on and needs no promise of its own. False,
+   * with nothing sent or settled, when this peer has outgoing interceptors (they take and return
+   * promises): use {@link invoke} then.
+   */
+  relay(target: Connection | Error, name: string, args: unknown[], options: CallOptions, oneWay: boolean, settle: RelaySettle): boolean {
+    if (this.#settings.outgoing.length > 0) return false;
+    this.#send(target, name, args, options, oneWay, undefined, settle);
+    return true;
+  }
+
   #send(target: Connection | Error, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown>;
   #send(target: Connection | Error, name: string, args: unknown[], options: CallOptions, oneWay: boolean, stream: StreamRequest): PendingCall | Promise<unknown>;
-  #send(target: Connection | Error, name: string, args: unknown[], options: CallOptions, oneWay: boolean, stream?: StreamRequest): PendingCall | Promise<unknown> {
+  #send(target: Connection | Error, name: string, args: unknown[], options: CallOptions, oneWay: boolean, stream: undefined, settle: RelaySettle): undefined;
+  #send(target: Connection | Error, name: string, args: unknown[], options: CallOptions, oneWay: boolean, stream?: StreamRequest, settle?: RelaySettle): PendingCall | Promise<unknown> | undefined {
     const { peerId } = this.#settings;
-    if (this.#closed) return Promise.reject(new ServiceClosedError(`peer "${peerId}" is stopped; "${name}" was not sent`));
-    if (target instanceof Error) return Promise.reject(target);
-    if (typeof name !== 'string' || name.length === 0) return Promise.reject(new TypeError('a call needs a function name'));
-    if (!Array.isArray(args)) return Promise.reject(new TypeError('args must be an array'));
+    if (this.#closed) return failed(settle, new ServiceClosedError(`peer "${peerId}" is stopped; "${name}" was not sent`));
+    if (target instanceof Error) return failed(settle, target);
+    if (typeof name !== 'string' || name.length === 0) return failed(settle, new TypeError('a call needs a function name'));
+    if (!Array.isArray(args)) return failed(settle, new TypeError('args must be an array'));
     const { signal } = options;
-    if (signal?.aborted) return Promise.reject(cancelledError(name, signal.reason));
+    if (signal?.aborted) return failed(settle, cancelledError(name, signal.reason));
     if (this.#pending.full) {
-      return Promise.reject(new RpcError(`too many calls in flight (maxPendingCalls = ${this.#pending.limit}); "${name}" was not sent`));
+      return failed(settle, new RpcError(`too many calls in flight (maxPendingCalls = ${this.#pending.limit}); "${name}" was not sent`));
     }
     let timeoutMs: number;
     let frames: Buffer[] | undefined;
@@ -223,7 +249,7 @@ export class Caller {
       ready = this.#role!.ready(target);
       if (ready || !slots) frames = this.#encode(target, oneWay ? 0 : id, name, args, kwargs, metadata, wireTimeoutMs, stream?.window, slots ?? null);
     } catch (error) {
-      return Promise.reject(error);
+      return failed(settle, error as Error);
     }
     const errorTable = options.errorTable ? { ...this.#settings.errorTable, ...options.errorTable } : this.#settings.errorTable;
     const call = new PendingCall(this.#pending, id, target.key, name, args, kwargs, metadata, errorTable, timeoutMs, oneWay);
@@ -234,6 +260,13 @@ export class Caller {
       this.#settings.counters.callsOut++;
       if (ready) this.#hand(target, call, frames!);
       return call;
+    }
+    if (settle) {
+      call.bind(settle.resolve, settle.reject, signal);
+      this.#pending.add(call);
+      this.#settings.counters.callsOut++;
+      if (ready) this.#hand(target, call, frames!);
+      return undefined;
     }
     // The call site, captured now and formatted only if the call fails. Capturing costs a few µs
     // per call (a third of the throughput at 64 in flight), hence opt-in.

@@ -220,8 +220,28 @@ function withKeywords(registration: Registration, args: readonly unknown[], kwar
   return bound;
 }
 
+/**
+ * A handler of zeropeer's own that takes the unit of work itself and answers through its
+ * responder: no context, no AsyncLocalStorage, no promise (what a relay saves on every call it
+ * passes on, see cluster/link-server.ts). It calls `done` once it has answered. Never user code:
+ * it gets the arguments unchecked, as they came.
+ */
+export type DirectHandler = (work: Work, done: () => void) => void;
+
+const directHandlers = new WeakSet<object>();
+
+/** Marks `handler` as a {@link DirectHandler}: registered like any function, run as one. */
+export function directHandler<H extends DirectHandler>(handler: H): H {
+  directHandlers.add(handler);
+  return handler;
+}
+
 /** Runs `work` with `registration`; the responder hears the outcome exactly once. */
 export function runWork(registration: Registration, work: Work, hooks: WorkHooks): void {
+  if (directHandlers.has(registration.handler)) {
+    runDirect(registration.handler as DirectHandler, work, hooks);
+    return;
+  }
   let args: unknown[];
   try {
     args = work.kwargs && Object.keys(work.kwargs).length > 0 ? withKeywords(registration, work.args, work.kwargs) : work.args;
@@ -274,6 +294,26 @@ export function runWork(registration: Registration, work: Work, hooks: WorkHooks
       responder.fail(error);
     },
   );
+}
+
+function runDirect(handler: DirectHandler, work: Work, hooks: WorkHooks): void {
+  if (work.scope.aborted) {
+    work.responder.fail(new CancelledError(`"${work.name}" was cancelled before it started`));
+    return;
+  }
+  const running = hooks.running(work);
+  let finished = false;
+  const done = (): void => {
+    if (finished) return;
+    finished = true;
+    running();
+  };
+  try {
+    handler(work, done);
+  } catch (error) {
+    work.responder.fail(error); // ignored if it had answered already
+    done();
+  }
 }
 
 function settleResult(registration: Registration, responder: Responder, value: unknown): void {
