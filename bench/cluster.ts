@@ -111,10 +111,12 @@ let lastCpuPerCall = Number.NaN;
 let lastOwnCpuPerCall = Number.NaN;
 
 /**
- * Calls in flight for throughput at saturation, besides 64. A cross-node call passes four sockets
- * and two processes that take turns on one batch: by Little's law, twice the latency needs twice
- * the calls in flight for the same rate, and more lets the two processes work at once. Local
- * calls are at their best from 64 on.
+ * Calls in flight for throughput at saturation, besides 64: each side is judged at its best of the
+ * two. A cross-node call passes four sockets and two processes that take turns on one batch: by
+ * Little's law, twice the latency needs twice the calls in flight for the same rate, and more lets
+ * the two processes work at once. Local calls gain from 512 too (larger batches), which is why
+ * both sides get both widths. At 64 in flight alone the ratio is bounded by the latency ratio,
+ * which the p50 line judges already: that line is reported, not judged.
  */
 const WIDE = 512;
 
@@ -139,7 +141,13 @@ async function inFlight(call: () => Promise<unknown>, ms: number, pids: readonly
   return rate;
 }
 
-const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+/** The median; of an even count, the mean of the two middle values (not the better or worse one). */
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  if (sorted.length === 0) return Number.NaN;
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
+}
 
 async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
   const b = await NodeProcess.start(redis.url, 'b', 10_000);
@@ -165,6 +173,7 @@ async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
     for (let round = 1; round <= ROUNDS; round++) {
       if (remoteOnly) {
         const width = Number(process.env.CLUSTER_BENCH_IN_FLIGHT ?? 64);
+        if (!Number.isInteger(width) || width < 1 || width > 100_000) throw new Error('CLUSTER_BENCH_IN_FLIGHT must be a whole number from 1 to 100000');
         say(`  round ${round}/${ROUNDS}: ${width} in flight cross-node ${(await inFlight(remote, CELL_MS, pids, width)).toFixed(0)}/s, ${lastCpuPerCall.toFixed(1)} µs CPU a call (A ${lastOwnCpuPerCall.toFixed(1)})`);
         continue;
       }
@@ -176,11 +185,12 @@ async function crossNode(redis: TestRedis): Promise<Record<string, number>> {
       cells.remoteRate.push(await inFlight(remote, CELL_MS, pids));
       cells.remoteCpu.push(lastCpuPerCall);
       const sends = lastSendsPerCall;
+      const ownCpu = lastOwnCpuPerCall;
       cells.localBest.push(Math.max(cells.localRate.at(-1)!, await inFlight(local, CELL_MS, pids, WIDE)));
       cells.remoteBest.push(Math.max(cells.remoteRate.at(-1)!, await inFlight(remote, CELL_MS, pids, WIDE)));
       say(`  round ${round}/${ROUNDS}: p50 local ${cells.localP50.at(-1)!.toFixed(0)} µs, cross-node ${cells.remoteP50.at(-1)!.toFixed(0)} µs; ` +
         `64 in flight local ${cells.localRate.at(-1)!.toFixed(0)}/s, cross-node ${cells.remoteRate.at(-1)!.toFixed(0)}/s; ` +
-        `CPU a call local ${cells.localCpu.at(-1)!.toFixed(1)} µs, cross-node ${cells.remoteCpu.at(-1)!.toFixed(1)} µs; ` +
+        `CPU a call local ${cells.localCpu.at(-1)!.toFixed(1)} µs, cross-node ${cells.remoteCpu.at(-1)!.toFixed(1)} µs (A ${ownCpu.toFixed(1)}); ` +
         `best of 64 and ${WIDE} in flight local ${cells.localBest.at(-1)!.toFixed(0)}/s, cross-node ${cells.remoteBest.at(-1)!.toFixed(0)}/s` +
         (socketSends > 0 ? `; sends a call here at 64: local ${localSends.toFixed(3)}, cross-node ${sends.toFixed(3)}` : ''));
     }
@@ -316,7 +326,7 @@ async function main(): Promise<void> {
       `Cluster (${quick ? 'quick' : 'full'}; medians of ${ROUNDS} rounds; ratios: median of the rounds' paired ratios)`,
       `  sendTo p50, sequential:     local ${cross.localP50!.toFixed(0)} µs, cross-node ${cross.remoteP50!.toFixed(0)} µs (${p50Ratio.toFixed(2)}x; target <= 2x: ${p50Ratio <= 2 ? 'met' : 'NOT met'})`,
       `  sendTo throughput, best of 64 and ${WIDE} in flight: local ${cross.localBest!.toFixed(0)}/s, cross-node ${cross.remoteBest!.toFixed(0)}/s (${bestRatio.toFixed(2)}x; target >= 0.5x: ${bestRatio >= 0.5 ? 'met' : 'NOT met'})`,
-      `  sendTo, 64 in flight:       local ${cross.localRate!.toFixed(0)}/s, cross-node ${cross.remoteRate!.toFixed(0)}/s (${rateRatio.toFixed(2)}x)`,
+      `  sendTo, 64 in flight:       local ${cross.localRate!.toFixed(0)}/s, cross-node ${cross.remoteRate!.toFixed(0)}/s (${rateRatio.toFixed(2)}x; not judged: bounded by the p50 ratio, see WIDE)`,
       `  CPU a call at 64 in flight (both node processes, all threads): local ${cross.localCpu!.toFixed(1)} µs, cross-node ${cross.remoteCpu!.toFixed(1)} µs (${(cross.remoteCpu! / cross.localCpu!).toFixed(2)}x)`,
       `  publish to a subscriber on another node, p50 until its handler ran: ${cross.publishLinkP50!.toFixed(0)} µs over the links; ` +
         `the Redis pub/sub hop alone (PUBLISH until a subscriber has it): ${cross.redisHopP50!.toFixed(0)} µs`,
