@@ -6,9 +6,9 @@
  * Across nodes (a real redis-server): a far node that stops mid-call.
  */
 import { expect } from 'chai';
-import { CancelledError, Client, PeerNotConnectedError, ServiceClosedError, type CallContext, type Server } from '../lib/index.js';
+import { CancelledError, Client, PeerNotConnectedError, ServiceClosedError, ServiceNotFoundError, type CallContext, type Server } from '../lib/index.js';
 import { CallScope } from '../lib/engine/call-scope.js';
-import { cleanup, once, recordingLogger, rejection, track, until } from './helpers.js';
+import { cleanup, once, recordingLogger, rejection, startClient, startServer, track, until } from './helpers.js';
 import { listedOn, startNode } from './cluster-in-process.js';
 import { TestRedis, skipWithoutRedis } from './redis-server.js';
 
@@ -119,5 +119,38 @@ describe('cluster mode: a far node that stops with a relayed call in flight', fu
     await until(() => seen[0]!.signal.aborted);
     // The CANCEL b sent as its link stopped, before the connection went.
     expect(seen[0]!.signal.reason).to.be.instanceOf(CancelledError);
+  });
+});
+
+describe('client: a call settled through callbacks (invokeSettled, what a cluster link uses)', () => {
+  afterEach(cleanup);
+
+  /** A promise settled by the callbacks invokeSettled is given; `made`: whether the client took the call. */
+  function settled(client: Client, name: string, args: unknown[]): { made: boolean; outcome: Promise<unknown> } {
+    let made = false;
+    const outcome = new Promise((resolve, reject) => {
+      made = client.invokeSettled(name, args, { timeoutMs: 2000 }, { resolve, reject });
+    });
+    return { made, outcome };
+  }
+
+  it('settles with the result, or the typed error, once; with outgoing interceptors it declines and sends nothing', async () => {
+    const server = await startServer();
+    let calls = 0;
+    server.registerRpc('twice', (n: number) => {
+      calls++;
+      return 2 * n;
+    });
+    const client = await startClient(server);
+    const ok = settled(client, 'twice', [21]);
+    expect(ok.made).to.equal(true);
+    expect(await ok.outcome).to.equal(42);
+    const missing = settled(client, 'absent', []);
+    expect(await rejection(missing.outcome)).to.be.instanceOf(ServiceNotFoundError);
+    const intercepted = await startClient(server, { interceptors: { outgoing: [(next) => (call) => next(call)] } });
+    const declined = settled(intercepted, 'twice', [1]);
+    expect(declined.made).to.equal(false);
+    expect(await intercepted.invoke('twice', [2])).to.equal(4);
+    expect(calls).to.equal(2);
   });
 });

@@ -132,6 +132,11 @@ export class ClientHandshake {
    * Makes a call, minding an earlier refusal of our credentials: fails it at once, unless the
    * credentials can change (a token function): then fresh ones are asked for and the call waits.
    */
+  /** Whether the server refused this client's credentials (the next call must go through {@link afterRefusal}). */
+  get refused(): boolean {
+    return this.#refusal !== undefined;
+  }
+
   afterRefusal(call: () => Promise<unknown>): Promise<unknown> {
     const refusal = this.#refusal;
     if (refusal === undefined) return call();
