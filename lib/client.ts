@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { KeyProver } from './auth/key-proof.js';
 import { ClientHandshake } from './auth/client-handshake.js';
 import type { Connection } from './engine/connection.js';
+import type { RelaySettle } from './engine/caller.js';
 import { Session } from './engine/session.js';
 import { DEFAULTS, checkClientOptions, positive, rejectUnknownKeys, wholeNumber, type CallOptions, type ClientOptions, type StreamOptions } from './options.js';
 import { PeerNotConnectedError, RpcError, ServiceNotFoundError, TimeoutError } from './errors.js';
@@ -321,6 +322,16 @@ export class Client<ServerApi = any> extends Peer<ClientEvents> {
   /** Calls `name` on the server with positional `args`; the explicit form of `client.call`. */
   invoke(name: string, args: unknown[] = [], options: CallOptions = {}): Promise<unknown> {
     return this.#handshake.afterRefusal(() => this.session.caller.invoke(this.#server, name, args, options));
+  }
+
+  /**
+   * @internal {@link invoke}, settled through `settle` instead of a promise (Caller.relay): what a
+   * cluster node's link calls use. False, with nothing sent, when it cannot be (outgoing
+   * interceptors, or a refusal the call must wait out): use invoke then.
+   */
+  invokeSettled(name: string, args: unknown[], options: CallOptions, settle: RelaySettle): boolean {
+    if (this.#handshake.refused) return false;
+    return this.session.caller.relay(this.#server, name, args, options, false, settle);
   }
 
   /** @internal whether outgoing interceptors (user code) see this client's calls, and with them their signal. */

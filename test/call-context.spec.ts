@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { currentCall, type CallContext } from '../lib/index.js';
 import { DIRECTIONS, connectedPair } from './directions.js';
-import { RawPeer, cleanup, sleep, uuidBytes } from './helpers.js';
+import { RawPeer, cleanup, sleep, startClient, startServer, until, uuidBytes } from './helpers.js';
 import { MessageType } from '../lib/index.js';
 import { decode } from 'msgpackr';
 
@@ -71,5 +71,22 @@ describe('call context', () => {
     expect(seen!.deadline).to.equal(undefined);
     expect(seen!.metadata).to.deep.equal({});
     expect(seen!.signal.aborted).to.equal(false);
+  });
+});
+
+describe('call context: one-way work', () => {
+  afterEach(cleanup);
+
+  it('ends with its handler: a stop afterwards aborts no signal of one-way work that is over (nothing stays armed until the stop)', async () => {
+    const server = await startServer();
+    const signals: AbortSignal[] = [];
+    server.registerRpc('jobs.note', (ctx: CallContext) => {
+      signals.push(ctx.signal); // asked for: the scope is armed for the stop until the work ends
+    }, { withContext: true });
+    const client = await startClient(server);
+    for (let i = 0; i < 3; i++) await client.invokeOneWay('jobs.note', []);
+    await until(() => signals.length === 3, 3000, 'the one-way handlers ran');
+    await server.stop();
+    expect(signals.map((signal) => signal.aborted), 'ended before the stop: not aborted by it').to.deep.equal([false, false, false]);
   });
 });

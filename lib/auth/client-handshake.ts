@@ -128,6 +128,11 @@ export class ClientHandshake {
     this.#transportError = reason;
   }
 
+  /** Whether the server refused this client's credentials (the next call must go through {@link afterRefusal}). */
+  get refused(): boolean {
+    return this.#refusal !== undefined;
+  }
+
   /**
    * Makes a call, minding an earlier refusal of our credentials: fails it at once, unless the
    * credentials can change (a token function): then fresh ones are asked for and the call waits.

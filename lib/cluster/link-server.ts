@@ -6,7 +6,7 @@
  * lookups, links to the other nodes) is in node.ts.
  */
 import { PeerNotConnectedError, ParameterError, ServiceClosedError } from '../errors.js';
-import { relayOptions } from '../engine/call-scope.js';
+import { relayOptions, relayTimeout, type CallScope } from '../engine/call-scope.js';
 import type { RelaySettle } from '../engine/caller.js';
 import { directHandler, type CallContext, type Work } from '../engine/work.js';
 import type { Logger } from '../logger.js';
@@ -45,9 +45,9 @@ function notHere(identity: string, node: string): PeerNotConnectedError {
   return Object.assign(new PeerNotConnectedError(`no client "${identity}" is connected to node "${node}"`), { notHere: true });
 }
 
-/** Whether a relay's signal aborted because this node stops (not because the calling node cancelled). */
-function stopped(signal: AbortSignal): boolean {
-  return signal.aborted && signal.reason instanceof ServiceClosedError;
+/** Whether a relayed call's scope aborted because this node stops (not because the calling node cancelled). */
+function stopped(scope: CallScope): boolean {
+  return scope.reason instanceof ServiceClosedError;
 }
 
 /** A stream window as the link carries it: [items, bytes], positive whole numbers. */
@@ -70,22 +70,32 @@ export function serveLink(server: Server, host: ClusterHost, node: string, locat
       throw new ParameterError('cluster.call: [identity, name, kwargs, timeoutMs, oneWay, ...args]');
     }
     if (!host.holds(identity)) throw notHere(identity, node);
-    // The calling node's cancel and this node's stop go along, and a wait within the link call's
-    // own deadline (a call that waited in the calling node's queue has less time than it says).
-    const options: CallOptions = relayOptions(work.scope, host.interceptsOutgoing(), name, timeoutMs);
-    const { signal } = options as { signal: AbortSignal };
-    if (kwargs !== null && typeof kwargs === 'object') options.kwargs = kwargs as Record<string, unknown>;
+    // The calling node's cancel and this node's stop go along (through the scope, settle.scope;
+    // as a real signal where outgoing interceptors see it), and a wait within the link call's own
+    // deadline (a call that waited in the calling node's queue has less time than it says).
+    const { scope } = work;
+    const options: CallOptions = host.interceptsOutgoing() ? relayOptions(scope, true, name, timeoutMs) : { timeoutMs: relayTimeout(scope, name, timeoutMs) };
+    if (kwargs !== null && typeof kwargs === 'object' && !Array.isArray(kwargs)) options.kwargs = kwargs as Record<string, unknown>;
     if (work.metadata && Object.keys(work.metadata).length > 0) options.metadata = { ...work.metadata };
     const { responder } = work;
     const settle: RelaySettle = {
+      scope,
+      // done() whatever the answer's sending throws (a logger of the user's, say): else the call
+      // would count as running for good, and stop() would wait for it.
       resolve: (value) => {
-        responder.ok(value);
-        done();
+        try {
+          responder.ok(value);
+        } finally {
+          done();
+        }
       },
       reject: (error) => {
-        // This node stopping cancelled the call to its client: to the caller, the client is gone (nobody cancelled).
-        responder.fail(stopped(signal) ? new PeerNotConnectedError(`client "${identity}" was on node "${node}", which stopped before "${name}" settled`) : error);
-        done();
+        try {
+          // This node stopping cancelled the call to its client: to the caller, the client is gone (nobody cancelled).
+          responder.fail(stopped(scope) ? new PeerNotConnectedError(`client "${identity}" was on node "${node}", which stopped before "${name}" settled`) : error);
+        } finally {
+          done();
+        }
       },
     };
     const args = work.args.slice(5);

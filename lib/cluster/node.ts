@@ -84,6 +84,13 @@ function failure(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** One call as the link carries it (`cluster.call`). */
+interface LinkCall {
+  readonly link: Link;
+  readonly args: unknown[];
+  readonly options: CallOptions;
+}
+
 /** One link to another node. */
 interface Link {
   readonly endpoint: string;
@@ -209,25 +216,37 @@ export class ClusterNode {
    * have gone to the far node already.
    */
   #forward(identity: string, where: ClusterNodeInfo | undefined, name: string, args: unknown[], options: CallOptions, oneWay: boolean, retry: boolean): Promise<unknown> {
-    let sent: Promise<unknown>;
-    let onLink = false;
-    try {
-      sent = this.#send(identity, where, name, args, options, oneWay);
-      onLink = true;
-    } catch (error) {
-      sent = Promise.reject(error as Error);
-    }
-    return sent.then(undefined, (error: unknown) => {
-      if (retry && !streamSlots(args) && error instanceof PeerNotConnectedError && (error as { notHere?: unknown }).notHere === true) {
-        return this.#locate(identity, true).then(({ where: now }) => this.#forward(identity, now, name, args, options, oneWay, false));
+    // One promise: the link call settles it through callbacks (Client.invokeSettled), not a
+    // promise of its own and a second for the error mapping (with AsyncLocalStorage on, each
+    // promise costs its hooks too).
+    return new Promise<unknown>((resolve, reject) => {
+      let onLink = false;
+      const fail = (error: unknown): void => {
+        if (retry && !streamSlots(args) && error instanceof PeerNotConnectedError && (error as { notHere?: unknown }).notHere === true) {
+          resolve(this.#locate(identity, true).then(({ where: now }) => this.#forward(identity, now, name, args, options, oneWay, false)));
+          return;
+        }
+        // What the link call failed with, as the caller should hear it (what failed before it was made, as it is).
+        reject(onLink ? this.#callerError(error, identity, where!.node, name, options.signal) : error);
+      };
+      let call: LinkCall;
+      try {
+        call = this.#linkCall(identity, where, name, args, options, oneWay);
+      } catch (error) {
+        fail(error);
+        return;
       }
-      // What the link call failed with, as the caller should hear it (what failed before it was made, as it is).
-      throw onLink ? this.#callerError(error, identity, where!.node, name, options.signal) : error;
+      onLink = true;
+      // A link that drops (or is closed) fails its calls in flight at once, with ServiceClosedError: mapped by #callerError.
+      const { client } = call.link;
+      if (!client.invokeSettled('cluster.call', call.args, call.options, { resolve, reject: fail })) {
+        client.invoke('cluster.call', call.args, call.options).then(resolve, fail);
+      }
     });
   }
 
   /** The link call that carries one call to `where` (throws, nothing sent, when it cannot go). */
-  #send(identity: string, where: ClusterNodeInfo | undefined, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
+  #linkCall(identity: string, where: ClusterNodeInfo | undefined, name: string, args: unknown[], options: CallOptions, oneWay: boolean): LinkCall {
     if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
     const link = this.#link(where);
     if (!link.up && link.everUp) {
@@ -235,8 +254,7 @@ export class ClusterNode {
       throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
     }
     const { timeoutMs, linkOptions } = this.#linkOptions(name, options);
-    // A link that drops (or is closed) fails its calls in flight at once, with ServiceClosedError: mapped by #callerError.
-    return link.client.invoke('cluster.call', [identity, name, options.kwargs ?? null, timeoutMs, oneWay, ...args], linkOptions);
+    return { link, args: [identity, name, options.kwargs ?? null, timeoutMs, oneWay, ...args], options: linkOptions };
   }
 
   /**

@@ -19,18 +19,20 @@ export function deadlineOf(signal: AbortSignal): number | undefined {
 }
 
 /**
- * The scopes whose signal exists, per stopping signal: one listener per peer aborts them all when
- * it stops (a listener per call would cost more than the rest of the signal).
+ * The scopes whose signal exists (or that relay a call), per stopping signal: one listener per
+ * peer aborts them all when it stops (a listener per call would cost more than the rest of the
+ * signal). A list in which each scope knows its place, not a Set: added and removed in O(1) with
+ * no hash table grown and shrunk with every batch of calls (see IdTable).
  */
-const armed = new WeakMap<AbortSignal, Set<CallScope>>();
+const armed = new WeakMap<AbortSignal, CallScope[]>();
 
-function armedOn(stopping: AbortSignal): Set<CallScope> {
+function armedOn(stopping: AbortSignal): CallScope[] {
   let scopes = armed.get(stopping);
   if (!scopes) {
-    const set = (scopes = new Set<CallScope>());
-    armed.set(stopping, set);
+    const list = (scopes = [] as CallScope[]);
+    armed.set(stopping, list);
     stopping.addEventListener('abort', () => {
-      for (const scope of [...set]) scope.abort(stopping.reason as Error);
+      for (const scope of [...list]) scope.abort(stopping.reason as Error);
     }, { once: true });
   }
   return scopes;
@@ -95,8 +97,8 @@ class RelaySignal {
 
 /**
  * The options of a call made on behalf of a handler's call (zeropeer's own relays: cluster
- * forwarding, proxyTo), so that its cancel, this peer's stop and its deadline go along: the light
- * relay signal (no AbortController, no deadline timer: it does not abort on the deadline) and a
+ * streams, proxyTo; a forwarded cluster call uses {@link CallScope.relay} instead), so that
+ * its cancel, this peer's stop and its deadline go along: the light relay signal (no AbortController, no deadline timer: it does not abort on the deadline) and a
  * timeout within the deadline (at most `timeoutMs`). When user code will see the signal (outgoing
  * interceptors, which may hand it to AbortSignal.any() or fetch()), the handler's own signal.
  * Throws TimeoutError when the deadline has passed: nothing is sent.
@@ -104,11 +106,26 @@ class RelaySignal {
 export function relayOptions(from: CallContext | CallScope, userSeesSignal: boolean, name: string, timeoutMs?: number): { signal: AbortSignal; timeoutMs?: number } {
   const scope = from instanceof CallScope ? from : (from as { [scopeOf]?: CallScope })[scopeOf];
   const signal = userSeesSignal || !scope ? from.signal : scope.relaySignal;
+  const wait = relayTimeout(from, name, timeoutMs);
+  return wait === undefined ? { signal } : { signal, timeoutMs: wait };
+}
+
+/**
+ * The timeout of a call made on behalf of a handler's call: `timeoutMs`, at most the time left
+ * until the handler's deadline (undefined: neither says). Throws TimeoutError when the deadline
+ * has passed: nothing is sent.
+ */
+export function relayTimeout(from: CallContext | CallScope, name: string, timeoutMs?: number): number | undefined {
   const { deadline } = from;
-  if (deadline === undefined) return timeoutMs === undefined ? { signal } : { signal, timeoutMs };
+  if (deadline === undefined) return timeoutMs;
   const left = deadline - Date.now();
   if (left <= 0) throw new TimeoutError(`"${name}" was not relayed: the deadline it inherits passed`);
-  return { signal, timeoutMs: Math.min(timeoutMs ?? left, left) };
+  return Math.min(timeoutMs ?? left, left);
+}
+
+/** The one call a scope relays (see {@link CallScope.relay}): cancelled when the scope aborts. */
+export interface RelayTarget {
+  cancel(reason: unknown): void;
 }
 
 /**
@@ -122,7 +139,10 @@ export class CallScope {
   #timer: NodeJS.Timeout | undefined;
   #reason: Error | undefined;
   #ended = false;
-  #armed: Set<CallScope> | undefined;
+  /** The list this scope is armed in (see armedOn), and its place there. */
+  #armed: CallScope[] | undefined;
+  #armedAt = 0;
+  #relayed: RelayTarget | undefined;
 
   /**
    * @param stopping aborts when the peer stops
@@ -144,10 +164,7 @@ export class CallScope {
     } else if (this.deadline !== undefined && this.deadline <= Date.now()) {
       this.abort(this.#deadlinePassed());
     } else if (!this.#ended) {
-      if (!this.#armed) {
-        this.#armed = armedOn(this.#stopping);
-        this.#armed.add(this);
-      }
+      if (!this.#armed) this.#arm();
       if (this.deadline !== undefined) {
         this.#timer = setTimeout(() => this.abort(this.#deadlinePassed()), this.deadline - Date.now());
         this.#timer.unref(); // the caller's deadline, not a reason to keep a process alive
@@ -170,10 +187,26 @@ export class CallScope {
     } else if (this.deadline !== undefined && this.deadline <= Date.now()) {
       this.abort(this.#deadlinePassed()); // past already: nobody waits for what the call would bring
     } else if (!this.#ended && !this.#armed) {
-      this.#armed = armedOn(this.#stopping);
-      this.#armed.add(this);
+      this.#arm();
     }
     return relay as unknown as AbortSignal;
+  }
+
+  /**
+   * Makes `target` the one call this scope relays (Caller.relay, for cluster forwarding): it is
+   * cancelled when the scope aborts (the caller cancels, this peer stops), as a call given
+   * {@link relaySignal} would be, without a signal, listener or closure per call. The scope must
+   * not have aborted (the call is then not made at all) nor ended.
+   */
+  relay(target: RelayTarget): void {
+    if (this.#ended) return;
+    this.#relayed = target;
+    if (!this.#armed) this.#arm();
+  }
+
+  /** Why the work was cancelled (or that the peer stops); undefined while it was not. */
+  get reason(): unknown {
+    return this.#reason ?? (this.#stopping.aborted ? (this.#stopping.reason as unknown) : undefined);
   }
 
   /** Whether the work was cancelled (or the peer stops): work not started yet should not start. */
@@ -188,19 +221,35 @@ export class CallScope {
     this.#release();
     this.#controller?.abort(reason);
     this.#relay?.abort(reason);
+    const relayed = this.#relayed;
+    this.#relayed = undefined;
+    relayed?.cancel(reason);
   }
 
   /** The work answered (or its stream ended): its timer and listener go; the signal no longer aborts. */
   end(): void {
     this.#ended = true;
+    this.#relayed = undefined;
     this.#release();
   }
 
   #release(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#armed?.delete(this);
+    const list = this.#armed;
+    if (!list) return;
     this.#armed = undefined;
+    // The last scope of the list takes this one's place.
+    const last = list.pop()!;
+    if (last === this) return;
+    list[this.#armedAt] = last;
+    last.#armedAt = this.#armedAt;
+  }
+
+  #arm(): void {
+    const list = (this.#armed = armedOn(this.#stopping));
+    this.#armedAt = list.length;
+    list.push(this);
   }
 
   #deadlinePassed(): TimeoutError {

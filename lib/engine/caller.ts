@@ -10,7 +10,7 @@ import { isUnreachable } from '../transport/router-socket.js';
 import type { Outbox } from '../transport/outbox.js';
 import { encodeMessage, encodeWithin, type FramingContext } from '../wire/framing.js';
 import { MessageType, typeName, workBody, type Message, type MessageId, type StreamEndBody } from '../wire/messages.js';
-import { deadlineOf } from './call-scope.js';
+import { deadlineOf, type CallScope } from './call-scope.js';
 import type { Connection, Connections } from './connection.js';
 import { wrap, type InterceptedCall, type Interceptor } from './interceptors.js';
 import { PendingCall, PendingCalls } from './pending-calls.js';
@@ -58,10 +58,20 @@ export interface CallerSettings {
   readonly counters: PeerCounters;
 }
 
-/** How a relayed call settles (see {@link Caller.relay}): what would have settled its promise. */
+/**
+ * How a relayed call settles (see {@link Caller.relay}): what would have settled its promise.
+ * Called synchronously, from inside the pending-calls table (an answer, an expiry, a lost
+ * connection, a stop): they must not call back into the same Caller at once (make calls, cancel
+ * others); hand the outcome on, as a relay does, or defer.
+ */
 export interface RelaySettle {
   readonly resolve: (value: unknown) => void;
   readonly reject: (error: Error) => void;
+  /**
+   * The scope of the handler's call this one is made for: its cancel and this peer's stop cancel
+   * this call (what `options.signal` would do, at a lower cost: see CallScope.relay).
+   */
+  readonly scope?: CallScope;
 }
 
 /** A call that fails before it is made: its promise rejects, or (a relayed call) `settle` hears it. */
@@ -220,6 +230,7 @@ export class Caller {
     if (!Array.isArray(args)) return failed(settle, new TypeError('args must be an array'));
     const { signal } = options;
     if (signal?.aborted) return failed(settle, cancelledError(name, signal.reason));
+    if (settle?.scope?.aborted) return failed(settle, cancelledError(name, settle.scope.reason));
     if (this.#pending.full) {
       return failed(settle, new RpcError(`too many calls in flight (maxPendingCalls = ${this.#pending.limit}); "${name}" was not sent`));
     }
@@ -264,6 +275,7 @@ export class Caller {
     if (settle) {
       call.bind(settle.resolve, settle.reject, signal);
       this.#pending.add(call);
+      settle.scope?.relay(call);
       this.#settings.counters.callsOut++;
       if (ready) this.#hand(target, call, frames!);
       return undefined;

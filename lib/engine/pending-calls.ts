@@ -76,11 +76,14 @@ export class PendingCall implements OutgoingHooks {
     this.#reject = reject;
     if (signal) {
       this.#signal = signal;
-      this.#onAbort = () => {
-        if (!this.settled) this.table.owner.cancelled(this, signal.reason);
-      };
+      this.#onAbort = () => this.cancel(signal.reason);
       signal.addEventListener('abort', this.#onAbort, { once: true });
     }
+  }
+
+  /** The caller gave up (its signal, or the scope of the call it relays, aborted): rejects with CancelledError, and tells the other side. */
+  cancel(reason: unknown): void {
+    if (!this.settled) this.table.owner.cancelled(this, reason);
   }
 
   /** Ends the call (called by the table only). */

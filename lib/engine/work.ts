@@ -224,7 +224,8 @@ function withKeywords(registration: Registration, args: readonly unknown[], kwar
  * A handler of zeropeer's own that takes the unit of work itself and answers through its
  * responder: no context, no AsyncLocalStorage, no promise (what a relay saves on every call it
  * passes on, see cluster/link-server.ts). It calls `done` once it has answered. Never user code:
- * it gets the arguments unchecked, as they came.
+ * it gets the arguments unchecked, as they came, and the registration's options do not apply
+ * (params, returns, withContext, oneWay, raw, kwargs binding): register it without any.
  */
 export type DirectHandler = (work: Work, done: () => void) => void;
 
