@@ -8,7 +8,7 @@
 import { expect } from 'chai';
 import { decode, encode } from 'msgpackr';
 import { MessageType as T, MsgpackCodec, Server } from '../lib/index.js';
-import { decodeFrames, encodeBatch } from '../lib/wire/framing.js';
+import { batchPackets, decodeFrames, encodeBatch } from '../lib/wire/framing.js';
 import { MessageIds } from '../lib/wire/message-ids.js';
 import { cleanup, RawPeer, recordingLogger, rejection, sleep, startClient, startServer, track, until, uuidBytes } from './helpers.js';
 
@@ -18,7 +18,7 @@ const context = { codec: new MsgpackCodec(), ids: new MessageIds(), maxMessageBy
 function packetsOf(frames: Buffer[]): Array<[number, number, unknown]> {
   expect(frames, 'compact framing: one frame after the routing id').to.have.length(1);
   const inbound = decodeFrames([Buffer.from('s'), frames[0]!], context);
-  const packets = inbound.kind === 'batch' ? inbound.packets : [frames[0]!];
+  const packets = inbound.kind === 'batch' ? batchPackets(inbound) : [frames[0]!];
   return packets.map((packet) => decode(packet) as [number, number, unknown]);
 }
 

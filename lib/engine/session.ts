@@ -331,24 +331,29 @@ export class Session {
     const inbound = decodeFrames(frames, this.#framing);
     if (inbound.kind !== 'batch') {
       this.counters.received(frames);
-      this.#onInbound(inbound, frames);
+      this.#onInbound(inbound, payloadBytes(frames));
       return 1;
     }
-    // In order, each as if it had come alone (a packet of a batch is never a batch itself).
-    const { routingId, packets } = inbound;
-    this.counters.received(frames, packets.length);
-    for (const packet of packets) {
+    // In order, each as if it had come alone (a packet of a batch is never a batch itself), each
+    // read where it lies in the frame (no view of its own: see MsgpackCodec.decodeRange).
+    const { routingId, frame, bounds } = inbound;
+    const count = bounds.length / 2;
+    this.counters.received(frames, count);
+    for (let i = 0; i < bounds.length; i += 2) {
+      const start = bounds[i]!;
+      const end = bounds[i + 1]!;
       // What one message throws must not cost the messages after it in the batch.
       try {
-        this.#onInbound(decodeBatched(routingId, packet, this.#framing), [routingId, packet]);
+        this.#onInbound(decodeBatched(routingId, frame, start, end, this.#framing), end - start);
       } catch (error) {
-        this.#failed(error, [routingId, packet]);
+        this.#failed(error, [routingId]);
       }
     }
-    return packets.length;
+    return count;
   }
 
-  #onInbound(inbound: Exclude<Inbound, { kind: 'batch' }>, frames: Buffer[]): void {
+  /** One message (or what it turned out to be); `size`: its bytes, routing id left out. */
+  #onInbound(inbound: Exclude<Inbound, { kind: 'batch' }>, size: number): void {
     switch (inbound.kind) {
       case 'notify':
         this.#departures.notify(inbound.routingId);
@@ -357,7 +362,7 @@ export class Session {
         this.#onMalformed(inbound);
         return;
       case 'message':
-        this.#onMessage(inbound.message, frames);
+        this.#onMessage(inbound.message, size);
     }
   }
 
@@ -379,7 +384,7 @@ export class Session {
     }
   }
 
-  #onMessage(message: Message, frames: Buffer[]): void {
+  #onMessage(message: Message, size: number): void {
     const connection = this.#role.connectionFor(message.routingId);
     if (!connection) {
       this.peerWarning(routingKey(message.routingId), 'message from an unknown peer dropped', { peer: this.config.id, routingId: describeRoutingId(message.routingId), type: typeName(message.type) });
@@ -414,8 +419,8 @@ export class Session {
       // handler's side; an argument (0, 1, ...) flows to the handler and its credit back to the caller.
       case MessageType.STREAM_ITEM: {
         const { slot, value } = message.body;
-        if (slot === RESULT_SLOT) this.caller.streamItem(connection, message.id, value, payloadBytes(frames));
-        else this.dispatcher.argItem(connection, message.id, slot, value, payloadBytes(frames));
+        if (slot === RESULT_SLOT) this.caller.streamItem(connection, message.id, value, size);
+        else this.dispatcher.argItem(connection, message.id, slot, value, size);
         return;
       }
       case MessageType.STREAM_END:

@@ -36,7 +36,8 @@ export interface ReplyTo {
 export type Inbound =
   | { readonly kind: 'message'; readonly message: Message }
   | { readonly kind: 'notify'; readonly routingId: Buffer }
-  | { readonly kind: 'batch'; readonly routingId: Buffer; readonly packets: readonly Buffer[] }
+  /** A batch: its packets are `frame[bounds[2i], bounds[2i + 1])`, read where they lie (see decodeBatched). */
+  | { readonly kind: 'batch'; readonly routingId: Buffer; readonly frame: Buffer; readonly bounds: readonly number[] }
   | {
       readonly kind: 'malformed';
       readonly routingId: Buffer | undefined;
@@ -99,19 +100,26 @@ export function isBatch(frames: readonly Buffer[]): boolean {
   return frames.length === 2 && frames[1]![0] === BATCH_MARKER;
 }
 
-/** The packets of a batch (views, no copy), or why it is not one. */
-function splitBatch(batch: Buffer): Buffer[] | ProtocolError {
-  const packets: Buffer[] = [];
+/** Where the packets of a batch lie (start, end, start, end, ...: no view made), or why it is not one. */
+function splitBatch(batch: Buffer): number[] | ProtocolError {
+  const bounds: number[] = [];
   let at = 1;
   while (at < batch.length) {
-    if (packets.length === MAX_BATCH_PACKETS) return new ProtocolError(`a batch of more than ${MAX_BATCH_PACKETS} messages`);
+    if (bounds.length === MAX_BATCH_PACKETS * 2) return new ProtocolError(`a batch of more than ${MAX_BATCH_PACKETS} messages`);
     if (at + LENGTH_BYTES > batch.length) return new ProtocolError('a batch cut short in a length');
     const end = at + LENGTH_BYTES + batch.readUInt32BE(at);
     if (end > batch.length) return new ProtocolError('a batch cut short in a message');
-    packets.push(batch.subarray(at + LENGTH_BYTES, end));
+    bounds.push(at + LENGTH_BYTES, end);
     at = end;
   }
-  return packets.length > 0 ? packets : new ProtocolError('an empty batch');
+  return bounds.length > 0 ? bounds : new ProtocolError('an empty batch');
+}
+
+/** The packets of a batch as views (for tests and tools; the session reads them in place). */
+export function batchPackets(inbound: Extract<Inbound, { kind: 'batch' }>): Buffer[] {
+  const packets: Buffer[] = [];
+  for (let i = 0; i < inbound.bounds.length; i += 2) packets.push(inbound.frame.subarray(inbound.bounds[i], inbound.bounds[i + 1]));
+  return packets;
 }
 
 /**
@@ -143,30 +151,32 @@ export function payloadBytes(frames: readonly Buffer[]): number {
 }
 
 /**
- * Reads the type and id at the head of a compact packet without decoding the body (to answer a
- * message that cannot be decoded). Undefined unless the head is `[fixint type, uint id, ...`.
+ * Reads the type and id at the head of the compact packet `source[start, end)` without decoding
+ * the body (to answer a message that cannot be decoded). Undefined unless the head is
+ * `[fixint type, uint id, ...`.
  */
-function peekCompactHead(packet: Buffer): { type: number; id: number } | undefined {
-  const type = peekCompactType(packet);
+function peekCompactHead(source: Buffer, start: number, end: number): { type: number; id: number } | undefined {
+  const type = peekCompactType(source, start, end);
   if (type === undefined) return undefined;
-  const marker = packet[2]!;
+  const marker = source[start + 2]!;
   if (marker <= 0x7f) return { type, id: marker };
-  if (marker === 0xcc) return { type, id: packet.readUInt8(3) };
-  if (marker === 0xcd) return { type, id: packet.readUInt16BE(3) };
-  return { type, id: packet.readUInt32BE(3) };
+  if (marker === 0xcc) return { type, id: source.readUInt8(start + 3) };
+  if (marker === 0xcd) return { type, id: source.readUInt16BE(start + 3) };
+  return { type, id: source.readUInt32BE(start + 3) };
 }
 
 /** The type {@link peekCompactHead} would read, without making its record. */
-function peekCompactType(packet: Buffer): number | undefined {
-  if (packet.length < 3 || packet[0] !== 0x93 || packet[1]! > 0x7f) return undefined;
-  const marker = packet[2]!;
-  if (marker <= 0x7f || (marker === 0xcc && packet.length >= 4) || (marker === 0xcd && packet.length >= 5) || (marker === 0xce && packet.length >= 7)) return packet[1]!;
+function peekCompactType(source: Buffer, start: number, end: number): number | undefined {
+  const length = end - start;
+  if (length < 3 || source[start] !== 0x93 || source[start + 1]! > 0x7f) return undefined;
+  const marker = source[start + 2]!;
+  if (marker <= 0x7f || (marker === 0xcc && length >= 4) || (marker === 0xcd && length >= 5) || (marker === 0xce && length >= 7)) return source[start + 1]!;
   return undefined;
 }
 
 /** Where to answer a compact packet that failed, when its head is readable. */
-function compactReplyTo(packet: Buffer): ReplyTo | undefined {
-  const head = peekCompactHead(packet);
+function compactReplyTo(source: Buffer, start: number, end: number): ReplyTo | undefined {
+  const head = peekCompactHead(source, start, end);
   return head && { framing: 'compact', type: head.type, id: head.id };
 }
 
@@ -196,34 +206,38 @@ export function decodeFrames(frames: Buffer[], context: FramingContext): Inbound
   if (!routingId || frames.length < 2) return malformed(routingId, new ProtocolError('a message with no frame after the routing id'));
   if (frames.length === 2 && frames[1]!.length === 0) return { kind: 'notify', routingId };
   if (isBatch(frames)) {
-    const packets = splitBatch(frames[1]!);
-    return packets instanceof ProtocolError ? malformed(routingId, packets) : { kind: 'batch', routingId, packets };
+    const bounds = splitBatch(frames[1]!);
+    return bounds instanceof ProtocolError ? malformed(routingId, bounds) : { kind: 'batch', routingId, frame: frames[1]!, bounds };
   }
   const size = payloadBytes(frames);
-  return frames.length === 2 ? decodeCompact(routingId, frames[1]!, size, context) : decodeV1(routingId, frames, size, context);
+  return frames.length === 2 ? decodeCompact(routingId, frames[1]!, 0, frames[1]!.length, context) : decodeV1(routingId, frames, size, context);
 }
 
-/** Decodes one packet of a batch (a compact packet; anything else is malformed). */
-export function decodeBatched(routingId: Buffer, packet: Buffer, context: FramingContext): Exclude<Inbound, { kind: 'batch' }> {
-  if (packet.length === 0) return malformed(routingId, new ProtocolError('an empty message in a batch'));
-  return decodeCompact(routingId, packet, packet.length, context);
+/** Decodes the packet `frame[start, end)` of a batch (a compact packet; anything else is malformed). */
+export function decodeBatched(routingId: Buffer, frame: Buffer, start: number, end: number, context: FramingContext): Exclude<Inbound, { kind: 'batch' }> {
+  if (end === start) return malformed(routingId, new ProtocolError('an empty message in a batch'));
+  return decodeCompact(routingId, frame, start, end, context);
 }
 
-function decodeCompact(routingId: Buffer, packet: Buffer, size: number, context: FramingContext): Exclude<Inbound, { kind: 'batch' }> {
+/** Decodes the compact packet `source[start, end)`: a frame of its own, or a packet of a batch read where it lies. */
+function decodeCompact(routingId: Buffer, source: Buffer, start: number, end: number, context: FramingContext): Exclude<Inbound, { kind: 'batch' }> {
   // The head's type is read in place; the reply-to record is made only for a message that fails
   // (every message paid for two objects it almost never needed).
-  const headType = peekCompactType(packet);
-  if (size > context.maxMessageBytes) return malformed(routingId, tooLarge(size, context.maxMessageBytes), compactReplyTo(packet));
+  const size = end - start;
+  const headType = peekCompactType(source, start, end);
+  if (size > context.maxMessageBytes) return malformed(routingId, tooLarge(size, context.maxMessageBytes), compactReplyTo(source, start, end));
   const spec = headType === undefined ? undefined : MESSAGES.get(headType);
-  if (headType !== undefined && !spec) return malformed(routingId, new ProtocolError(`unknown message type ${typeName(headType)}`), compactReplyTo(packet));
+  if (headType !== undefined && !spec) return malformed(routingId, new ProtocolError(`unknown message type ${typeName(headType)}`), compactReplyTo(source, start, end));
   if (spec?.maxBodyBytes !== undefined && size > spec.maxBodyBytes + 8) {
-    return malformed(routingId, tooLarge(size, spec.maxBodyBytes, `a ${spec.name} body`), compactReplyTo(packet));
+    return malformed(routingId, tooLarge(size, spec.maxBodyBytes, `a ${spec.name} body`), compactReplyTo(source, start, end));
   }
   let value: unknown;
   try {
-    value = context.codec.decode(packet, 'rich');
+    const { codec } = context;
+    const whole = start === 0 && end === source.length;
+    value = whole ? codec.decode(source, 'rich') : codec.decodeRange ? codec.decodeRange(source, start, end, 'rich') : codec.decode(source.subarray(start, end), 'rich');
   } catch (error) {
-    return malformed(routingId, error instanceof ProtocolError ? error : new ProtocolError((error as Error).message), compactReplyTo(packet));
+    return malformed(routingId, error instanceof ProtocolError ? error : new ProtocolError((error as Error).message), compactReplyTo(source, start, end));
   }
   if (!Array.isArray(value) || value.length !== 3 || typeof value[0] !== 'number' || (typeof value[1] !== 'number' && !Buffer.isBuffer(value[1]))) {
     return malformed(routingId, new ProtocolError('a compact packet must be [type, id, body]'));

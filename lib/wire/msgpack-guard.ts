@@ -25,6 +25,8 @@ const RECORD_DEFINITION = 0x72;
 // Values still to read in each open container but the innermost; synchronous and never re-entered, so one is shared.
 // Int32, not Float64: counters V8 keeps as small integers make the loop about three times faster (see `left`).
 let frames = new Int32Array(DEFAULT_MSGPACK_LIMITS.maxDepth);
+/** Where the bytes being checked begin (reasons count from there). */
+let origin = 0;
 // Field count of each msgpackr record id (0..63) defined so far in the value being checked (Int32 as the counters).
 const recordFields = new Int32Array(64);
 
@@ -43,23 +45,28 @@ const recordFields = new Int32Array(64);
  * by one value. Two-byte record ids (fixext 2, type 0x72), which need shared structures, are refused.
  * Other extension payloads are opaque.
  *
- * @param bytes One whole message body.
+ * @param bytes One whole message body, or what holds it (see `first` and `end`).
  * @param limits Depth and element limits; {@link DEFAULT_MSGPACK_LIMITS} unless given.
  * @param wrappingExtensions Extension types followed by one value; {@link MSGPACKR_WRAPPING_EXTENSIONS} unless given.
+ * @param first Where the body begins in `bytes` (0 unless given).
+ * @param end Where it ends (the end of `bytes` unless given).
  * @returns undefined when sound, else why not.
  */
 export function checkMessagePack(
   bytes: Uint8Array,
   limits: MessagePackLimits = DEFAULT_MSGPACK_LIMITS,
   wrappingExtensions: readonly number[] = MSGPACKR_WRAPPING_EXTENSIONS,
+  first = 0,
+  end = bytes.length,
 ): string | undefined {
-  const end = bytes.length;
-  if (end === 0) return 'empty input';
+  // [first, end): a packet of a batch is checked where it lies; reasons count bytes from `first`.
+  if (end <= first) return 'empty input';
   // Counts are refused past the bytes left, so below 2^31 they fit the Int32 counters.
   if (end > 0x7fffffff) return 'longer than 2 GiB';
+  origin = first;
   const { maxDepth, maxElements } = limits;
   // Every container takes a byte, so no value nests deeper than its length.
-  const frameCount = Math.min(maxDepth, end);
+  const frameCount = Math.min(maxDepth, end - first);
   if (frames.length < frameCount) frames = new Int32Array(frameCount);
   const stack = frames;
   // Record ids defined so far, as two 32-bit masks: the record table is per value, as in msgpackr.
@@ -72,7 +79,7 @@ export function checkMessagePack(
   let left = 1;
   let depth = 0;
   let elements = 0;
-  let pos = 0;
+  let pos = first;
 
   for (;;) {
     if (left === 0) {
@@ -262,7 +269,7 @@ function readUint32(bytes: Uint8Array, at: number): number {
 // Reasons are built out of line: a template literal inside the loop made it several times slower.
 
 function at(what: string, byte: number): string {
-  return `${what} at byte ${byte}`;
+  return `${what} at byte ${byte - origin}`;
 }
 
 function tooManyElements(maxElements: number): string {
@@ -270,23 +277,23 @@ function tooManyElements(maxElements: number): string {
 }
 
 function tooDeep(maxDepth: number, start: number): string {
-  return `nested deeper than ${maxDepth} at byte ${start}`;
+  return `nested deeper than ${maxDepth} at byte ${start - origin}`;
 }
 
 function tooMany(what: string, start: number, count: number, left: number): string {
-  return `${what} at byte ${start} declares ${count} elements, only ${left} bytes left`;
+  return `${what} at byte ${start - origin} declares ${count} elements, only ${left} bytes left`;
 }
 
 function trailing(pos: number, end: number): string {
-  return `${end - pos} trailing bytes after the value, at byte ${pos}`;
+  return `${end - pos} trailing bytes after the value, at byte ${pos - origin}`;
 }
 
 function truncated(token: number, start: number): string {
-  return `truncated: ${name(token)} at byte ${start} runs past the end`;
+  return `truncated: ${name(token)} at byte ${start - origin} runs past the end`;
 }
 
 function runsPast(token: number, start: number, length: number, end: number): string {
-  return `${name(token)} at byte ${start} declares ${length} bytes, past the end of ${end}`;
+  return `${name(token)} at byte ${start - origin} declares ${length} bytes, past the end of ${end - origin}`;
 }
 
 /** The format's name, for reasons. */

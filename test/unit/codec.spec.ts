@@ -282,3 +282,31 @@ describe('MsgpackCodec', () => {
     });
   });
 });
+
+describe('MsgpackCodec.decodeRange (a packet of a batch, read in its frame)', () => {
+  it('decodes the value in [start, end) as decode() does a copy of it; what lies around it is never read', () => {
+    const codec = new MsgpackCodec();
+    const value = [3, 70_000, ['jobs.run', [1, 'two', { three: [3] }, new Map([['k', 'v']])], null, 60_000]];
+    const body = codec.encode(value, 'rich');
+    const frame = Buffer.concat([Buffer.from([0xc1, 0xdd, 0xff]), body, Buffer.from([0xc1, 0xdc])]);
+    expect(codec.decodeRange(frame, 3, 3 + body.length, 'rich')).to.deep.equal(codec.decode(body, 'rich'));
+    // The same frame read again (msgpackr keeps its view of the frame): still the same value.
+    expect(codec.decodeRange(frame, 3, 3 + body.length, 'rich')).to.deep.equal(value);
+  });
+
+  it('garbage in the range is a ProtocolError naming the byte from the range\'s start; a value cut short too', () => {
+    const codec = new MsgpackCodec();
+    const frame = Buffer.from([0x01, 0x93, 0x01, 0x02, 0x03, 0x04, 0x05]);
+    const trailing = (() => {
+      try {
+        codec.decodeRange(frame, 1, 6, 'rich');
+      } catch (error) {
+        return error as Error;
+      }
+      return undefined;
+    })();
+    expect(trailing).to.be.instanceOf(ProtocolError);
+    expect(trailing!.message).to.match(/trailing bytes after the value, at byte 4$/);
+    expect(() => codec.decodeRange(frame, 1, 3, 'rich')).to.throw(ProtocolError, /fixarray at byte 0 declares 3 elements, only 1 bytes left/);
+  });
+});

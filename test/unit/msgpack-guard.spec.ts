@@ -317,3 +317,31 @@ function expectDecodes(bytes: Uint8Array): void {
     }
   }
 }
+
+describe('checkMessagePack over a part of a buffer (a packet of a batch, read where it lies)', () => {
+  const framed = (body: Buffer): { bytes: Buffer; first: number; end: number } => {
+    // Garbage on both sides: only [first, end) may be read.
+    const bytes = Buffer.concat([hex('c1 c1 dc ff ff'), body, hex('c1 dd ff')]);
+    return { bytes, first: 5, end: 5 + body.length };
+  };
+
+  it('judges the part alone, with the same reason (bytes counted from its start) as on a copy of it', () => {
+    const bodies = [
+      rich.pack(['a', [1, 2, { b: new Map([[1, 'c']]) }], null, 60_000]),
+      hex('92 01'), // an array of two with one value: truncated
+      hex('93 01 02 03 04'), // a trailing byte
+      hex('c4 05 01 02'), // a bin running past the end
+      hex('c1'),
+    ];
+    for (const body of bodies) {
+      const { bytes, first, end } = framed(body);
+      const alone = checkMessagePack(body);
+      expect(checkMessagePack(bytes, DEFAULT_MSGPACK_LIMITS, MSGPACKR_WRAPPING_EXTENSIONS, first, end), body.toString('hex')).to.equal(alone);
+    }
+    expect(checkMessagePack(hex('93 01 02 03 04'))).to.match(/at byte 4$/);
+  });
+
+  it('an empty part is empty input, whatever is around it', () => {
+    expect(checkMessagePack(hex('01 02 03'), DEFAULT_MSGPACK_LIMITS, MSGPACKR_WRAPPING_EXTENSIONS, 1, 1)).to.equal('empty input');
+  });
+});

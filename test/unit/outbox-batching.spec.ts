@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Outbox, type BatchLimits, type OutgoingHooks, type Sender } from '../../lib/transport/outbox.js';
-import { BATCH_MARKER, MAX_BATCH_PACKETS, decodeFrames, encodeBatch, isBatch } from '../../lib/wire/framing.js';
+import { BATCH_MARKER, MAX_BATCH_PACKETS, batchPackets, decodeFrames, encodeBatch, isBatch } from '../../lib/wire/framing.js';
 import { MsgpackCodec, ProtocolError } from '../../lib/index.js';
 import { MessageIds } from '../../lib/wire/message-ids.js';
 
@@ -17,7 +17,7 @@ const context = { codec: new MsgpackCodec(), ids: new MessageIds(), maxMessageBy
 /** Splits what was sent back into labels: one ZeroMQ message -> the labels it carried. */
 function labelsOf(frames: Buffer[]): string[] {
   const inbound = decodeFrames(frames, context);
-  if (inbound.kind === 'batch') return inbound.packets.map((packet) => packet.toString());
+  if (inbound.kind === 'batch') return batchPackets(inbound).map((packet) => packet.toString());
   return frames.length === 2 ? [frames[1]!.toString()] : [`v1:${frames.at(-1)!.toString()}`];
 }
 
@@ -255,8 +255,8 @@ describe('batch framing', () => {
     expect(inbound.kind).to.equal('batch');
     if (inbound.kind !== 'batch') return;
     expect(inbound.routingId.equals(routing)).to.equal(true);
-    expect(inbound.packets.map((p) => p.length)).to.deep.equal([1, 0, 70_000, 4]);
-    expect(inbound.packets.every((p, i) => p.equals(packets[i]!))).to.equal(true);
+    expect(batchPackets(inbound).map((p) => p.length)).to.deep.equal([1, 0, 70_000, 4]);
+    expect(batchPackets(inbound).every((p, i) => p.equals(packets[i]!))).to.equal(true);
   });
 
   it('a v1 message and a compact packet are never taken for a batch', () => {
