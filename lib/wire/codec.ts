@@ -79,6 +79,8 @@ export interface MsgpackCodecOptions {
 let active: MsgpackCodec | undefined;
 /** The one type code under 101 that msgpackr itself uses. */
 const MSGPACKR_BIGINT = 0x42;
+/** The other: bundled strings, refused in bodies by the guard. */
+const MSGPACKR_BUNDLED_STRINGS = 0x62;
 const switchedClasses = new WeakSet<object>();
 
 /** The tagged form of an instance a translator packed; one class per type code. */
@@ -144,6 +146,7 @@ export class MsgpackCodec implements Codec {
       throw new TypeError(`translator type must be an integer from 1 to 100, got ${String(type)}`);
     }
     if (type === MSGPACKR_BIGINT) throw new TypeError(`translator type ${type} is msgpackr's own (BigInt); pick another`);
+    if (type === MSGPACKR_BUNDLED_STRINGS) throw new TypeError(`translator type ${type} is msgpackr's own (bundled strings, which bodies may not carry); pick another`);
     if (typeof Class !== 'function' || typeof pack !== 'function' || typeof unpack !== 'function') {
       throw new TypeError('a translator needs Class, pack and unpack');
     }

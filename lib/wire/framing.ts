@@ -102,6 +102,9 @@ export function isBatch(frames: readonly Buffer[]): boolean {
 
 /** Where the packets of a batch lie (start, end, start, end, ...: no view made), or why it is not one. */
 function splitBatch(batch: Buffer): number[] | ProtocolError {
+  // Every sender keeps a batch within MAX_BATCH_BYTES; a larger frame is refused whole (its packets
+  // are read where they lie, so a bound on the frame bounds what any one of them can cost).
+  if (batch.length > MAX_BATCH_BYTES) return new ProtocolError(`a batch of ${batch.length} bytes, over ${MAX_BATCH_BYTES}`);
   const bounds: number[] = [];
   let at = 1;
   while (at < batch.length) {

@@ -19,6 +19,15 @@ export const DEFAULT_MSGPACK_LIMITS: MessagePackLimits = Object.freeze({ maxDept
  */
 export const MSGPACKR_WRAPPING_EXTENSIONS: readonly number[] = Object.freeze([0x62, 0x65, 0x69, 0x73, 0x78]);
 
+/**
+ * msgpackr extensions refused outright: bundled strings (0x62) and structured-clone references
+ * (0x69 id, 0x70 pointer). zeropeer never writes them (no `bundleStrings`, no `structuredClone`),
+ * and msgpackr reads them by jumping to positions the payload names, outside the value this guard
+ * walks: a bundle's 32-bit offset sent it reading to the end of whatever buffer it was given (a
+ * whole batch frame for a packet read in place).
+ */
+const REFUSED_EXTENSIONS: readonly number[] = [0x62, 0x69, 0x70];
+
 /** msgpackr's record definition: fixext 1 of this type, the record's id, then an array of keys. */
 const RECORD_DEFINITION = 0x72;
 
@@ -236,6 +245,8 @@ export function checkMessagePack(
           recordFields[id] = fields;
           if (id < 32) definedLow |= 1 << id;
           else definedHigh |= 1 << (id - 32);
+        } else if (REFUSED_EXTENSIONS.includes(type)) {
+          return refusedExtension(type, start);
         } else if (wrappingExtensions.includes(type)) {
           count = 1;
         } else {
@@ -270,6 +281,10 @@ function readUint32(bytes: Uint8Array, at: number): number {
 
 function at(what: string, byte: number): string {
   return `${what} at byte ${byte - origin}`;
+}
+
+function refusedExtension(type: number, start: number): string {
+  return `msgpackr extension 0x${type.toString(16)} (${type === 0x62 ? 'bundled strings' : 'a structured-clone reference'}), which zeropeer never sends, at byte ${start - origin}`;
 }
 
 function tooManyElements(maxElements: number): string {

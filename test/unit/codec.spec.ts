@@ -284,7 +284,7 @@ describe('MsgpackCodec', () => {
 });
 
 describe('MsgpackCodec.decodeRange (a packet of a batch, read in its frame)', () => {
-  it('decodes the value in [start, end) as decode() does a copy of it; what lies around it is never read', () => {
+  it('decodes the value in [start, end) as decode() does a copy of it, whatever lies around it', () => {
     const codec = new MsgpackCodec();
     const value = [3, 70_000, ['jobs.run', [1, 'two', { three: [3] }, new Map([['k', 'v']])], null, 60_000]];
     const body = codec.encode(value, 'rich');
@@ -308,5 +308,31 @@ describe('MsgpackCodec.decodeRange (a packet of a batch, read in its frame)', ()
     expect(trailing).to.be.instanceOf(ProtocolError);
     expect(trailing!.message).to.match(/trailing bytes after the value, at byte 4$/);
     expect(() => codec.decodeRange(frame, 1, 3, 'rich')).to.throw(ProtocolError, /fixarray at byte 0 declares 3 elements, only 1 bytes left/);
+  });
+});
+
+describe('MsgpackCodec: msgpackr extensions that jump outside the value', () => {
+  // msgpackr reads bundled strings (0x62) and structured-clone references (0x69, 0x70) at positions
+  // their payload names: read in a batch frame, a 13-byte packet made it decode the rest of the
+  // frame as one string. zeropeer never writes them; they are refused before msgpackr runs.
+  const hostile = [
+    ['bundled strings hiding a str32 of 4 GiB', 'd6 62 00 00 00 06 c4 05 db ff ff ff ff'],
+    ['bundled strings with a negative offset', 'd6 62 ff ff ff b1 c0'],
+    ['a structured-clone id', 'd4 69 00 c0'],
+    ['a structured-clone pointer', 'd6 70 00 00 00 00'],
+  ] as const;
+  for (const [what, bytes] of hostile) {
+    it(`${what}: ProtocolError, alone and as a packet of a frame`, () => {
+      const codec = new MsgpackCodec();
+      const body = Buffer.from(bytes.replaceAll(' ', ''), 'hex');
+      expect(() => codec.decode(body, 'rich')).to.throw(ProtocolError, /msgpackr extension 0x(62|69|70)/);
+      const frame = Buffer.concat([Buffer.from([0xc1, 0, 0, 0, body.length]), body, Buffer.alloc(100_000, 0x61)]);
+      expect(() => codec.decodeRange(frame, 5, 5 + body.length, 'rich')).to.throw(ProtocolError, /msgpackr extension 0x(62|69|70)/);
+    });
+  }
+
+  it('a translator may not take type 98 (msgpackr\'s bundled strings), as it may not take 66', () => {
+    class Thing {}
+    expect(() => new MsgpackCodec({ translators: [{ Class: Thing, type: 98, pack: () => 1, unpack: () => new Thing() }] })).to.throw(TypeError, /bundled strings/);
   });
 });

@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Outbox, type BatchLimits, type OutgoingHooks, type Sender } from '../../lib/transport/outbox.js';
-import { BATCH_MARKER, MAX_BATCH_PACKETS, batchPackets, decodeFrames, encodeBatch, isBatch } from '../../lib/wire/framing.js';
+import { BATCH_MARKER, MAX_BATCH_BYTES, MAX_BATCH_PACKETS, batchBytes, batchPackets, decodeFrames, encodeBatch, isBatch } from '../../lib/wire/framing.js';
 import { MsgpackCodec, ProtocolError } from '../../lib/index.js';
 import { MessageIds } from '../../lib/wire/message-ids.js';
 
@@ -245,8 +245,8 @@ describe('Outbox batching', () => {
 describe('batch framing', () => {
   const routing = Buffer.from('r');
 
-  it('encodeBatch and decodeFrames round-trip packets of any size, as views in order', () => {
-    const packets = [Buffer.from('a'), Buffer.alloc(0), Buffer.alloc(70_000, 7), Buffer.from('last')];
+  it('encodeBatch and decodeFrames round-trip packets of any size within a batch\'s bound, in order', () => {
+    const packets = [Buffer.from('a'), Buffer.alloc(0), Buffer.alloc(60_000, 7), Buffer.from('last')];
     const bytes = packets.reduce((n, p) => n + p.length, 0);
     const batch = encodeBatch(packets, bytes);
     expect(batch[0]).to.equal(BATCH_MARKER);
@@ -255,8 +255,16 @@ describe('batch framing', () => {
     expect(inbound.kind).to.equal('batch');
     if (inbound.kind !== 'batch') return;
     expect(inbound.routingId.equals(routing)).to.equal(true);
-    expect(batchPackets(inbound).map((p) => p.length)).to.deep.equal([1, 0, 70_000, 4]);
+    expect(batchPackets(inbound).map((p) => p.length)).to.deep.equal([1, 0, 60_000, 4]);
     expect(batchPackets(inbound).every((p, i) => p.equals(packets[i]!))).to.equal(true);
+  });
+
+  it('a batch frame over MAX_BATCH_BYTES is refused whole (no sender makes one; its packets are read in the frame)', () => {
+    const packets = [Buffer.from('a'), Buffer.alloc(MAX_BATCH_BYTES, 7)];
+    const inbound = decodeFrames([routing, encodeBatch(packets, 1 + MAX_BATCH_BYTES)], context);
+    expect(inbound.kind).to.equal('malformed');
+    if (inbound.kind !== 'malformed') return;
+    expect(inbound.error.message).to.equal(`a batch of ${batchBytes(2, 1 + MAX_BATCH_BYTES)} bytes, over ${MAX_BATCH_BYTES}`);
   });
 
   it('a v1 message and a compact packet are never taken for a batch', () => {
