@@ -10,7 +10,7 @@ import { CancelledError, Client, PeerNotConnectedError, ServiceClosedError, Serv
 import { CallScope } from '../lib/engine/call-scope.js';
 import { cleanup, once, recordingLogger, rejection, startClient, startServer, track, until } from './helpers.js';
 import { listedOn, startNode } from './cluster-in-process.js';
-import { TestRedis, skipWithoutRedis } from './redis-server.js';
+import { suiteRedis } from './redis-server.js';
 
 /** A relay target that records each cancel. */
 function target(): { cancel(reason: unknown): void; heard: unknown[] } {
@@ -83,22 +83,13 @@ describe('call scope: the call it relays', () => {
 });
 
 describe('cluster mode: a far node that stops with a relayed call in flight', function () {
-  let redis: TestRedis | undefined;
-
-  before(async function () {
-    if (!skipWithoutRedis(this)) return;
-    redis = await TestRedis.start();
-  });
-
-  after(async () => {
-    await redis?.close();
-  });
+  const suite = suiteRedis();
 
   afterEach(cleanup);
 
   it('the caller gets PeerNotConnectedError, and the client there hears the call cancelled (its ctx.signal aborts)', async () => {
-    const a: Server = await startNode(redis!.url, 'a');
-    const b: Server = await startNode(redis!.url, 'b');
+    const a: Server = await startNode(suite.url, 'a');
+    const b: Server = await startNode(suite.url, 'b');
     const bob = track(new Client('svc', { userId: 'bob', logger: recordingLogger(), drainTimeoutMs: 50 }));
     const seen: CallContext[] = [];
     bob.registerRpc('wait', (ctx: CallContext) => {

@@ -8,23 +8,14 @@ import { expect } from 'chai';
 import { CancelledError, Client, EncodingError, PeerNotConnectedError, Server, TimeoutError, type CallContext } from '../lib/index.js';
 import { cleanup, once, recordingLogger, rejection, sleep, track, until } from './helpers.js';
 import { listedOn, startNode } from './cluster-in-process.js';
-import { TestRedis, skipWithoutRedis } from './redis-server.js';
+import { suiteRedis } from './redis-server.js';
 
 describe('cluster mode: cancel, deadlines and streams across nodes', function () {
-  let redis: TestRedis | undefined;
-
-  before(async function () {
-    if (!skipWithoutRedis(this)) return;
-    redis = await TestRedis.start();
-  });
-
-  after(async () => {
-    await redis?.close();
-  });
+  const suite = suiteRedis();
 
   afterEach(cleanup);
 
-  const node = (name: string): Promise<Server> => startNode(redis!.url, name);
+  const node = (name: string): Promise<Server> => startNode(suite.url, name);
 
   /** A client on `server` whose `wait` handler records its context and holds until its signal aborts. */
   async function waiter(server: Server, identity: string): Promise<{ client: Client; seen: CallContext[] }> {

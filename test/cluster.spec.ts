@@ -10,25 +10,16 @@ import {
 import { cleanup, once, recordingLogger, rejection, sleep } from './helpers.js';
 import { eventually } from './cluster-nodes.js';
 import { CLUSTER_SECRET, listedOn, startNode, startNodeClient } from './cluster-in-process.js';
-import { TestRedis, skipWithoutRedis } from './redis-server.js';
+import { suiteRedis } from './redis-server.js';
 
 const SECRET = CLUSTER_SECRET;
 
 describe('cluster mode (in one process)', function () {
-  let redis: TestRedis | undefined;
-
-  before(async function () {
-    if (!skipWithoutRedis(this)) return;
-    redis = await TestRedis.start();
-  });
-
-  after(async () => {
-    await redis?.close();
-  });
+  const suite = suiteRedis();
 
   afterEach(cleanup);
 
-  const node = (name: string, extra: Partial<ClusterOptions> = {}, logger = recordingLogger()): Promise<Server> => startNode(redis!.url, name, extra, logger);
+  const node = (name: string, extra: Partial<ClusterOptions> = {}, logger = recordingLogger()): Promise<Server> => startNode(suite.url, name, extra, logger);
 
   const client = (server: Server, identity: string): Promise<Client> => startNodeClient(server, identity, (made) => made.registerRpc('whoami', () => identity));
 
@@ -117,7 +108,7 @@ describe('cluster mode (in one process)', function () {
     const a = await node('a');
     await client(a, 'alice');
     await listed(a, 'alice', 'a');
-    const elsewhere = new RedisDirectory({ redis: redis!.url, node: 'z', endpoint: 'tcp://127.0.0.1:9', namespace: 'svc', ttlMs: 1500, logger: recordingLogger() });
+    const elsewhere = new RedisDirectory({ redis: suite.url, node: 'z', endpoint: 'tcp://127.0.0.1:9', namespace: 'svc', ttlMs: 1500, logger: recordingLogger() });
     try {
       await elsewhere.start();
       const gone = once(a, 'peer:gone', 5000);
@@ -190,11 +181,11 @@ describe('cluster mode (in one process)', function () {
     await client(a, 'alice');
     await client(b, 'bob');
     await listed(a, 'bob', 'b');
-    await redis!.stop();
+    await suite.redis.stop();
     await eventually(async () => expect(await rejection(a.sendTo('bob').whoami())).to.be.instanceOf(ClusterUnavailableError));
     expect(await a.sendTo('alice').whoami()).to.equal('alice');
     expect(await rejection(a.clusterPeers())).to.be.instanceOf(ClusterUnavailableError);
-    await redis!.start();
+    await suite.redis.start();
     await eventually(async () => expect(await a.sendTo('bob').whoami()).to.equal('bob'), 10_000);
     await eventually(async () => expect(await b.sendTo('alice').whoami()).to.equal('alice'), 10_000);
     expect(logger.entries.filter((e) => /redis unreachable/.test(e.message))).to.have.length(1);

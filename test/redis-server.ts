@@ -28,6 +28,29 @@ export function skipWithoutRedis(context: Mocha.Context): boolean {
   return false;
 }
 
+/**
+ * A redis-server for the suite it is called in: started before its tests (which are skipped, with
+ * one line said, when there is none) and stopped after. Read `.redis` (or `.url`) in the tests.
+ */
+export function suiteRedis(): { readonly redis: TestRedis; readonly url: string } {
+  let redis: TestRedis | undefined;
+  before(async function () {
+    if (!skipWithoutRedis(this)) return;
+    redis = await TestRedis.start();
+  });
+  after(async () => {
+    await redis?.close();
+  });
+  return {
+    get redis(): TestRedis {
+      return redis!;
+    },
+    get url(): string {
+      return redis!.url;
+    },
+  };
+}
+
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
