@@ -13,20 +13,20 @@
  * This file is the node and its calling side (directory, links, forwarding); what a link serves
  * to the other nodes (the far side of a forwarded call) is in link-server.ts.
  */
-import { Client } from '../client.js';
-import { CancelledError, ClusterUnavailableError, PeerNotConnectedError, RpcError, ServiceClosedError, TimeoutError, UnauthorizedError } from '../errors.js';
+import { CancelledError, ClusterUnavailableError, PeerNotConnectedError, RpcError, ServiceClosedError, TimeoutError } from '../errors.js';
 import { deadlineOf } from '../engine/call-scope.js';
 import { rejectUnknownKeys } from '../option-checks.js';
-import type { CallOptions, ClientOptions, StreamOptions } from '../options.js';
+import type { CallOptions, StreamOptions } from '../options.js';
 import { CallStream, streamSlots } from '../engine/streams.js';
 import type { Server } from '../server.js';
 import { RedisDirectory, checkDirectorySettings, type ClusterNodeInfo, type ClusterPeer } from './directory.js';
-import { checkNodeEntryProof, checkSecret, clusterLinkSecurity, nodeEntryProof } from './link-security.js';
-import { curveKeyPair, z85Decode } from '../transport/curve.js';
+import { checkSecret, clusterLinkSecurity, nodeEntryProof } from './link-security.js';
 import { relayStream, type RelaySource } from './stream-relay.js';
 import { isWindow, serveLink, type ClusterHost } from './link-server.js';
+import { NodeLinks, linkKeys, type Link, type LinkKeys } from './links.js';
 
 export type { ClusterHost } from './link-server.js';
+export type { LinkKeys } from './links.js';
 
 /** `cluster` option of a Server. */
 export interface ClusterOptions {
@@ -53,33 +53,6 @@ const LINK_MARGIN_MS = 1000;
 /** Locations remembered; past that many identities the cache starts over. */
 const MAX_CACHED_LOCATIONS = 100_000;
 
-function isKey(value: string): boolean {
-  try {
-    z85Decode(value);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** A node link's CURVE key pair, Z85 (as `curveKeyPair()` makes). */
-export interface LinkKeys {
-  /** The public key, 40 Z85 characters: other nodes learn it from the directory. */
-  publicKey: string;
-  /** The secret key, 40 Z85 characters: never leaves this process. */
-  secretKey: string;
-}
-
-/** The link's key pair from `cluster.curve`: made here by default, none with `false`; a bad one throws. */
-function linkKeys(curve: ClusterOptions['curve']): { publicKey: string; secretKey: string } | undefined {
-  if (curve === false) return undefined;
-  if (curve === undefined) return curveKeyPair();
-  if (typeof curve !== 'object' || curve === null) throw new TypeError('cluster.curve must be false or { publicKey, secretKey } (Z85, see curveKeyPair())');
-  rejectUnknownKeys(curve, ['publicKey', 'secretKey'], 'options.cluster.curve');
-  if (!isKey(curve.publicKey) || !isKey(curve.secretKey)) throw new TypeError('cluster.curve.publicKey and secretKey must be 40-character Z85 keys (see curveKeyPair())');
-  return { publicKey: curve.publicKey, secretKey: curve.secretKey };
-}
-
 function failure(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -91,31 +64,14 @@ interface LinkCall {
   readonly options: CallOptions;
 }
 
-/** One link to another node. */
-interface Link {
-  readonly endpoint: string;
-  /** The far node's CURVE key, when its link is encrypted. */
-  readonly publicKey: string | undefined;
-  /** The proof of the directory entry it was made for (checked then). */
-  readonly proof: string | undefined;
-  readonly client: Client;
-  up: boolean;
-  /** It was up once: down now means the node went away, not that it is still connecting. */
-  everUp: boolean;
-}
-
 export class ClusterNode {
   readonly node: string;
   readonly #options: Required<Omit<ClusterOptions, 'curve'>>;
   /** This node's CURVE key pair: its link server's, and its link clients'; undefined: `curve: false`. */
-  readonly #keys: { publicKey: string; secretKey: string } | undefined;
-  /** The key pair of this node's link clients when its own link is clear text (a far node's may not be). */
-  #clientKeys: { publicKey: string; secretKey: string } | undefined;
-  /** Nodes whose directory entry failed its proof, warned about once each. */
-  readonly #warnedEntries = new Set<string>();
+  readonly #keys: LinkKeys | undefined;
   readonly #host: ClusterHost;
   readonly #linkServer: Server;
-  readonly #links = new Map<string, Link>();
+  readonly #links: NodeLinks;
   #directory: RedisDirectory | undefined;
   /** The live nodes last read from the directory: publish uses it while Redis is away. */
   #knownNodes: ClusterNodeInfo[] = [];
@@ -142,6 +98,13 @@ export class ClusterNode {
       security: clusterLinkSecurity(options.secret, options.node), logger: host.logger, drainTimeoutMs: 200, ...(this.#keys ? { curve: { ...this.#keys } } : {}),
     });
     serveLink(this.#linkServer, host, this.node, (identity) => this.#directory?.locate(identity));
+    this.#links = new NodeLinks({
+      id: host.id, node: this.node, secret: options.secret, logger: host.logger, keys: this.#keys,
+      // A link that went down: the locations that point at its node are forgotten.
+      down: (node) => {
+        for (const [identity, known] of this.#locations) if (known.where.node === node) this.#locations.delete(identity);
+      },
+    });
   }
 
   /** Binds the link, joins the directory. Resolves even while Redis is unreachable. */
@@ -171,7 +134,7 @@ export class ClusterNode {
     try {
       this.#knownNodes = (await this.#directory?.nodes()) ?? [];
       // Links to nodes that left: closed (they would keep reconnecting to a dead endpoint).
-      for (const [node, link] of [...this.#links]) if (!link.up && !this.#knownNodes.some((n) => n.node === node)) this.#drop(node, link, 'the node left');
+      this.#links.dropDownExcept(this.#knownNodes, 'the node left');
     } catch {
       // keep the last list
     }
@@ -185,7 +148,7 @@ export class ClusterNode {
     directory.claim(identity).then(async (previous) => {
       if (previous === undefined) return;
       const where = await directory.endpointOf(previous);
-      if (where) await this.#link(where).client.invoke('cluster.evict', [identity], { timeoutMs: this.#host.timeoutMs });
+      if (where) await this.#links.to(where).client.invoke('cluster.evict', [identity], { timeoutMs: this.#host.timeoutMs });
     }).catch((error: unknown) => {
       if (!(error instanceof ClusterUnavailableError)) this.#host.logger.warn('cluster: could not take over an identity from its previous node', { node: this.node, identity, error: failure(error) });
     });
@@ -248,7 +211,7 @@ export class ClusterNode {
   /** The link call that carries one call to `where` (throws, nothing sent, when it cannot go). */
   #linkCall(identity: string, where: ClusterNodeInfo | undefined, name: string, args: unknown[], options: CallOptions, oneWay: boolean): LinkCall {
     if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
-    const link = this.#link(where);
+    const link = this.#links.to(where);
     if (!link.up && link.everUp) {
       // Not sent: a retry with a fresh location is safe.
       throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
@@ -323,7 +286,7 @@ export class ClusterNode {
     const open = async (fresh: boolean): Promise<RelaySource> => {
       const { where, cached } = await this.#locate(identity, fresh);
       if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
-      const link = this.#link(where);
+      const link = this.#links.to(where);
       if (!link.up && link.everUp) throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
       // The link's stream waits a margin longer for each item (and the whole), so that the far
       // node's own TimeoutError answers first; its signal follows the caller's (CANCEL goes on).
@@ -362,59 +325,12 @@ export class ClusterNode {
     if (known) return { where: known, cached: true };
     this.#locations.delete(identity);
     const where = await directory.locate(identity);
-    const link = where && this.#links.get(where.node);
+    const link = where && this.#links.of(where.node);
     if (where && where.node !== this.node && !(link && !link.up && link.everUp)) {
       if (this.#locations.size >= MAX_CACHED_LOCATIONS) this.#locations.clear();
       this.#locations.set(identity, { where, until: Date.now() + this.#options.ttlMs / 3 });
     }
     return { where, cached: false };
-  }
-
-  /**
-   * The link to the node `where` names. Throws UnauthorizedError when its directory entry is not
-   * vouched for by the secret (written by someone who can reach Redis but is no node).
-   */
-  #link(where: ClusterNodeInfo): Link {
-    const existing = this.#links.get(where.node);
-    // The same entry as the link was made for: vouched for already (no HMAC per call).
-    if (existing && existing.endpoint === where.endpoint && existing.publicKey === where.publicKey && existing.proof === where.proof) return existing;
-    const { secret } = this.#options;
-    if (!checkNodeEntryProof(secret, this.#host.id, where.node, where.endpoint, where.publicKey, where.proof) ||
-        (where.publicKey !== undefined && !isKey(where.publicKey))) {
-      if (this.#warnedEntries.size < 1000 && !this.#warnedEntries.has(where.node)) {
-        this.#warnedEntries.add(where.node);
-        this.#host.logger.warn('cluster: a directory entry is not vouched for by the cluster secret; refusing to link to it', { node: this.node, to: where.node });
-      }
-      throw new UnauthorizedError(`the directory entry of node "${where.node}" is not vouched for by the cluster secret: not linking to it`);
-    }
-    if (existing) this.#drop(where.node, existing, 'moved to a new endpoint or key');
-    const clientOptions: ClientOptions = { security: clusterLinkSecurity(secret, this.node), logger: this.#host.logger, drainTimeoutMs: 200 };
-    if (where.publicKey !== undefined) {
-      const keys = this.#keys ?? (this.#clientKeys ??= curveKeyPair());
-      clientOptions.curve = { ...keys, serverPublicKey: where.publicKey };
-    }
-    const client = new Client(`${this.#host.id}.cluster`, clientOptions);
-    const link: Link = { endpoint: where.endpoint, publicKey: where.publicKey, proof: where.proof, client, up: false, everUp: false };
-    const lost = (): void => {
-      link.up = false;
-      for (const [identity, known] of this.#locations) if (known.where.node === where.node) this.#locations.delete(identity);
-    };
-    client.on('connected', () => {
-      link.up = true;
-      link.everUp = true;
-    });
-    client.on('reconnected', () => (link.up = true));
-    client.on('disconnected', lost);
-    this.#links.set(where.node, link);
-    client.connect(where.endpoint);
-    void client.start();
-    return link;
-  }
-
-  #drop(node: string, link: Link, why: string): void {
-    this.#links.delete(node);
-    this.#host.logger.debug('cluster: link closed', { node: this.node, to: node, why });
-    link.client.stop().catch(() => undefined); // its calls in flight reject with ServiceClosedError (read as PeerNotConnectedError)
   }
 
   /** Publishes to the subscribers of every other live node; resolves to how many it was sent to. */
@@ -425,7 +341,7 @@ export class ClusterNode {
       nodes = await this.#refreshNodes();
       this.#nodesReadAt = Date.now();
     }
-    const counts = await Promise.allSettled(nodes.filter((n) => n.node !== this.node).map(async (where) => this.#link(where).client.invoke('cluster.publish', [topic, name, args, options.kwargs ?? null], {
+    const counts = await Promise.allSettled(nodes.filter((n) => n.node !== this.node).map(async (where) => this.#links.to(where).client.invoke('cluster.publish', [topic, name, args, options.kwargs ?? null], {
       timeoutMs: options.timeoutMs ?? this.#host.timeoutMs, ...(options.metadata ? { metadata: options.metadata } : {}),
     })));
     let sent = 0;
@@ -448,7 +364,7 @@ export class ClusterNode {
     this.#stopped = true;
     clearInterval(this.#nodesTimer);
     await this.#directory?.close();
-    for (const [node, link] of [...this.#links]) this.#drop(node, link, 'this node stopped');
+    this.#links.dropAll('this node stopped');
     await this.#linkServer.stop();
   }
 }
