@@ -165,8 +165,8 @@ export class ClusterNode {
    */
   invoke(identity: string, name: string, args: unknown[], options: CallOptions, oneWay: boolean): Promise<unknown> {
     if (!this.#directory || this.#stopped) return Promise.reject(new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}"`));
-    // A remembered location: the call leaves now, with two promises (the link call's and the
-    // error mapping); this path is the whole of the calling node's share of a cross-node call.
+    // A remembered location: the call leaves now, with one promise (see #forward); this path is
+    // the whole of the calling node's share of a cross-node call.
     const known = this.#remembered(identity);
     if (known) return this.#forward(identity, known, name, args, options, oneWay, true);
     return this.#locate(identity, false).then(({ where, cached }) => this.#forward(identity, where, name, args, options, oneWay, cached));
@@ -210,14 +210,21 @@ export class ClusterNode {
 
   /** The link call that carries one call to `where` (throws, nothing sent, when it cannot go). */
   #linkCall(identity: string, where: ClusterNodeInfo | undefined, name: string, args: unknown[], options: CallOptions, oneWay: boolean): LinkCall {
-    if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
-    const link = this.#links.to(where);
-    if (!link.up && link.everUp) {
-      // Not sent: a retry with a fresh location is safe.
-      throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
-    }
+    const link = this.#linkTo(identity, where);
     const { timeoutMs, linkOptions } = this.#linkOptions(name, options);
     return { link, args: [identity, name, options.kwargs ?? null, timeoutMs, oneWay, ...args], options: linkOptions };
+  }
+
+  /**
+   * The link to the node that holds `identity` (`where`, as the directory says). Throws
+   * PeerNotConnectedError when no other node holds it, or (`notHere`: nothing was sent, a retry
+   * with a fresh location is safe) when that node's link went down.
+   */
+  #linkTo(identity: string, where: ClusterNodeInfo | undefined): Link {
+    if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
+    const link = this.#links.to(where);
+    if (!link.up && link.everUp) throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
+    return link;
   }
 
   /**
@@ -285,9 +292,7 @@ export class ClusterNode {
     const streamedArgs = streamSlots(args) !== undefined;
     const open = async (fresh: boolean): Promise<RelaySource> => {
       const { where, cached } = await this.#locate(identity, fresh);
-      if (!where || where.node === this.node) throw new PeerNotConnectedError(`no client "${identity}" is connected to "${this.#host.id}" on any node`);
-      const link = this.#links.to(where);
-      if (!link.up && link.everUp) throw Object.assign(new PeerNotConnectedError(`client "${identity}" is on node "${where.node}", which is unreachable`), { notHere: true });
+      const link = this.#linkTo(identity, where);
       // The link's stream waits a margin longer for each item (and the whole), so that the far
       // node's own TimeoutError answers first; its signal follows the caller's (CANCEL goes on).
       const linkOptions: StreamOptions = { timeoutMs: itemTimeoutMs + LINK_MARGIN_MS, streamWindow: window };
@@ -295,7 +300,7 @@ export class ClusterNode {
       if (signal) linkOptions.signal = inherited === undefined ? signal : AbortSignal.any([signal]);
       if (options.metadata) linkOptions.metadata = options.metadata;
       if (options.errorTable) linkOptions.errorTable = options.errorTable;
-      at = where.node;
+      at = where!.node; // #linkTo threw unless there is one
       const linkArgs = [identity, name, options.kwargs ?? null, itemTimeoutMs, [window.items, window.bytes], deadline === undefined ? null : deadline - Date.now(), ...args];
       return { stream: link.client.invokeStream('cluster.stream', linkArgs, linkOptions), cached };
     };

@@ -267,17 +267,13 @@ export class Caller {
     if (slots) call.argStreams = this.#streams.argProducers(call, slots);
     if (stream) {
       attachStream(call, stream, wireTimeoutMs, signal);
-      this.#pending.add(call);
-      this.#settings.counters.callsOut++;
-      if (ready) this.#hand(target, call, frames!);
+      this.#start(call, target, ready ? frames : undefined);
       return call;
     }
     if (settle) {
       call.bind(settle.resolve, settle.reject, signal);
-      this.#pending.add(call);
       settle.scope?.relay(call);
-      this.#settings.counters.callsOut++;
-      if (ready) this.#hand(target, call, frames!);
+      this.#start(call, target, ready ? frames : undefined);
       return undefined;
     }
     // The call site, captured now and formatted only if the call fails. Capturing costs a few µs
@@ -285,10 +281,15 @@ export class Caller {
     let site: { stack?: string } | undefined;
     if (this.#settings.callSites) Error.captureStackTrace((site = {}));
     const promise = new Promise<unknown>((resolve, reject) => call.bind(resolve, reject, signal, site));
+    this.#start(call, target, ready ? frames : undefined);
+    return promise;
+  }
+
+  /** A call made: in the table, counted, and sent now if its frames are ready (else when its connection is). */
+  #start(call: PendingCall, target: Connection, frames: Buffer[] | undefined): void {
     this.#pending.add(call);
     this.#settings.counters.callsOut++;
-    if (ready) this.#hand(target, call, frames!);
-    return promise;
+    if (frames) this.#hand(target, call, frames);
   }
 
   /** The callee granted (or acknowledged, or refused with [0, 0]) credit for argument `slot` of call `id`. */

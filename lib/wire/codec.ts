@@ -183,9 +183,7 @@ export class MsgpackCodec implements Codec {
   }
 
   decode(bytes: Uint8Array, dialect: Dialect): unknown {
-    const unsound = checkMessagePack(bytes, this.#limits, this.#wrapping);
-    if (unsound !== undefined) throw new ProtocolError(`garbage MessagePack body: ${unsound}`);
-    return this.#asActive((): unknown => this.#unpackers[dialect].unpack(bytes), ProtocolError, 'garbage MessagePack body', 'nested too deeply');
+    return this.#decode(bytes, 0, bytes.length, undefined, dialect);
   }
 
   /**
@@ -194,9 +192,13 @@ export class MsgpackCodec implements Codec {
    * shape per message, half of msgpackr's own time; read in the frame, once per frame.
    */
   decodeRange(bytes: Uint8Array, start: number, end: number, dialect: Dialect): unknown {
+    return this.#decode(bytes, start, end, { start, end }, dialect);
+  }
+
+  /** The guard over `bytes[start, end)`, then msgpackr (over `range`, or all of `bytes`). */
+  #decode(bytes: Uint8Array, start: number, end: number, range: { start: number; end: number } | undefined, dialect: Dialect): unknown {
     const unsound = checkMessagePack(bytes, this.#limits, this.#wrapping, start, end);
     if (unsound !== undefined) throw new ProtocolError(`garbage MessagePack body: ${unsound}`);
-    const range = { start, end };
     return this.#asActive((): unknown => this.#unpackers[dialect].unpack(bytes, range), ProtocolError, 'garbage MessagePack body', 'nested too deeply');
   }
 
