@@ -6,10 +6,10 @@
  * Across nodes (a real redis-server): a far node that stops mid-call.
  */
 import { expect } from 'chai';
-import { CancelledError, Client, PeerNotConnectedError, ServiceClosedError, ServiceNotFoundError, type CallContext, type Server } from '../lib/index.js';
+import { CancelledError, Client, PeerNotConnectedError, ServiceClosedError, ServiceNotFoundError, type Server } from '../lib/index.js';
 import { CallScope } from '../lib/engine/call-scope.js';
-import { cleanup, once, recordingLogger, rejection, startClient, startServer, track, until } from './helpers.js';
-import { listedOn, startNode } from './cluster-in-process.js';
+import { cleanup, rejection, startClient, startServer, until } from './helpers.js';
+import { listedOn, startNode, waiter } from './cluster-in-process.js';
 import { suiteRedis } from './redis-server.js';
 
 /** A relay target that records each cancel. */
@@ -90,16 +90,7 @@ describe('cluster mode: a far node that stops with a relayed call in flight', fu
   it('the caller gets PeerNotConnectedError, and the client there hears the call cancelled (its ctx.signal aborts)', async () => {
     const a: Server = await startNode(suite.url, 'a');
     const b: Server = await startNode(suite.url, 'b');
-    const bob = track(new Client('svc', { userId: 'bob', logger: recordingLogger(), drainTimeoutMs: 50 }));
-    const seen: CallContext[] = [];
-    bob.registerRpc('wait', (ctx: CallContext) => {
-      seen.push(ctx);
-      return new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
-    }, { withContext: true });
-    bob.connect(b.endpoint);
-    const ready = once(bob, 'connected');
-    await bob.start();
-    await ready;
+    const { seen } = await waiter(b, 'bob');
     await listedOn(a, 'bob', 'b');
     const failed = rejection(a.invoke('wait', [], { to: 'bob', timeoutMs: 5000 }));
     await until(() => seen.length === 1);

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { CancelledError, Client, EncodingError, PeerNotConnectedError, Server, TimeoutError, type CallContext } from '../lib/index.js';
 import { cleanup, once, recordingLogger, rejection, sleep, track, until } from './helpers.js';
-import { listedOn, startNode } from './cluster-in-process.js';
+import { listedOn, startNode, waiter } from './cluster-in-process.js';
 import { suiteRedis } from './redis-server.js';
 
 describe('cluster mode: cancel, deadlines and streams across nodes', function () {
@@ -16,21 +16,6 @@ describe('cluster mode: cancel, deadlines and streams across nodes', function ()
   afterEach(cleanup);
 
   const node = (name: string): Promise<Server> => startNode(suite.url, name);
-
-  /** A client on `server` whose `wait` handler records its context and holds until its signal aborts. */
-  async function waiter(server: Server, identity: string): Promise<{ client: Client; seen: CallContext[] }> {
-    const client = track(new Client('svc', { userId: identity, logger: recordingLogger(), drainTimeoutMs: 50 }));
-    const seen: CallContext[] = [];
-    client.registerRpc('wait', (ctx: CallContext) => {
-      seen.push(ctx);
-      return new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
-    }, { withContext: true });
-    client.connect(server.endpoint);
-    const ready = once(client, 'connected');
-    await client.start();
-    await ready;
-    return { client, seen };
-  }
 
   const listed = listedOn;
 

@@ -3,7 +3,7 @@
  * (cluster.spec, cluster-calls.spec, cluster-links.spec).
  */
 import { expect } from 'chai';
-import { Client, Server, type ClusterOptions } from '../lib/index.js';
+import { Client, Server, type CallContext, type ClusterOptions } from '../lib/index.js';
 import { eventually } from './cluster-nodes.js';
 import { once, recordingLogger, track } from './helpers.js';
 
@@ -35,4 +35,16 @@ export async function startNodeClient(server: Server, identity: string, prepare:
 /** Waits until `server`'s view of the cluster has `identity` on node `where`. */
 export async function listedOn(server: Server, identity: string, where: string): Promise<void> {
   await eventually(async () => expect((await server.clusterPeers()).find((p) => p.identity === identity)?.node).to.equal(where));
+}
+
+/** A client `identity` of `server` whose `wait` handler records its context and holds until its signal aborts; tracked. */
+export async function waiter(server: Server, identity: string): Promise<{ client: Client; seen: CallContext[] }> {
+  const seen: CallContext[] = [];
+  const client = await startNodeClient(server, identity, (made) => {
+    made.registerRpc('wait', (ctx: CallContext) => {
+      seen.push(ctx);
+      return new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve('stopped'), { once: true }));
+    }, { withContext: true });
+  });
+  return { client, seen };
 }
