@@ -19,6 +19,9 @@ import type { Builtin, Role } from './role.js';
 import type { StreamWindow } from './streams.js';
 import { runWork, type Responder, type Work, type WorkHooks } from './work.js';
 
+/** Connections' counts at 0 kept at least, before a sweep drops them (see #handlerDone). */
+const KEPT_IDLE_KEYS = 1024;
+
 export interface DispatcherSettings {
   readonly peerId: string;
   readonly registry: Registry;
@@ -76,6 +79,8 @@ export class Dispatcher implements ResponderOwner {
   #builtins: Readonly<Record<string, Builtin>> | undefined;
   #running = 0;
   readonly #runningBy = new Map<string, number>();
+  /** Entries of #runningBy at 0. */
+  #idleKeys = 0;
   /** Compact calls still running, per connection then id: CANCEL, stream messages and a departure find them at once. */
   readonly #cancellable = new Map<Connection, IdTable<NumberedResponder>>();
   #drained: (() => void) | undefined;
@@ -125,15 +130,22 @@ export class Dispatcher implements ResponderOwner {
   /** Counts a handler (or a stream's producer) running for a connection; call what it returns when it ends. */
   #runningFor(key: string): () => void {
     this.#running++;
-    this.#runningBy.set(key, (this.#runningBy.get(key) ?? 0) + 1);
+    const now = this.#runningBy.get(key);
+    if (now === 0) this.#idleKeys--;
+    this.#runningBy.set(key, (now ?? 0) + 1);
     return () => this.#handlerDone(key);
   }
 
   #handlerDone(key: string): void {
     this.#running--;
     const left = (this.#runningBy.get(key) ?? 1) - 1;
-    if (left === 0) this.#runningBy.delete(key);
-    else this.#runningBy.set(key, left);
+    // A count at 0 stays (a client making one call at a time would add and delete its entry per
+    // call: see ByConnection for what that costs); the idle ones go when they outnumber the others.
+    this.#runningBy.set(key, left);
+    if (left === 0 && ++this.#idleKeys > KEPT_IDLE_KEYS && this.#idleKeys * 2 > this.#runningBy.size) {
+      for (const [idle, count] of this.#runningBy) if (count === 0) this.#runningBy.delete(idle);
+      this.#idleKeys = 0;
+    }
     if (this.#running === 0 && this.#drained) {
       this.#drained();
       this.#drained = undefined;

@@ -10,7 +10,7 @@
 import type { ErrorTable } from '../errors.js';
 import type { OutgoingHooks } from '../transport/outbox.js';
 import type { MessageId } from '../wire/messages.js';
-import { ByConnection } from './by-connection.js';
+import { ByConnection, type Grouped } from './by-connection.js';
 import { IdTable } from './id-table.js';
 import type { CallStream, StreamProducer, StreamWindow } from './streams.js';
 
@@ -27,9 +27,12 @@ export interface PendingCallsOwner {
 }
 
 /** One call in flight (or waiting for its connection). It is its own outbox hooks. */
-export class PendingCall implements OutgoingHooks {
+export class PendingCall implements OutgoingHooks, Grouped {
   /** Calls are bounded by maxPendingCalls, not by the send queue's limit. */
   readonly exempt = true;
+  /** Its place among its connection's calls (see ByConnection). */
+  groupAt = -1;
+  groupSeq = 0;
   /** False while the call waits for its connection to be ready. */
   sent = false;
   /** Sent again once already after an UNAUTHORIZED answer. */
