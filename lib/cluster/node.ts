@@ -15,6 +15,7 @@
  */
 import { CancelledError, ClusterUnavailableError, PeerNotConnectedError, RpcError, ServiceClosedError, TimeoutError } from '../errors.js';
 import { deadlineOf } from '../engine/call-scope.js';
+import { deadlineApplied } from '../engine/caller.js';
 import { rejectUnknownKeys } from '../option-checks.js';
 import type { CallOptions, StreamOptions } from '../options.js';
 import { CallStream, streamSlots } from '../engine/streams.js';
@@ -242,10 +243,13 @@ export class ClusterNode {
       if (left <= 0) throw new TimeoutError(`"${name}" was not sent: the deadline it inherits passed`);
       timeoutMs = Math.min(timeoutMs, left);
     }
-    const linkOptions: CallOptions = { timeoutMs: timeoutMs + LINK_MARGIN_MS };
-    // A signal of our own that follows the caller's: the caller's may carry a deadline, which the
-    // link call would inherit, and then time out here before the far node's answer could come.
-    if (signal) linkOptions.signal = inherited === undefined ? signal : AbortSignal.any([signal]);
+    const linkOptions: CallOptions & { [deadlineApplied]?: true } = { timeoutMs: timeoutMs + LINK_MARGIN_MS };
+    // The caller's signal goes along (its cancel), not its deadline: the link call would inherit it
+    // and time out here before the far node's answer could come (timeoutMs has it already).
+    if (signal) {
+      linkOptions.signal = signal;
+      if (inherited !== undefined) linkOptions[deadlineApplied] = true;
+    }
     if (options.metadata) linkOptions.metadata = options.metadata;
     if (options.errorTable) linkOptions.errorTable = options.errorTable;
     return { timeoutMs, linkOptions };
@@ -295,9 +299,12 @@ export class ClusterNode {
       const link = this.#linkTo(identity, where);
       // The link's stream waits a margin longer for each item (and the whole), so that the far
       // node's own TimeoutError answers first; its signal follows the caller's (CANCEL goes on).
-      const linkOptions: StreamOptions = { timeoutMs: itemTimeoutMs + LINK_MARGIN_MS, streamWindow: window };
+      const linkOptions: StreamOptions & { [deadlineApplied]?: true } = { timeoutMs: itemTimeoutMs + LINK_MARGIN_MS, streamWindow: window };
       if (deadline !== undefined) linkOptions.deadline = deadline + LINK_MARGIN_MS;
-      if (signal) linkOptions.signal = inherited === undefined ? signal : AbortSignal.any([signal]);
+      if (signal) {
+        linkOptions.signal = signal;
+        if (inherited !== undefined) linkOptions[deadlineApplied] = true; // `deadline` has it already
+      }
       if (options.metadata) linkOptions.metadata = options.metadata;
       if (options.errorTable) linkOptions.errorTable = options.errorTable;
       at = where!.node; // #linkTo threw unless there is one
@@ -328,12 +335,24 @@ export class ClusterNode {
     const directory = this.#directory!;
     const known = fresh ? undefined : this.#remembered(identity);
     if (known) return { where: known, cached: true };
-    this.#locations.delete(identity);
+    // Found wrong (fresh): forgotten now, so that calls meanwhile ask Redis too. An entry that only
+    // expired is renewed in place below: deleted and set again every ttl/3 per identity, the Map's
+    // table would be replaced over and over (see ByConnection in the engine).
+    if (fresh) this.#locations.delete(identity);
     const where = await directory.locate(identity);
     const link = where && this.#links.of(where.node);
     if (where && where.node !== this.node && !(link && !link.up && link.everUp)) {
-      if (this.#locations.size >= MAX_CACHED_LOCATIONS) this.#locations.clear();
-      this.#locations.set(identity, { where, until: Date.now() + this.#options.ttlMs / 3 });
+      const until = Date.now() + this.#options.ttlMs / 3;
+      const entry = this.#locations.get(identity);
+      if (entry) {
+        entry.where = where;
+        entry.until = until;
+      } else {
+        if (this.#locations.size >= MAX_CACHED_LOCATIONS) this.#locations.clear();
+        this.#locations.set(identity, { where, until });
+      }
+    } else {
+      this.#locations.delete(identity);
     }
     return { where, cached: false };
   }

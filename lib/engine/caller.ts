@@ -36,6 +36,14 @@ export interface CallOptions {
   errorTable?: ErrorTable;
 }
 
+/**
+ * Internal: set on the options of a call whose `timeoutMs` already accounts for the deadline its
+ * signal carries (a cluster link call, which waits a margin longer than the call it forwards): the
+ * signal's cancel goes along, its deadline is not inherited again. Without it, the link would need a
+ * signal of its own that follows the caller's (AbortSignal.any, made per call).
+ */
+export const deadlineApplied = Symbol('zeropeer.deadlineApplied');
+
 /** Options of one streaming call: `timeoutMs` is the wait for each next item. */
 export interface StreamOptions extends CallOptions {
   /** When the whole stream must have ended, epoch ms (default: none; each item still has `timeoutMs`). */
@@ -244,7 +252,7 @@ export class Caller {
     let wireTimeoutMs: number | undefined;
     try {
       timeoutMs = stream ? streamTimeout(stream.deadline) : positive(options.timeoutMs, 'timeoutMs', this.#settings.timeoutMs);
-      const inherited = signal && deadlineOf(signal);
+      const inherited = signal && !(options as { [deadlineApplied]?: true })[deadlineApplied] ? deadlineOf(signal) : undefined;
       if (inherited !== undefined) {
         // Called from a handler with its ctx.signal: never wait past the deadline of the caller's caller.
         const left = inherited - Date.now();
@@ -299,7 +307,7 @@ export class Caller {
 
   #timeoutFor(options: CallOptions): number {
     const timeoutMs = options.timeoutMs ?? this.#settings.timeoutMs;
-    const inherited = options.signal && deadlineOf(options.signal);
+    const inherited = options.signal && !(options as { [deadlineApplied]?: true })[deadlineApplied] ? deadlineOf(options.signal) : undefined;
     return inherited === undefined ? timeoutMs : Math.min(timeoutMs, inherited - Date.now());
   }
 

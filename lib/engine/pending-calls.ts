@@ -127,8 +127,8 @@ function appendCallSite(error: Error, site: { stack?: string }): void {
   }
 }
 
-/** Empty lanes kept for reuse (see #drop). */
-const KEPT_LANES = 4;
+/** Lanes kept before the empty ones go (see #drop). */
+const KEPT_LANES = 16;
 
 interface Lane {
   readonly timeoutMs: number;
@@ -141,6 +141,8 @@ export class PendingCalls {
   /** Not a Map: see IdTable (a Map's replaced tables kept every call alive through young-generation GCs). */
   readonly #calls = new IdTable<PendingCall>();
   readonly #lanes = new Map<number, Lane>();
+  /** Lanes emptied while there were more than KEPT_LANES (see #drop). */
+  #emptied: Lane[] = [];
   /** The same calls by connection: what a lost connection rejects, without a scan of every call. */
   readonly #byConnection = new ByConnection<PendingCall>();
   #timer: NodeJS.Timeout | undefined;
@@ -153,6 +155,11 @@ export class PendingCalls {
 
   get size(): number {
     return this.#calls.size;
+  }
+
+  /** Timeout lanes kept, emptied ones included (for tests). */
+  get lanes(): number {
+    return this.#lanes.size;
   }
 
   get full(): boolean {
@@ -182,7 +189,7 @@ export class PendingCalls {
     this.#byConnection.delete(call.connectionKey, call);
     if (this.#expiring) return call;
     if (this.#calls.size === 0) this.#clear();
-    else this.#trim(this.#lanes.get(call.timeoutMs));
+    else this.#trim(this.#lanes.get(call.timeoutMs), call);
     return call;
   }
 
@@ -213,13 +220,17 @@ export class PendingCalls {
     for (const call of calls) this.reject(call.id, makeError(call));
   }
 
-  /** Drops the settled calls at the head of a lane (calls mostly settle in the order they were made). */
-  #trim(lane: Lane | undefined): void {
+  /**
+   * Drops the settled calls at the head of a lane (calls mostly settle in the order they were made);
+   * `taken`, leaving the table now, counts as settled (it settles right after): else a lane of one
+   * call (a relayed call's timeout is its own) would keep it, answer and all, until the lane's timer.
+   */
+  #trim(lane: Lane | undefined, taken?: PendingCall): void {
     if (!lane) return;
     const { calls } = lane;
     // A passed slot is emptied at once: a lane is compacted only every ~1,000 calls, and settled
     // calls kept there until then (with their arguments, promise and answer) outlive young GCs.
-    while (lane.head < calls.length && calls[lane.head]!.settled) calls[lane.head++] = undefined;
+    while (lane.head < calls.length && (calls[lane.head]!.settled || calls[lane.head] === taken)) calls[lane.head++] = undefined;
     if (lane.head === calls.length) {
       this.#drop(lane);
     } else if (lane.head > 1024 && lane.head * 2 > calls.length) {
@@ -238,18 +249,29 @@ export class PendingCalls {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     this.#timerAt = Infinity;
-    for (const lane of this.#lanes.values()) this.#drop(lane);
+    for (const lane of this.#lanes.values()) {
+      lane.calls.length = 0;
+      lane.head = 0;
+    }
+    this.#emptied = [];
+    if (this.#lanes.size > KEPT_LANES) this.#lanes.clear();
   }
 
   /**
-   * An empty lane goes when there are many (timeouts may be all different); a few stay, emptied,
-   * so that the usual one or two timeouts do not delete and re-add a Map entry every batch (see
-   * IdTable: a Map whose table is replaced over and over keeps what it held through young GCs).
+   * An emptied lane stays, so that the usual one or two timeouts do not delete and re-add a Map
+   * entry every batch (see ByConnection: a Map whose table is replaced over and over keeps what it
+   * held through young GCs). Timeouts may all differ (a relayed call's is what is left of a
+   * deadline): past KEPT_LANES lanes, the emptied ones go, a few at a time.
    */
   #drop(lane: Lane): void {
     lane.calls.length = 0;
     lane.head = 0;
-    if (this.#lanes.size > KEPT_LANES) this.#lanes.delete(lane.timeoutMs);
+    if (this.#lanes.size <= KEPT_LANES) return;
+    this.#emptied.push(lane);
+    if (this.#emptied.length <= KEPT_LANES) return;
+    const emptied = this.#emptied;
+    this.#emptied = [];
+    for (const one of emptied) if (one.calls.length === 0 && this.#lanes.get(one.timeoutMs) === one) this.#lanes.delete(one.timeoutMs);
   }
 
   #expire(): void {

@@ -34,15 +34,18 @@ export interface OutgoingHooks {
   exempt?: boolean;
 }
 
-interface Outgoing extends OutgoingHooks {
+interface Outgoing {
   frames: Buffer[];
   size: number;
   /** Messages it carries: 1, or a batch's count. */
   messages: number;
+  /** The sender's hooks, as given: a call's are methods of its class, which a copy of its own properties would lose. */
+  hooks: OutgoingHooks;
 }
 
 interface Queue {
   items: Outgoing[];
+  /** A pump is sending from it (it may have just been emptied by drop). */
   busy: boolean;
   /** Bytes of the items waiting. */
   bytes: number;
@@ -74,6 +77,8 @@ interface PerKey {
   dirty: boolean;
   /** The last direct send, until it settles: what waits in the queue must not overtake it. */
   unsettled: Promise<void> | undefined;
+  /** What waits for the pipe (made at the first wait, then kept). */
+  queue: Queue | undefined;
 }
 
 /** Connections' records kept at least, before a sweep drops the idle ones. */
@@ -101,9 +106,9 @@ export class QueueFullError extends Error {
 
 export class Outbox {
   readonly #socket: Sender;
-  readonly #queues = new Map<string, Queue>();
   /**
-   * What is held per connection until the microtask queue runs dry, and its last direct send. An
+   * What is held per connection until the microtask queue runs dry, its last direct send and its
+   * queue. An
    * entry stays from one batch to the next and goes when its connection does (drop), or in a sweep
    * of idle ones when they grow many. Made and deleted (or the Map cleared) per batch, V8 would
    * replace the Map's table over and over and link each old table to the next; once one of those
@@ -132,8 +137,13 @@ export class Outbox {
   /** Messages waiting in all queues. */
   get queuedMessages(): number {
     let messages = 0;
-    for (const queue of this.#queues.values()) messages += queue.messages;
+    for (const entry of this.#keys.values()) messages += entry.queue?.messages ?? 0;
     return messages;
+  }
+
+  /** Connections the outbox keeps an entry for, idle ones included (for tests). */
+  get keysKept(): number {
+    return this.#keys.size;
   }
 
   /** Bytes waiting in all queues. */
@@ -147,11 +157,8 @@ export class Outbox {
    */
   send(key: string, frames: Buffer[], hooks: OutgoingHooks = {}, messages = 1, front = false): void {
     if (this.#closed) return;
-    let queue = this.#queues.get(key);
-    if (!queue) {
-      queue = { items: [], busy: false, bytes: 0, messages: 0 };
-      this.#queues.set(key, queue);
-    }
+    const entry = this.#entry(key, frames[0]!);
+    const queue = (entry.queue ??= { items: [], busy: false, bytes: 0, messages: 0 });
     const size = sizeOf(frames);
     if (!hooks.exempt) {
       const { messages, bytes, totalBytes } = this.limits;
@@ -165,11 +172,11 @@ export class Outbox {
     }
     queue.bytes += size;
     this.#totalBytes += size;
-    const item = { frames, size, messages, ...hooks };
+    const item = { frames, size, messages, hooks };
     if (front) queue.items.unshift(item);
     else queue.items.push(item);
     queue.messages += messages;
-    if (!queue.busy) void this.#pump(key, queue);
+    if (!queue.busy) void this.#pump(entry, queue);
   }
 
   /**
@@ -217,7 +224,8 @@ export class Outbox {
    * not overtake it).
    */
   #waits(key: string): boolean {
-    return this.#queues.has(key) || this.#keys.get(key)?.unsettled !== undefined;
+    const entry = this.#keys.get(key);
+    return entry !== undefined && (entry.unsettled !== undefined || waiting(entry.queue));
   }
 
   /** The entry of `key`, made if there is none (an idle one may be swept first, see #keys). */
@@ -225,15 +233,15 @@ export class Outbox {
     let entry = this.#keys.get(key);
     if (!entry) {
       if (this.#keys.size >= this.#sweepAt) this.#sweep();
-      entry = { key, routingId, packets: [], hooks: [], bytes: 0, dirty: false, unsettled: undefined };
+      entry = { key, routingId, packets: [], hooks: [], bytes: 0, dirty: false, unsettled: undefined, queue: undefined };
       this.#keys.set(key, entry);
     }
     return entry;
   }
 
-  /** Drops the entries with nothing held and no send unsettled; the next sweep comes at twice what is left. */
+  /** Drops the entries with nothing held, queued or unsettled; the next sweep comes at twice what is left. */
   #sweep(): void {
-    for (const [key, entry] of this.#keys) if (entry.packets.length === 0 && entry.unsettled === undefined) this.#keys.delete(key);
+    for (const [key, entry] of this.#keys) if (idle(entry)) this.#keys.delete(key);
     this.#sweepAt = Math.max(KEPT_KEYS, 2 * this.#keys.size);
   }
 
@@ -325,7 +333,7 @@ export class Outbox {
 
   /** Whether `messages` more (of `size` bytes) fit the queue of `key` within every limit. */
   #fits(key: string, messages: number, size: number): boolean {
-    const queue = this.#queues.get(key);
+    const queue = this.#keys.get(key)?.queue;
     const { limits } = this;
     return (queue?.messages ?? 0) + messages <= limits.messages && (queue?.bytes ?? 0) + size <= limits.bytes && this.#totalBytes + size <= limits.totalBytes;
   }
@@ -378,23 +386,20 @@ export class Outbox {
   /** Forgets what waits for a connection that is gone. */
   drop(key: string): void {
     const entry = this.#keys.get(key);
-    if (entry) {
-      entry.packets = [];
-      entry.hooks = [];
-      entry.bytes = 0;
-      // A send still unsettled stays known: what a new connection with this key sends waits for it.
-      if (entry.unsettled === undefined) this.#keys.delete(key);
-    }
-    const queue = this.#queues.get(key);
-    if (!queue) return;
-    this.#empty(queue);
-    if (!queue.busy) this.#queues.delete(key); // a busy pump deletes it as it stops
+    if (!entry) return;
+    entry.packets = [];
+    entry.hooks = [];
+    entry.bytes = 0;
+    if (entry.queue) this.#empty(entry.queue);
+    // A send still unsettled (or a pump still running) stays known: what a new connection with this
+    // key sends waits for it. The entry goes in a later sweep.
+    if (idle(entry)) this.#keys.delete(key);
   }
 
   /** Resolves once every queue is empty (or after `timeoutMs`). */
   async drained(timeoutMs = 500): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while ((this.#flushQueued || [...this.#queues.values()].some((queue) => queue.items.length > 0)) && Date.now() < deadline && !this.#closed) {
+    while ((this.#flushQueued || [...this.#keys.values()].some((entry) => (entry.queue?.items.length ?? 0) > 0)) && Date.now() < deadline && !this.#closed) {
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }
@@ -402,20 +407,20 @@ export class Outbox {
   /** Stops sending; what still waits is dropped. */
   close(): void {
     this.#closed = true;
+    for (const entry of this.#keys.values()) if (entry.queue) this.#empty(entry.queue);
     this.#keys.clear();
     this.#dirty = [];
-    for (const queue of this.#queues.values()) this.#empty(queue);
   }
 
-  async #pump(key: string, queue: Queue): Promise<void> {
+  async #pump(entry: PerKey, queue: Queue): Promise<void> {
     queue.busy = true;
     let backoff = 1;
     // A direct send whose outcome is not known yet goes first (a full pipe puts it at the front).
-    const unsettled = this.#keys.get(key)?.unsettled;
-    if (unsettled) await unsettled;
+    if (entry.unsettled) await entry.unsettled;
     while (queue.items.length > 0 && !this.#closed) {
       const item = queue.items[0]!;
-      if (item.stale?.()) {
+      const { hooks } = item;
+      if (hooks.stale?.()) {
         this.#shift(queue);
         continue;
       }
@@ -423,7 +428,7 @@ export class Outbox {
         await this.#socket.send(item.frames, item.messages);
         this.#shift(queue);
         backoff = 1;
-        item.onSent?.();
+        hooks.onSent?.();
       } catch (error) {
         if ((error as { code?: string }).code === 'EAGAIN' && !this.#closed) {
           // The peer's pipe is full: wait for it to read, without holding up anybody else.
@@ -432,12 +437,21 @@ export class Outbox {
           continue;
         }
         this.#shift(queue);
-        item.onError?.(error as Error);
+        hooks.onError?.(error as Error);
       }
     }
-    queue.busy = false;
-    if (queue.items.length === 0 && this.#queues.get(key) === queue) this.#queues.delete(key);
+    queue.busy = false; // the queue stays with its entry (see #keys)
   }
+}
+
+/** Whether a queue has something waiting, or a pump still sending from it. */
+function waiting(queue: Queue | undefined): boolean {
+  return queue !== undefined && (queue.busy || queue.items.length > 0);
+}
+
+/** Whether an entry has nothing held, queued or unsettled: a sweep (or drop) may let it go. */
+function idle(entry: PerKey): boolean {
+  return entry.packets.length === 0 && entry.unsettled === undefined && !waiting(entry.queue);
 }
 
 /** The hooks of a batch that waits whole (it fit every limit): each message hears what became of it; stale when all are. */

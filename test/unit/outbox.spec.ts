@@ -183,6 +183,58 @@ describe('Outbox', () => {
     expect(sender.attempts).to.deep.equal(['m1', 'm2', 'm3']);
   });
 
+  it('hooks that are methods of a class, as a call\'s are, are heard in the queue: a stale one is skipped, a failure is told', async () => {
+    // A PendingCall is its own hooks: stale() and onError() live on its prototype, which a copy of
+    // its own properties would lose (the call would be sent after it settled, or wait for its timeout).
+    class Call implements OutgoingHooks {
+      readonly exempt = true;
+      settled = false;
+      constructor(readonly log: string[], readonly label: string) {}
+      stale(): boolean {
+        return this.settled;
+      }
+      onError(error: Error): void {
+        this.log.push(`error ${this.label}: ${(error as { code?: string }).code}`);
+      }
+    }
+    const sender = new ScriptedSender(['hold', 'ok', 'EHOSTUNREACH']);
+    const outbox = new Outbox(sender, limits(10));
+    const log: string[] = [];
+    const settled = new Call(log, 'settled');
+    outbox.send('a', frames('m1'), hooks(log, 'm1'));
+    outbox.send('a', frames('settled'), settled);
+    outbox.send('a', frames('m2'), hooks(log, 'm2'));
+    outbox.send('a', frames('lost'), new Call(log, 'lost'));
+    settled.settled = true;
+    sender.release();
+    await until(() => log.length === 3, 'all of them heard of');
+    expect(sender.attempts, 'the settled call is never sent').to.deep.equal(['m1', 'm2', 'lost']);
+    expect(log).to.deep.equal(['sent m1', 'sent m2', 'error lost: EHOSTUNREACH']);
+  });
+
+  it('keeps a connection\'s entry from one send to the next, but not for good: keys that come and go are swept', async () => {
+    const sender = new ScriptedSender();
+    const outbox = new Outbox(sender, limits(10), { messages: 64, bytes: 65_536 });
+    // Connections that each send once and are gone, 100 a tick (no drop: as if nobody said they left).
+    for (let tick = 0; tick < 50; tick++) {
+      for (let i = tick * 100; i < (tick + 1) * 100; i++) outbox.sendNow(`peer-${i}`, [Buffer.from(`peer-${i}`), Buffer.from('x')]);
+      outbox.flushHeld();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(sender.delivered).to.have.length(5000);
+    expect(outbox.keysKept, 'idle entries swept once they double').to.be.at.most(2048);
+    outbox.sendNow('steady', [Buffer.from('steady'), Buffer.from('1')]);
+    outbox.flushHeld();
+    const kept = outbox.keysKept;
+    outbox.sendNow('steady', [Buffer.from('steady'), Buffer.from('2')]);
+    outbox.flushHeld();
+    expect(outbox.keysKept, 'the same connection again: no new entry').to.equal(kept);
+    outbox.drop('steady');
+    await new Promise((resolve) => setImmediate(resolve));
+    outbox.drop('steady'); // its last send has settled now: the entry goes
+    expect(outbox.keysKept).to.equal(kept - 1);
+  });
+
   it('sendNow reports a failure other than EAGAIN without queueing', async () => {
     const sender = new ScriptedSender(['EHOSTUNREACH']);
     const outbox = new Outbox(sender, limits(10));

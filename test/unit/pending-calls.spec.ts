@@ -385,4 +385,18 @@ describe('PendingCalls', () => {
     clock.tick(100);
     expect(expired.slice(timeouts.length)).to.deep.equal([...timeouts].sort((a, b) => a - b).map((ms) => `again${ms}`));
   });
+  it('calls with all different timeouts, settling out of order while others stay, keep every deadline, and emptied lanes do not pile up', () => {
+    const { table, expired } = makeTable(10_000);
+    // A relayed call's timeout is what is left of its deadline: one lane a call, here 400 of them,
+    // with one slow call per 50 still in flight while the others settle (newest first).
+    const calls = Array.from({ length: 400 }, (_, i) => addCall(table, `r${i}`, 1000 + i));
+    for (let i = calls.length - 1; i >= 0; i--) if (i % 50 !== 0) table.resolve(calls[i]!.call.id, i);
+    expect(table.lanes, 'emptied lanes go, a few at a time').to.be.at.most(8 + 17);
+    const later = Array.from({ length: 20 }, (_, i) => addCall(table, `l${i}`, 500 + i * 37));
+    clock.tick(2000);
+    const due = [...calls.filter((_, i) => i % 50 === 0).map(({ call }) => call), ...later.map(({ call }) => call)];
+    expect(expired).to.deep.equal(due.sort((a, b) => a.deadline - b.deadline).map((call) => call.name));
+    expect(table.size).to.equal(0);
+    expect(clock.armed).to.equal(0);
+  });
 });
