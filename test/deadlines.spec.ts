@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { TimeoutError, type CallContext } from '../lib/index.js';
+import { deadlineApplied } from '../lib/engine/caller.js';
+import { TimeoutError, type CallContext, type Interceptor } from '../lib/index.js';
 import { DIRECTIONS, connectedPair } from './directions.js';
 import { cleanup, rejection, startClient, startServer, until } from './helpers.js';
 
@@ -88,5 +89,32 @@ describe('deadlines that travel', () => {
     const error = await inner!;
     expect(error).to.be.instanceOf(TimeoutError);
     expect(sent).to.equal(0);
+  });
+
+  it('internal: a call told its deadline is applied (a cluster link) keeps the signal\'s cancel but not its deadline', async () => {
+    // A cluster link call waits a margin longer than the call it forwards (so that the far node's
+    // own TimeoutError answers first): it must not inherit the deadline of the signal it carries.
+    const c = await startServer({}, 'tcp', 'c');
+    c.registerRpc('deadline', (ctx: CallContext) => ctx.deadline, { withContext: true });
+    const seen: Array<number | undefined> = [];
+    const watch: Interceptor = (next) => (call) => {
+      seen.push(call.deadline);
+      return next(call);
+    };
+    const bToC = await startClient(c, { userId: 'b', interceptors: { outgoing: [watch] } });
+    const b = await startServer({}, 'tcp', 'b');
+    b.registerRpc('middle', async (ctx: CallContext) => {
+      const inherited = await bToC.invoke('deadline', [], { signal: ctx.signal, timeoutMs: 5000 });
+      const applied = await bToC.invoke('deadline', [], { signal: ctx.signal, timeoutMs: 5000, [deadlineApplied]: true } as object);
+      return [ctx.deadline, inherited, applied];
+    }, { withContext: true });
+    const a = await startClient(b, { userId: 'a' });
+    const made = Date.now();
+    const [middle, inherited, applied] = await a.invoke('middle', [], { timeoutMs: 1000 }) as number[];
+    expect(middle).to.be.at.most(made + 1000 + 500);
+    expect(inherited, 'a plain call inherits the handler\'s deadline').to.be.at.most(middle! + 500);
+    expect(applied, 'told it is applied: its own 5 s').to.be.at.least(made + 4000);
+    expect(seen[0]).to.be.at.most(middle! + 50);
+    expect(seen[1], 'outgoing interceptors see the same').to.be.at.least(made + 4000);
   });
 });

@@ -4,15 +4,11 @@
  * connections x items: 10,000 clients going at once (a network blip, a restart) with a call in
  * flight each is 10^8 steps.
  *
- * No Set per group, and no Map entry made and deleted per item. A Map or Set whose entries come and
- * go at the rate of calls has its hash table replaced over and over, and V8 links each replaced
- * table to the next (for iterators that outlive a rehash). Once one replaced table is in the old
- * generation (after an idle spell, or any full GC), each dead table keeps the next one alive
- * through young GCs, and with it everything the tables held: a quarter of what a call allocated was
- * promoted, and cross-node calls ran 40 % slower (BENCHMARKS.md, "Results, sixth pass"). So a
- * group is an array in which an item knows its place (one removed is replaced by the last), and a
- * group left empty stays until the empty ones outnumber the others.
+ * No Set per group, and no Map entry made and deleted per item (see KeptMap for what that costs):
+ * a group is an array in which an item knows its place (one removed is replaced by the last), and
+ * a group left empty stays while its connection is in use.
  */
+import { KeptMap, type Kept } from '../kept-map.js';
 
 /** What an item of a {@link ByConnection} keeps for it: its place in its group, and when it came. */
 export interface Grouped {
@@ -20,55 +16,52 @@ export interface Grouped {
   groupSeq: number;
 }
 
-/** Empty groups kept at least, before a sweep drops them. */
-const KEPT_EMPTY = 1024;
+interface Group<T> extends Kept {
+  readonly items: T[];
+}
 
 export class ByConnection<T extends Grouped> {
-  readonly #groups = new Map<string, T[]>();
-  /** Groups that are empty now (they stay, see above). */
-  #empty = 0;
+  readonly #groups: KeptMap<Group<T>>;
   /** Numbers items in the order they came: `of` gives them oldest first. */
   #seq = 0;
 
+  /** @param sweepMs, now: see KeptMap (tests give their own clock) */
+  constructor(sweepMs?: number, now?: () => number) {
+    this.#groups = new KeptMap<Group<T>>((group) => group.items.length === 0, sweepMs, now);
+  }
+
   add(key: string, item: T): void {
-    let group = this.#groups.get(key);
-    if (!group) this.#groups.set(key, (group = []));
-    else if (group[item.groupAt] === item) return; // already there: it stays where it was
-    else if (group.length === 0) this.#empty--;
-    item.groupAt = group.length;
+    const { items } = this.#groups.get(key) ?? this.#groups.add(key, { items: [], used: true });
+    if (items[item.groupAt] === item) return; // already there: it stays where it was
+    item.groupAt = items.length;
     item.groupSeq = this.#seq++;
-    group.push(item);
+    items.push(item);
   }
 
   /** Removes one item (nothing when it is not in the group of `key`). */
   delete(key: string, item: T): void {
-    const group = this.#groups.get(key);
+    const items = this.#groups.peek(key)?.items;
     const at = item.groupAt;
-    if (!group || group[at] !== item) return;
-    const last = group.pop()!;
+    if (!items || items[at] !== item) return;
+    const last = items.pop()!;
     if (last !== item) {
-      group[at] = last;
+      items[at] = last;
       last.groupAt = at;
     }
     item.groupAt = -1;
-    // Keys of connections long gone are not kept for good: a sweep now and then.
-    if (group.length === 0 && ++this.#empty > KEPT_EMPTY && this.#empty * 2 > this.#groups.size) this.#sweep();
-  }
-
-  #sweep(): void {
-    for (const [key, group] of this.#groups) if (group.length === 0) this.#groups.delete(key);
-    this.#empty = 0;
   }
 
   /** The items of `key`, oldest first, as a list of their own (safe to change the table while walking it). */
   of(key: string): T[] {
-    const group = this.#groups.get(key);
-    return group ? [...group].sort((a, b) => a.groupSeq - b.groupSeq) : [];
+    const items = this.#groups.peek(key)?.items;
+    return items ? [...items].sort((a, b) => a.groupSeq - b.groupSeq) : [];
   }
 
   /** Connections with at least one item. */
   get groups(): number {
-    return this.#groups.size - this.#empty;
+    let groups = 0;
+    for (const group of this.#groups.values()) if (group.items.length > 0) groups++;
+    return groups;
   }
 
   /** Groups kept, empty ones included (for tests). */

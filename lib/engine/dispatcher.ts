@@ -5,6 +5,7 @@
 import { PeerCounters } from './counters.js';
 import { BusyError, CancelledError, PeerNotConnectedError, ProtocolError, ServiceClosedError, ServiceNotFoundError, errorToWire, type ErrorClass } from '../errors.js';
 import type { LogContext, Logger } from '../logger.js';
+import { KeptMap, type Kept } from '../kept-map.js';
 import { domainAllows, type Predicate } from '../predicates.js';
 import { RESERVED_PREFIX, type FunctionInfo, type Registration, type Registry } from '../registry.js';
 import { COMPACT_CAPABILITY, MessageType, PROBE, isOneWayId, type ErrorBody, type Framing, type Message, type MessageId, type MessageTypeCode } from '../wire/messages.js';
@@ -19,8 +20,10 @@ import type { Builtin, Role } from './role.js';
 import type { StreamWindow } from './streams.js';
 import { runWork, type Responder, type Work, type WorkHooks } from './work.js';
 
-/** Connections' counts at 0 kept at least, before a sweep drops them (see #handlerDone). */
-const KEPT_IDLE_KEYS = 1024;
+/** Handlers running for one connection (see Dispatcher.#runningBy). */
+interface RunningCount extends Kept {
+  count: number;
+}
 
 export interface DispatcherSettings {
   readonly peerId: string;
@@ -78,9 +81,7 @@ export class Dispatcher implements ResponderOwner {
   #role: Role | undefined;
   #builtins: Readonly<Record<string, Builtin>> | undefined;
   #running = 0;
-  readonly #runningBy = new Map<string, number>();
-  /** Entries of #runningBy at 0. */
-  #idleKeys = 0;
+  readonly #runningBy = new KeptMap<RunningCount>((running) => running.count === 0);
   /** Compact calls still running, per connection then id: CANCEL, stream messages and a departure find them at once. */
   readonly #cancellable = new Map<Connection, IdTable<NumberedResponder>>();
   #drained: (() => void) | undefined;
@@ -130,22 +131,16 @@ export class Dispatcher implements ResponderOwner {
   /** Counts a handler (or a stream's producer) running for a connection; call what it returns when it ends. */
   #runningFor(key: string): () => void {
     this.#running++;
-    const now = this.#runningBy.get(key);
-    if (now === 0) this.#idleKeys--;
-    this.#runningBy.set(key, (now ?? 0) + 1);
-    return () => this.#handlerDone(key);
+    // A count at 0 stays (a client making one call at a time would add and delete its entry per
+    // call: see KeptMap for what that costs).
+    const running = this.#runningBy.get(key) ?? this.#runningBy.add(key, { count: 0, used: true });
+    running.count++;
+    return () => this.#handlerDone(running);
   }
 
-  #handlerDone(key: string): void {
+  #handlerDone(running: RunningCount): void {
     this.#running--;
-    const left = (this.#runningBy.get(key) ?? 1) - 1;
-    // A count at 0 stays (a client making one call at a time would add and delete its entry per
-    // call: see ByConnection for what that costs); the idle ones go when they outnumber the others.
-    this.#runningBy.set(key, left);
-    if (left === 0 && ++this.#idleKeys > KEPT_IDLE_KEYS && this.#idleKeys * 2 > this.#runningBy.size) {
-      for (const [idle, count] of this.#runningBy) if (count === 0) this.#runningBy.delete(idle);
-      this.#idleKeys = 0;
-    }
+    running.count--;
     if (this.#running === 0 && this.#drained) {
       this.#drained();
       this.#drained = undefined;
@@ -194,7 +189,7 @@ export class Dispatcher implements ResponderOwner {
       return;
     }
     const { maxRunning, maxRunningPerConnection } = this.#settings;
-    if (this.#running >= maxRunning || (this.#runningBy.get(connection.key) ?? 0) >= maxRunningPerConnection) {
+    if (this.#running >= maxRunning || (this.#runningBy.peek(connection.key)?.count ?? 0) >= maxRunningPerConnection) {
       // Bounded work: a peer that floods us with slow calls is told to come back later, and costs nothing more.
       responder.fail(new BusyError(`"${this.#settings.peerId}" is busy: ${this.#running >= maxRunning ? `${maxRunning} handlers running` : `${maxRunningPerConnection} handlers running for this connection`}; retry later`));
       return;

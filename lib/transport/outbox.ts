@@ -14,6 +14,7 @@
  * throughput. Nothing waits for I/O or a timer, so a lone call is not delayed; order per connection
  * is kept: a message that cannot join a batch (v1) first sends what is held.
  */
+import { KeptMap, type Kept } from '../kept-map.js';
 import { batchBytes, encodeBatch } from '../wire/framing.js';
 
 /** What the outbox sends through (the socket). */
@@ -67,7 +68,7 @@ export type BatchLimits = { readonly messages: number; readonly bytes: number } 
  * What the outbox keeps for one connection: what is held to leave together, and the last direct
  * send until it settles. It stays from one batch to the next (see Outbox.#keys).
  */
-interface PerKey {
+interface PerKey extends Kept {
   readonly key: string;
   readonly routingId: Buffer;
   packets: Buffer[];
@@ -79,10 +80,9 @@ interface PerKey {
   unsettled: Promise<void> | undefined;
   /** What waits for the pipe (made at the first wait, then kept). */
   queue: Queue | undefined;
+  /** Bumped when the connection goes (drop): a direct send made before, met by a full pipe, is not queued for whoever has the key now. */
+  generation: number;
 }
-
-/** Connections' records kept at least, before a sweep drops the idle ones. */
-const KEPT_KEYS = 1024;
 
 function sizeOf(frames: Buffer[]): number {
   let size = 0;
@@ -115,11 +115,9 @@ export class Outbox {
    * is in the old generation, each keeps the next alive through young GCs, and with it the batches
    * they held: a quarter of what a call allocated was promoted (see ByConnection).
    */
-  readonly #keys = new Map<string, PerKey>();
+  readonly #keys: KeptMap<PerKey>;
   /** Entries with something held: what the next flush sends. */
   #dirty: PerKey[] = [];
-  /** Entries beyond which a new one sweeps the idle ones first. */
-  #sweepAt = KEPT_KEYS;
   #flushQueued = false;
   /** Messages held since the flush was queued, as last counted, and microtask hops without a new one. */
   #heldCount = 0;
@@ -129,9 +127,11 @@ export class Outbox {
   #closed = false;
   #totalBytes = 0;
 
-  constructor(socket: Sender, readonly limits: OutboxLimits, batch: BatchLimits = false) {
+  /** @param keys how the entries of connections no longer in use are swept (see KeptMap; tests give their own clock) */
+  constructor(socket: Sender, readonly limits: OutboxLimits, batch: BatchLimits = false, keys: { sweepMs?: number; now?: () => number } = {}) {
     this.#socket = socket;
     this.#batch = batch;
+    this.#keys = new KeptMap<PerKey>(idle, keys.sweepMs, keys.now);
   }
 
   /** Messages waiting in all queues. */
@@ -201,7 +201,7 @@ export class Outbox {
       }
       return;
     }
-    const held = this.#keys.get(key);
+    const held = this.#keys.peek(key);
     if (held && held.packets.length > 0) this.#flush(held); // what is held goes first
     if (this.#waits(key)) {
       this.send(key, frames, hooks);
@@ -215,7 +215,7 @@ export class Outbox {
    * socket now cannot overtake one of the outbox's (a heartbeat, which is never retried).
    */
   idle(key: string): boolean {
-    return !this.#closed && !this.#waits(key) && !this.#keys.get(key)?.packets.length;
+    return !this.#closed && !this.#waits(key) && !this.#keys.peek(key)?.packets.length;
   }
 
   /**
@@ -224,30 +224,19 @@ export class Outbox {
    * not overtake it).
    */
   #waits(key: string): boolean {
-    const entry = this.#keys.get(key);
+    const entry = this.#keys.peek(key);
     return entry !== undefined && (entry.unsettled !== undefined || waiting(entry.queue));
   }
 
-  /** The entry of `key`, made if there is none (an idle one may be swept first, see #keys). */
+  /** The entry of `key`, made if there is none (see #keys). */
   #entry(key: string, routingId: Buffer): PerKey {
-    let entry = this.#keys.get(key);
-    if (!entry) {
-      if (this.#keys.size >= this.#sweepAt) this.#sweep();
-      entry = { key, routingId, packets: [], hooks: [], bytes: 0, dirty: false, unsettled: undefined, queue: undefined };
-      this.#keys.set(key, entry);
-    }
-    return entry;
-  }
-
-  /** Drops the entries with nothing held, queued or unsettled; the next sweep comes at twice what is left. */
-  #sweep(): void {
-    for (const [key, entry] of this.#keys) if (idle(entry)) this.#keys.delete(key);
-    this.#sweepAt = Math.max(KEPT_KEYS, 2 * this.#keys.size);
+    return this.#keys.get(key) ?? this.#keys.add(key, {
+      key, routingId, packets: [], hooks: [], bytes: 0, dirty: false, unsettled: undefined, queue: undefined, generation: 0, used: true,
+    });
   }
 
   /** Remembers the direct send to `key` until it settles: the queue waits for it. */
-  #track(key: string, routingId: Buffer, sent: Promise<void>): void {
-    const entry = this.#entry(key, routingId);
+  #track(entry: PerKey, sent: Promise<void>): void {
     const settled = sent.then(noop, noop).then(() => {
       if (entry.unsettled === settled) entry.unsettled = undefined;
     });
@@ -255,15 +244,26 @@ export class Outbox {
   }
 
   #direct(key: string, frames: Buffer[], hooks: OutgoingHooks, messages: number): void {
+    const entry = this.#entry(key, frames[0]!);
+    const { generation } = entry;
     const sent = this.#socket.send(frames, messages);
     sent.then(
       hooks.onSent && (() => hooks.onSent!()),
       (error: { code?: string }) => {
-        if (error?.code === 'EAGAIN' && !this.#closed) this.send(key, frames, hooks, messages, true);
+        if (this.#retries(entry, generation, error)) this.send(key, frames, hooks, messages, true);
         else hooks.onError?.(error as Error);
       },
     );
-    this.#track(key, frames[0]!, sent);
+    this.#track(entry, sent);
+  }
+
+  /**
+   * Whether a direct send that failed goes to the queue to be tried again: a full pipe (EAGAIN),
+   * while the connection it was made for is still there (not dropped since: a new one with the
+   * same key must not receive it).
+   */
+  #retries(entry: PerKey, generation: number, error: { code?: string }): boolean {
+    return error?.code === 'EAGAIN' && !this.#closed && entry.generation === generation && this.#keys.peek(entry.key) === entry;
   }
 
   /**
@@ -271,13 +271,15 @@ export class Outbox {
    * so that each is held to the queue limit as it would be alone (a call is exempt, an answer is not).
    */
   #directBatch(key: string, routingId: Buffer, packets: Buffer[], hooks: OutgoingHooks[], bytes: number): void {
+    const entry = this.#entry(key, routingId);
+    const { generation } = entry;
     const sent = this.#socket.send([routingId, encodeBatch(packets, bytes)], packets.length);
     sent.then(
       () => {
         for (const one of hooks) one.onSent?.();
       },
       (error: { code?: string }) => {
-        if (error?.code === 'EAGAIN' && !this.#closed) {
+        if (this.#retries(entry, generation, error)) {
           // At the front, in order: they were handed over before anything that waits.
           for (let i = packets.length - 1; i >= 0; i--) this.send(key, [routingId, packets[i]!], hooks[i]!, 1, true);
         } else {
@@ -285,7 +287,7 @@ export class Outbox {
         }
       },
     );
-    this.#track(key, routingId, sent);
+    this.#track(entry, sent);
   }
 
   /** Holds a compact packet to leave with the others; a full batch leaves now. */
@@ -333,7 +335,7 @@ export class Outbox {
 
   /** Whether `messages` more (of `size` bytes) fit the queue of `key` within every limit. */
   #fits(key: string, messages: number, size: number): boolean {
-    const queue = this.#keys.get(key)?.queue;
+    const queue = this.#keys.peek(key)?.queue;
     const { limits } = this;
     return (queue?.messages ?? 0) + messages <= limits.messages && (queue?.bytes ?? 0) + size <= limits.bytes && this.#totalBytes + size <= limits.totalBytes;
   }
@@ -385,8 +387,9 @@ export class Outbox {
 
   /** Forgets what waits for a connection that is gone. */
   drop(key: string): void {
-    const entry = this.#keys.get(key);
+    const entry = this.#keys.peek(key);
     if (!entry) return;
+    entry.generation++;
     entry.packets = [];
     entry.hooks = [];
     entry.bytes = 0;
@@ -424,9 +427,11 @@ export class Outbox {
         this.#shift(queue);
         continue;
       }
+      // The item may be gone from the queue when the send settles (drop, while a new connection
+      // with the key queued more): only the item itself comes off, never the one after it.
       try {
         await this.#socket.send(item.frames, item.messages);
-        this.#shift(queue);
+        if (queue.items[0] === item) this.#shift(queue);
         backoff = 1;
         hooks.onSent?.();
       } catch (error) {
@@ -436,7 +441,7 @@ export class Outbox {
           backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
           continue;
         }
-        this.#shift(queue);
+        if (queue.items[0] === item) this.#shift(queue);
         hooks.onError?.(error as Error);
       }
     }

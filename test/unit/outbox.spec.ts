@@ -212,27 +212,58 @@ describe('Outbox', () => {
     expect(log).to.deep.equal(['sent m1', 'sent m2', 'error lost: EHOSTUNREACH']);
   });
 
-  it('keeps a connection\'s entry from one send to the next, but not for good: keys that come and go are swept', async () => {
+  it('keeps a connection\'s entry from one send to the next, but not for good: keys no longer in use are swept', async () => {
     const sender = new ScriptedSender();
-    const outbox = new Outbox(sender, limits(10), { messages: 64, bytes: 65_536 });
-    // Connections that each send once and are gone, 100 a tick (no drop: as if nobody said they left).
+    let now = 0;
+    const outbox = new Outbox(sender, limits(10), { messages: 64, bytes: 65_536 }, { sweepMs: 100, now: () => now });
+    // Connections that each send once and are gone, 100 a tick (no drop: as if nobody said they
+    // left), while one connection sends every tick.
     for (let tick = 0; tick < 50; tick++) {
       for (let i = tick * 100; i < (tick + 1) * 100; i++) outbox.sendNow(`peer-${i}`, [Buffer.from(`peer-${i}`), Buffer.from('x')]);
+      outbox.sendNow('steady', [Buffer.from('steady'), Buffer.from(String(tick))]);
       outbox.flushHeld();
       await new Promise((resolve) => setImmediate(resolve));
+      now += 10;
     }
-    expect(sender.delivered).to.have.length(5000);
-    expect(outbox.keysKept, 'idle entries swept once they double').to.be.at.most(2048);
-    outbox.sendNow('steady', [Buffer.from('steady'), Buffer.from('1')]);
-    outbox.flushHeld();
+    expect(sender.delivered).to.have.length(5050);
+    expect(outbox.keysKept, 'the last two intervals\' keys at most (1,000 each), and the steady one').to.be.at.most(2001);
     const kept = outbox.keysKept;
-    outbox.sendNow('steady', [Buffer.from('steady'), Buffer.from('2')]);
+    outbox.sendNow('steady', [Buffer.from('steady'), Buffer.from('again')]);
     outbox.flushHeld();
     expect(outbox.keysKept, 'the same connection again: no new entry').to.equal(kept);
     outbox.drop('steady');
     await new Promise((resolve) => setImmediate(resolve));
     outbox.drop('steady'); // its last send has settled now: the entry goes
     expect(outbox.keysKept).to.equal(kept - 1);
+  });
+
+  it('drop while the head of the queue is in flight, then a new connection with the key: its message is sent, not taken for the old one', async () => {
+    const sender = new ScriptedSender(['hold']);
+    const outbox = new Outbox(sender, limits(10));
+    const log: string[] = [];
+    outbox.send('k', frames('old1'), hooks(log, 'old1'));
+    outbox.send('k', frames('old2'), hooks(log, 'old2'));
+    outbox.drop('k'); // the connection went; old1 is in flight
+    outbox.send('k', frames('new1'), hooks(log, 'new1')); // a new connection with the same key
+    sender.release();
+    await until(() => log.includes('sent new1'), 'the new connection\'s message');
+    expect(sender.attempts).to.deep.equal(['old1', 'new1']);
+    expect(outbox.queuedMessages).to.equal(0);
+    expect(outbox.queuedBytes).to.equal(0);
+  });
+
+  it('a direct send that meets a full pipe after its connection was dropped is not queued for a new connection with the key', async () => {
+    const sender = new ScriptedSender(['EAGAIN']);
+    const outbox = new Outbox(sender, limits(10));
+    const log: string[] = [];
+    outbox.sendNow('k', frames('old'), hooks(log, 'old')); // its EAGAIN comes a microtask later
+    outbox.drop('k');
+    await until(() => log.length === 1, 'the old message\'s end');
+    expect(log).to.deep.equal(['error old: EAGAIN']);
+    outbox.sendNow('k', frames('new'), hooks(log, 'new'));
+    await until(() => log.length === 2, 'the new message');
+    expect(sender.attempts).to.deep.equal(['old', 'new']);
+    expect(sender.delivered).to.deep.equal(['new']);
   });
 
   it('sendNow reports a failure other than EAGAIN without queueing', async () => {
