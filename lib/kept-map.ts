@@ -13,8 +13,9 @@
  * used since the sweep before. Sweeps are timed (at most one per `sweepMs`, when a new key comes),
  * not counted in new keys: a count would let keys made again after a sweep bring the next one
  * sooner, and a table smaller than the connections in use would drop and make records without end.
- * A connection in use at least once per sweep interval keeps its record; one gone (or idle that
- * long) loses it within two intervals.
+ * A connection in use at least once per sweep interval keeps its record. One that goes is let go
+ * by its owner at once when idle ({@link KeptMap.release}); else (a record busy when its connection
+ * went, a key never told of) at a sweep after it has been idle a whole interval.
  */
 
 /** What a record of a {@link KeptMap} carries for it. */
@@ -35,7 +36,7 @@ export class KeptMap<V extends Kept> {
    * @param sweepMs the least time between two sweeps
    * @param now the clock (tests give their own)
    */
-  constructor(idle: (value: V) => boolean, sweepMs = 10_000, now: () => number = Date.now) {
+  constructor(idle: (value: V) => boolean, sweepMs = 10_000, now: () => number = () => performance.now()) {
     this.#idle = idle;
     this.#sweepMs = sweepMs;
     this.#now = now;
@@ -69,6 +70,12 @@ export class KeptMap<V extends Kept> {
   /** Drops the record of `key` now (its connection is gone). */
   delete(key: string): void {
     this.#map.delete(key);
+  }
+
+  /** Drops the record of `key` if it is idle (its connection is gone; a busy one goes at a sweep). */
+  release(key: string): void {
+    const value = this.#map.get(key);
+    if (value !== undefined && this.#idle(value)) this.#map.delete(key);
   }
 
   clear(): void {

@@ -117,4 +117,28 @@ describe('deadlines that travel', () => {
     expect(seen[0]).to.be.at.most(middle! + 50);
     expect(seen[1], 'outgoing interceptors see the same').to.be.at.least(made + 4000);
   });
+
+  it('internal: a call told its deadline is applied still carries the signal\'s cancel to the callee', async () => {
+    const c = await startServer({}, 'tcp', 'c');
+    let aborted: unknown;
+    c.registerRpc('wait', (ctx: CallContext) => new Promise((_resolve, reject) => ctx.signal.addEventListener('abort', () => {
+      aborted = ctx.signal.reason;
+      reject(aborted as Error);
+    }, { once: true })), { withContext: true });
+    const bToC = await startClient(c, { userId: 'b' });
+    const b = await startServer({}, 'tcp', 'b');
+    let started = false;
+    b.registerRpc('middle', (ctx: CallContext) => {
+      started = true;
+      return bToC.invoke('wait', [], { signal: ctx.signal, timeoutMs: 5000, [deadlineApplied]: true } as object);
+    }, { withContext: true });
+    const a = await startClient(b, { userId: 'a' });
+    const controller = new AbortController();
+    const call = a.invoke('middle', [], { timeoutMs: 4000, signal: controller.signal });
+    await until(() => started && c.stats().runningHandlers === 1);
+    controller.abort(new Error('a gave up'));
+    await rejection(call);
+    await until(() => aborted !== undefined);
+    expect((aborted as Error).name, 'the cancel reached c, long before any deadline').to.equal('CancelledError');
+  });
 });

@@ -40,7 +40,7 @@ export class ByConnection<T extends Grouped> {
 
   /** Removes one item (nothing when it is not in the group of `key`). */
   delete(key: string, item: T): void {
-    const items = this.#groups.peek(key)?.items;
+    const items = this.#groups.get(key)?.items;
     const at = item.groupAt;
     if (!items || items[at] !== item) return;
     const last = items.pop()!;
@@ -55,6 +55,11 @@ export class ByConnection<T extends Grouped> {
   of(key: string): T[] {
     const items = this.#groups.peek(key)?.items;
     return items ? [...items].sort((a, b) => a.groupSeq - b.groupSeq) : [];
+  }
+
+  /** The connection of `key` is gone: its group goes now if it is empty (else at a sweep, once emptied). */
+  release(key: string): void {
+    this.#groups.release(key);
   }
 
   /** Connections with at least one item. */

@@ -359,12 +359,14 @@ export class Caller {
   /** Rejects the calls sent on `connection` (not the ones still waiting to be sent). */
   rejectSent(connection: Connection, makeError: (name: string) => Error): void {
     this.#pending.rejectOn(connection.key, (call) => call.sent, (call) => lostError(call, makeError));
+    this.#pending.release(connection.key);
     this.onLost?.(connection);
   }
 
   /** Rejects every call for `connection`, sent or waiting. */
   rejectAll(connection: Connection, makeError: (name: string) => Error): void {
     this.#pending.rejectOn(connection.key, () => true, (call) => lostError(call, makeError));
+    this.#pending.release(connection.key);
     this.onLost?.(connection);
   }
 

@@ -302,6 +302,7 @@ export class Dispatcher implements ResponderOwner {
 
   /** `connection` is gone: its work is abandoned (signals abort) and its streams end. */
   connectionLost(connection: Connection): void {
+    this.#runningBy.release(connection.key); // when none runs (else it goes at a sweep)
     const running = this.#cancellable.get(connection);
     if (!running) return;
     this.#cancellable.delete(connection);

@@ -204,6 +204,11 @@ export class PendingCalls {
     call.settle(error);
   }
 
+  /** The connection of `connectionKey` is gone: what the table keeps for it goes once it has no call. */
+  release(connectionKey: string): void {
+    this.#byConnection.release(connectionKey);
+  }
+
   /** Calls waiting, not yet sent, on a connection, oldest first. */
   unsent(connectionKey: string): PendingCall[] {
     return this.#byConnection.of(connectionKey).filter((call) => !call.sent);

@@ -108,12 +108,8 @@ export class Outbox {
   readonly #socket: Sender;
   /**
    * What is held per connection until the microtask queue runs dry, its last direct send and its
-   * queue. An
-   * entry stays from one batch to the next and goes when its connection does (drop), or in a sweep
-   * of idle ones when they grow many. Made and deleted (or the Map cleared) per batch, V8 would
-   * replace the Map's table over and over and link each old table to the next; once one of those
-   * is in the old generation, each keeps the next alive through young GCs, and with it the batches
-   * they held: a quarter of what a call allocated was promoted (see ByConnection).
+   * queue. An entry stays from one batch to the next (see KeptMap for why a Map's entries must not
+   * come and go per batch) and goes when its connection does (drop), or at a sweep once idle.
    */
   readonly #keys: KeptMap<PerKey>;
   /** Entries with something held: what the next flush sends. */

@@ -75,6 +75,26 @@ describe('ByConnection', () => {
     expect(names(table.of('live'))).to.deep.equal(['live']);
   });
 
+  it('a group with a call in flight is never swept, however long the call; release lets an empty group go at once', () => {
+    let now = 0;
+    const table = new ByConnection<Item>(100, () => now);
+    const long = item('long');
+    table.add('k', long);
+    for (let sweep = 0; sweep < 3; sweep++) {
+      now += 100;
+      const other = item(`o${sweep}`);
+      table.add(`other-${sweep}`, other); // a new key: a sweep runs
+      table.delete(`other-${sweep}`, other);
+    }
+    expect(names(table.of('k')), 'the connection\'s call is still found when it is lost').to.deep.equal(['long']);
+    table.release('k'); // not empty: stays
+    expect(names(table.of('k'))).to.deep.equal(['long']);
+    table.delete('k', long);
+    const kept = table.kept;
+    table.release('k');
+    expect(table.kept).to.equal(kept - 1);
+  });
+
   it('the list it gives is its own: deleting while walking it visits every item once', () => {
     const table = new ByConnection<Item>();
     for (let i = 0; i < 5; i++) table.add('k', item(String(i)));

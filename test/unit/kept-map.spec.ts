@@ -72,4 +72,15 @@ describe('KeptMap', () => {
     table.clear();
     expect(table.size).to.equal(0);
   });
+
+  it('release drops a record at once when it is idle, and leaves a busy one for a sweep', () => {
+    const table = new KeptMap<Count>((value) => value.count === 0, 10, () => 0);
+    table.add('idle', record(0));
+    const busy = table.add('busy', record(2));
+    table.release('idle');
+    table.release('busy');
+    table.release('nobody');
+    expect(table.peek('idle')).to.equal(undefined);
+    expect(table.peek('busy')).to.equal(busy);
+  });
 });

@@ -237,6 +237,26 @@ describe('Outbox', () => {
     expect(outbox.keysKept).to.equal(kept - 1);
   });
 
+  it('a connection whose queue waits is never swept, however many sweeps pass: what it sends next waits its turn', async () => {
+    const sender = new ScriptedSender(['hold']);
+    let now = 0;
+    const outbox = new Outbox(sender, limits(10), false, { sweepMs: 100, now: () => now });
+    const log: string[] = [];
+    outbox.send('a', frames('a1'), hooks(log, 'a1')); // in flight, held: the peer does not read
+    outbox.send('a', frames('a2'), hooks(log, 'a2'));
+    for (let sweep = 0; sweep < 3; sweep++) {
+      now += 100;
+      outbox.sendNow(`other-${sweep}`, [Buffer.from(`other-${sweep}`), Buffer.from('o')]); // a new key: a sweep runs
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    outbox.sendNow('a', frames('a3'), hooks(log, 'a3'));
+    expect(outbox.queuedMessages, 'a3 waits behind a1 and a2').to.equal(3);
+    sender.release();
+    await until(() => log.length === 3, 'all three');
+    expect(log).to.deep.equal(['sent a1', 'sent a2', 'sent a3']);
+    expect(sender.attempts.filter((label) => label.startsWith('a'))).to.deep.equal(['a1', 'a2', 'a3']);
+  });
+
   it('drop while the head of the queue is in flight, then a new connection with the key: its message is sent, not taken for the old one', async () => {
     const sender = new ScriptedSender(['hold']);
     const outbox = new Outbox(sender, limits(10));
