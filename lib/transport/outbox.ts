@@ -122,6 +122,8 @@ export class Outbox {
   readonly #batch: BatchLimits;
   #closed = false;
   #totalBytes = 0;
+  /** Messages waiting in all queues (kept as they come and go: there is an entry per connection in use). */
+  #totalMessages = 0;
 
   /** @param keys how the entries of connections no longer in use are swept (see KeptMap; tests give their own clock) */
   constructor(socket: Sender, readonly limits: OutboxLimits, batch: BatchLimits = false, keys: { sweepMs?: number; now?: () => number } = {}) {
@@ -132,9 +134,7 @@ export class Outbox {
 
   /** Messages waiting in all queues. */
   get queuedMessages(): number {
-    let messages = 0;
-    for (const entry of this.#keys.values()) messages += entry.queue?.messages ?? 0;
-    return messages;
+    return this.#totalMessages;
   }
 
   /** Connections the outbox keeps an entry for, idle ones included (for tests). */
@@ -172,6 +172,7 @@ export class Outbox {
     if (front) queue.items.unshift(item);
     else queue.items.push(item);
     queue.messages += messages;
+    this.#totalMessages += messages;
     if (!queue.busy) void this.#pump(entry, queue);
   }
 
@@ -370,12 +371,14 @@ export class Outbox {
     const item = queue.items.shift();
     if (!item) return;
     queue.messages -= item.messages;
+    this.#totalMessages -= item.messages;
     queue.bytes -= item.size;
     this.#totalBytes -= item.size;
   }
 
   #empty(queue: Queue): void {
     this.#totalBytes -= queue.bytes;
+    this.#totalMessages -= queue.messages;
     queue.bytes = 0;
     queue.messages = 0;
     queue.items.length = 0;
@@ -398,7 +401,7 @@ export class Outbox {
   /** Resolves once every queue is empty (or after `timeoutMs`). */
   async drained(timeoutMs = 500): Promise<void> {
     const deadline = Date.now() + timeoutMs;
-    while ((this.#flushQueued || [...this.#keys.values()].some((entry) => (entry.queue?.items.length ?? 0) > 0)) && Date.now() < deadline && !this.#closed) {
+    while ((this.#flushQueued || this.#totalMessages > 0) && Date.now() < deadline && !this.#closed) {
       await new Promise((resolve) => setTimeout(resolve, 1));
     }
   }
