@@ -67,11 +67,6 @@ export class KeptMap<V extends Kept> {
     return value;
   }
 
-  /** Drops the record of `key` now (its connection is gone). */
-  delete(key: string): void {
-    this.#map.delete(key);
-  }
-
   /** Drops the record of `key` if it is idle (its connection is gone; a busy one goes at a sweep). */
   release(key: string): void {
     const value = this.#map.get(key);

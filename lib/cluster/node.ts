@@ -337,7 +337,7 @@ export class ClusterNode {
     if (known) return { where: known, cached: true };
     // Found wrong (fresh): forgotten now, so that calls meanwhile ask Redis too. An entry that only
     // expired is renewed in place below: deleted and set again every ttl/3 per identity, the Map's
-    // table would be replaced over and over (see ByConnection in the engine).
+    // table would be replaced over and over (see KeptMap).
     if (fresh) this.#locations.delete(identity);
     const where = await directory.locate(identity);
     const link = where && this.#links.of(where.node);

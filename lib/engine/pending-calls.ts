@@ -264,8 +264,8 @@ export class PendingCalls {
 
   /**
    * An emptied lane stays, so that the usual one or two timeouts do not delete and re-add a Map
-   * entry every batch (see ByConnection: a Map whose table is replaced over and over keeps what it
-   * held through young GCs). Timeouts may all differ (a relayed call's is what is left of a
+   * entry every batch (see KeptMap: a Map whose table is replaced over and over keeps what it held
+   * through young GCs). Timeouts may all differ (a relayed call's is what is left of a
    * deadline): past KEPT_LANES lanes, the emptied ones go, a few at a time.
    */
   #drop(lane: Lane): void {

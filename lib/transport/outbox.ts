@@ -260,7 +260,7 @@ export class Outbox {
    * same key must not receive it).
    */
   #retries(entry: PerKey, generation: number, error: { code?: string }): boolean {
-    return error?.code === 'EAGAIN' && !this.#closed && entry.generation === generation && this.#keys.peek(entry.key) === entry;
+    return error?.code === 'EAGAIN' && !this.#closed && entry.generation === generation;
   }
 
   /**
@@ -395,7 +395,7 @@ export class Outbox {
     if (entry.queue) this.#empty(entry.queue);
     // A send still unsettled (or a pump still running) stays known: what a new connection with this
     // key sends waits for it. The entry goes in a later sweep.
-    if (idle(entry)) this.#keys.delete(key);
+    this.#keys.release(key);
   }
 
   /** Resolves once every queue is empty (or after `timeoutMs`). */
