@@ -54,6 +54,22 @@ const LINK_MARGIN_MS = 1000;
 /** Locations remembered; past that many identities the cache starts over. */
 const MAX_CACHED_LOCATIONS = 100_000;
 
+/**
+ * A link call's options with what it takes from the caller's: its signal (its cancel goes along),
+ * metadata and error table. Not the signal's deadline (`applied`: the link's own timeout has it,
+ * plus a margin): inherited, the link call would time out here before the far node's answer came.
+ */
+function fromCaller<O extends CallOptions>(linkOptions: O, options: CallOptions, applied: boolean): O & { [deadlineApplied]?: true } {
+  const carried: O & { [deadlineApplied]?: true } = linkOptions;
+  if (options.signal) {
+    carried.signal = options.signal;
+    if (applied) carried[deadlineApplied] = true;
+  }
+  if (options.metadata) carried.metadata = options.metadata;
+  if (options.errorTable) carried.errorTable = options.errorTable;
+  return carried;
+}
+
 function failure(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
@@ -243,16 +259,7 @@ export class ClusterNode {
       if (left <= 0) throw new TimeoutError(`"${name}" was not sent: the deadline it inherits passed`);
       timeoutMs = Math.min(timeoutMs, left);
     }
-    const linkOptions: CallOptions & { [deadlineApplied]?: true } = { timeoutMs: timeoutMs + LINK_MARGIN_MS };
-    // The caller's signal goes along (its cancel), not its deadline: the link call would inherit it
-    // and time out here before the far node's answer could come (timeoutMs has it already).
-    if (signal) {
-      linkOptions.signal = signal;
-      if (inherited !== undefined) linkOptions[deadlineApplied] = true;
-    }
-    if (options.metadata) linkOptions.metadata = options.metadata;
-    if (options.errorTable) linkOptions.errorTable = options.errorTable;
-    return { timeoutMs, linkOptions };
+    return { timeoutMs, linkOptions: fromCaller({ timeoutMs: timeoutMs + LINK_MARGIN_MS }, options, inherited !== undefined) };
   }
 
   /** What the caller of `name` sees of a failed link call. */
@@ -299,14 +306,8 @@ export class ClusterNode {
       const link = this.#linkTo(identity, where);
       // The link's stream waits a margin longer for each item (and the whole), so that the far
       // node's own TimeoutError answers first; its signal follows the caller's (CANCEL goes on).
-      const linkOptions: StreamOptions & { [deadlineApplied]?: true } = { timeoutMs: itemTimeoutMs + LINK_MARGIN_MS, streamWindow: window };
-      if (deadline !== undefined) linkOptions.deadline = deadline + LINK_MARGIN_MS;
-      if (signal) {
-        linkOptions.signal = signal;
-        if (inherited !== undefined) linkOptions[deadlineApplied] = true; // `deadline` has it already
-      }
-      if (options.metadata) linkOptions.metadata = options.metadata;
-      if (options.errorTable) linkOptions.errorTable = options.errorTable;
+      const linkOptions = fromCaller<StreamOptions>({ timeoutMs: itemTimeoutMs + LINK_MARGIN_MS, streamWindow: window }, options, inherited !== undefined);
+      if (deadline !== undefined) linkOptions.deadline = deadline + LINK_MARGIN_MS; // the inherited one included
       at = where!.node; // #linkTo threw unless there is one
       const linkArgs = [identity, name, options.kwargs ?? null, itemTimeoutMs, [window.items, window.bytes], deadline === undefined ? null : deadline - Date.now(), ...args];
       return { stream: link.client.invokeStream('cluster.stream', linkArgs, linkOptions), cached };

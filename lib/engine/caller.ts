@@ -44,6 +44,12 @@ export interface CallOptions {
  */
 export const deadlineApplied = Symbol('zeropeer.deadlineApplied');
 
+/** The deadline a call inherits from its signal (a handler's ctx.signal), unless told it is applied already. */
+function inheritedDeadline(options: CallOptions & { [deadlineApplied]?: true }): number | undefined {
+  const { signal } = options;
+  return signal && !options[deadlineApplied] ? deadlineOf(signal) : undefined;
+}
+
 /** Options of one streaming call: `timeoutMs` is the wait for each next item. */
 export interface StreamOptions extends CallOptions {
   /** When the whole stream must have ended, epoch ms (default: none; each item still has `timeoutMs`). */
@@ -252,7 +258,7 @@ export class Caller {
     let wireTimeoutMs: number | undefined;
     try {
       timeoutMs = stream ? streamTimeout(stream.deadline) : positive(options.timeoutMs, 'timeoutMs', this.#settings.timeoutMs);
-      const inherited = signal && !(options as { [deadlineApplied]?: true })[deadlineApplied] ? deadlineOf(signal) : undefined;
+      const inherited = inheritedDeadline(options);
       if (inherited !== undefined) {
         // Called from a handler with its ctx.signal: never wait past the deadline of the caller's caller.
         const left = inherited - Date.now();
@@ -307,7 +313,7 @@ export class Caller {
 
   #timeoutFor(options: CallOptions): number {
     const timeoutMs = options.timeoutMs ?? this.#settings.timeoutMs;
-    const inherited = options.signal && !(options as { [deadlineApplied]?: true })[deadlineApplied] ? deadlineOf(options.signal) : undefined;
+    const inherited = inheritedDeadline(options);
     return inherited === undefined ? timeoutMs : Math.min(timeoutMs, inherited - Date.now());
   }
 

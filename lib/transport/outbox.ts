@@ -153,7 +153,12 @@ export class Outbox {
    */
   send(key: string, frames: Buffer[], hooks: OutgoingHooks = {}, messages = 1, front = false): void {
     if (this.#closed) return;
-    const entry = this.#entry(key, frames[0]!);
+    this.#enqueue(this.#entry(key, frames[0]!), frames, hooks, messages, front);
+  }
+
+  /** {@link send}, for the entry of its connection. */
+  #enqueue(entry: PerKey, frames: Buffer[], hooks: OutgoingHooks, messages = 1, front = false): void {
+    if (this.#closed) return;
     const queue = (entry.queue ??= { items: [], busy: false, bytes: 0, messages: 0 });
     const size = sizeOf(frames);
     if (!hooks.exempt) {
@@ -198,13 +203,10 @@ export class Outbox {
       }
       return;
     }
-    const held = this.#keys.peek(key);
-    if (held && held.packets.length > 0) this.#flush(held); // what is held goes first
-    if (this.#waits(key)) {
-      this.send(key, frames, hooks);
-      return;
-    }
-    this.#direct(key, frames, hooks, 1);
+    const entry = this.#entry(key, frames[0]!);
+    if (entry.packets.length > 0) this.#flush(entry); // what is held goes first
+    if (waits(entry)) this.#enqueue(entry, frames, hooks);
+    else this.#direct(entry, frames, hooks, 1);
   }
 
   /**
@@ -212,17 +214,8 @@ export class Outbox {
    * socket now cannot overtake one of the outbox's (a heartbeat, which is never retried).
    */
   idle(key: string): boolean {
-    return !this.#closed && !this.#waits(key) && !this.#keys.peek(key)?.packets.length;
-  }
-
-  /**
-   * Whether a message to `key` must wait its turn: something is queued, or a direct send has not
-   * told yet whether the pipe took it (its EAGAIN comes a microtask later, and what follows it must
-   * not overtake it).
-   */
-  #waits(key: string): boolean {
     const entry = this.#keys.peek(key);
-    return entry !== undefined && (entry.unsettled !== undefined || waiting(entry.queue));
+    return !this.#closed && (entry === undefined || (!waits(entry) && entry.packets.length === 0));
   }
 
   /** The entry of `key`, made if there is none (see #keys). */
@@ -240,14 +233,13 @@ export class Outbox {
     entry.unsettled = settled;
   }
 
-  #direct(key: string, frames: Buffer[], hooks: OutgoingHooks, messages: number): void {
-    const entry = this.#entry(key, frames[0]!);
+  #direct(entry: PerKey, frames: Buffer[], hooks: OutgoingHooks, messages: number): void {
     const { generation } = entry;
     const sent = this.#socket.send(frames, messages);
     sent.then(
       hooks.onSent && (() => hooks.onSent!()),
       (error: { code?: string }) => {
-        if (this.#retries(entry, generation, error)) this.send(key, frames, hooks, messages, true);
+        if (this.#retries(entry, generation, error)) this.#enqueue(entry, frames, hooks, messages, true);
         else hooks.onError?.(error as Error);
       },
     );
@@ -267,9 +259,8 @@ export class Outbox {
    * Sends a batch; a full pipe puts its messages in the queue one by one, each with its own hooks,
    * so that each is held to the queue limit as it would be alone (a call is exempt, an answer is not).
    */
-  #directBatch(key: string, routingId: Buffer, packets: Buffer[], hooks: OutgoingHooks[], bytes: number): void {
-    const entry = this.#entry(key, routingId);
-    const { generation } = entry;
+  #directBatch(entry: PerKey, packets: Buffer[], hooks: OutgoingHooks[], bytes: number): void {
+    const { generation, routingId } = entry;
     const sent = this.#socket.send([routingId, encodeBatch(packets, bytes)], packets.length);
     sent.then(
       () => {
@@ -278,7 +269,7 @@ export class Outbox {
       (error: { code?: string }) => {
         if (this.#retries(entry, generation, error)) {
           // At the front, in order: they were handed over before anything that waits.
-          for (let i = packets.length - 1; i >= 0; i--) this.send(key, [routingId, packets[i]!], hooks[i]!, 1, true);
+          for (let i = packets.length - 1; i >= 0; i--) this.#enqueue(entry, [routingId, packets[i]!], hooks[i]!, 1, true);
         } else {
           for (const one of hooks) one.onError?.(error as Error);
         }
@@ -299,7 +290,7 @@ export class Outbox {
 
   /** Sends what a connection holds: one packet as itself, several as one batch. */
   #flush(held: PerKey): void {
-    const { key, packets, hooks } = held;
+    const { packets, hooks } = held;
     if (packets.length === 0) return;
     held.packets = [];
     held.hooks = [];
@@ -315,24 +306,24 @@ export class Outbox {
       bytes += packets[i]!.length;
     }
     if (live.length === 0) return;
-    if (this.#waits(key)) {
-      if (live.length > 1 && this.#fits(key, live.length, batchBytes(live.length, bytes))) {
+    if (waits(held)) {
+      if (live.length > 1 && this.#fits(held, live.length, batchBytes(live.length, bytes))) {
         // Room for all of it: the batch waits its turn whole.
-        this.send(key, [held.routingId, encodeBatch(live, bytes)], batchHooks(liveHooks), live.length);
+        this.#enqueue(held, [held.routingId, encodeBatch(live, bytes)], batchHooks(liveHooks), live.length);
       } else {
         // Near a limit: each message alone, so that each is held to it as it would be alone.
-        for (let i = 0; i < live.length; i++) this.send(key, [held.routingId, live[i]!], liveHooks[i]!);
+        for (let i = 0; i < live.length; i++) this.#enqueue(held, [held.routingId, live[i]!], liveHooks[i]!);
       }
     } else if (live.length === 1) {
-      this.#direct(key, [held.routingId, live[0]!], liveHooks[0]!, 1);
+      this.#direct(held, [held.routingId, live[0]!], liveHooks[0]!, 1);
     } else {
-      this.#directBatch(key, held.routingId, live, liveHooks, bytes);
+      this.#directBatch(held, live, liveHooks, bytes);
     }
   }
 
-  /** Whether `messages` more (of `size` bytes) fit the queue of `key` within every limit. */
-  #fits(key: string, messages: number, size: number): boolean {
-    const queue = this.#keys.peek(key)?.queue;
+  /** Whether `messages` more (of `size` bytes) fit the queue of `entry` within every limit. */
+  #fits(entry: PerKey, messages: number, size: number): boolean {
+    const { queue } = entry;
     const { limits } = this;
     return (queue?.messages ?? 0) + messages <= limits.messages && (queue?.bytes ?? 0) + size <= limits.bytes && this.#totalBytes + size <= limits.totalBytes;
   }
@@ -446,6 +437,15 @@ export class Outbox {
     }
     queue.busy = false; // the queue stays with its entry (see #keys)
   }
+}
+
+/**
+ * Whether a message to the connection of `entry` must wait its turn: something is queued, or a
+ * direct send has not told yet whether the pipe took it (its EAGAIN comes a microtask later, and
+ * what follows it must not overtake it).
+ */
+function waits(entry: PerKey): boolean {
+  return entry.unsettled !== undefined || waiting(entry.queue);
 }
 
 /** Whether a queue has something waiting, or a pump still sending from it. */
